@@ -1,0 +1,244 @@
+//! The catalog: the tree of nodes, their attributes and extended attributes.
+//!
+//! The file system core talks to a catalog through the [`Catalog`] trait, by
+//! inode number, and never sees SQL. The one implementation today is
+//! [`sqlite::SqliteCatalog`], which reads the MarkBase v1 format as found
+//! (`file_nodes`, `file_locations`) and keeps what a POSIX file system needs
+//! beyond it in side tables of its own (`mb_*`). A shared SQL catalog can come
+//! later behind the same trait; `tests/` holds one conformance suite meant to
+//! run against every implementation.
+//!
+//! Rules every implementation keeps:
+//! * inode numbers are stable for a node across mounts and never reused;
+//! * every mutation is one transaction: it happens whole or not at all;
+//! * names are rendered from labels by [`names`], the same on every mount.
+//!
+//! The catalog trusts its one client (the file system core) for POSIX
+//! preconditions that need the rendered directory (does the name exist, is
+//! the directory empty); it checks what it can cheaply itself.
+
+pub mod names;
+pub mod sqlite;
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+/// Inode number.
+pub type Ino = u64;
+/// The mount's root directory.
+pub const ROOT_INO: Ino = 1;
+/// The virtual top-level `Unfiled` directory holding nodes whose parent is gone.
+pub const UNFILED_INO: Ino = 2;
+
+/// What a node is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Dir,
+    File,
+    Symlink,
+    Fifo,
+    Socket,
+    CharDev,
+    BlockDev,
+}
+
+impl Kind {
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            Kind::Dir => "d",
+            Kind::File => "f",
+            Kind::Symlink => "l",
+            Kind::Fifo => "p",
+            Kind::Socket => "s",
+            Kind::CharDev => "c",
+            Kind::BlockDev => "b",
+        }
+    }
+
+    pub(crate) fn from_code(s: &str) -> Option<Kind> {
+        Some(match s {
+            "d" | "folder" => Kind::Dir,
+            "f" | "file" => Kind::File,
+            "l" => Kind::Symlink,
+            "p" => Kind::Fifo,
+            "s" => Kind::Socket,
+            "c" => Kind::CharDev,
+            "b" => Kind::BlockDev,
+            _ => return None,
+        })
+    }
+}
+
+/// Everything the catalog knows of one inode.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeRecord {
+    pub ino: Ino,
+    pub node_id: String,
+    pub kind: Kind,
+    /// The node has a `file_nodes` row (the rest of MarkBase sees it).
+    pub in_catalog: bool,
+    pub perm: u16,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u32,
+    pub nlink: u32,
+    /// Size as the catalog records it (may be stale for catalog files).
+    pub size: u64,
+    pub atime: SystemTime,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    pub btime: SystemTime,
+    /// Symlink target.
+    pub target: Option<Vec<u8>>,
+    /// Content file written by the mount (content store), if any.
+    pub content: Option<PathBuf>,
+    /// `file_locations` of the node, in the order they were added.
+    pub locations: Vec<PathBuf>,
+}
+
+/// One rendered directory entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: String,
+    pub ino: Ino,
+    pub kind: Kind,
+}
+
+/// What to create.
+#[derive(Clone, Debug)]
+pub struct NewNode {
+    pub kind: Kind,
+    pub perm: u16,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u32,
+    pub target: Option<Vec<u8>>,
+    /// Content file for a regular file (already created in the store).
+    pub content: Option<PathBuf>,
+}
+
+/// Attribute changes; `None` leaves a field alone.
+#[derive(Clone, Debug, Default)]
+pub struct SetAttrs {
+    pub perm: Option<u16>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<SystemTime>,
+    pub mtime: Option<SystemTime>,
+    pub ctime: Option<SystemTime>,
+}
+
+/// What an unlink left behind.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Unlinked {
+    pub ino: Ino,
+    /// Links the inode still has; 0 means it is gone once no handle holds it.
+    pub nlink: u32,
+}
+
+/// Errors of the catalog layer.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("no such node")]
+    NotFound,
+    #[error("name exists")]
+    Exists,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("operation not permitted here: {0}")]
+    NotPermitted(&'static str),
+    #[error("cannot move across the catalog boundary: {0}")]
+    CrossesBoundary(&'static str),
+    #[error("invalid: {0}")]
+    Invalid(&'static str),
+    #[error("no such attribute")]
+    NoAttr,
+    #[error("{path}: not a MarkBase catalog: {why}")]
+    NotACatalog { path: PathBuf, why: String },
+    #[error("{0}: the catalog is locked by another process")]
+    Locked(PathBuf),
+    #[error("{path}: catalog written by a newer markbase (schema {found}, this build knows {known})")]
+    FutureSchema { path: PathBuf, found: i64, known: i64 },
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Cache-relevant facts of a rename, so the core can fix its caches.
+#[derive(Clone, Debug, Default)]
+pub struct Renamed {
+    /// The entry that was replaced at the destination, if any.
+    pub replaced: Option<Unlinked>,
+}
+
+/// The metadata store of one user's library.
+pub trait Catalog: Send + Sync {
+    /// One node by inode number.
+    fn get(&self, ino: Ino) -> Result<NodeRecord, CatalogError>;
+    /// A directory's entries, rendered (unique names), without `.`/`..`.
+    fn list(&self, dir: Ino) -> Result<Vec<DirEntry>, CatalogError>;
+    /// The parent of a directory (the root is its own parent).
+    fn parent_of(&self, dir: Ino) -> Result<Ino, CatalogError>;
+    /// Make a new node named `name` in `parent`.
+    fn create(
+        &self,
+        parent: Ino,
+        name: &str,
+        new: &NewNode,
+        now: SystemTime,
+    ) -> Result<NodeRecord, CatalogError>;
+    /// Remove the entry `name` (which is `ino`) from `parent`.
+    fn unlink(&self, parent: Ino, name: &str, ino: Ino, now: SystemTime) -> Result<Unlinked, CatalogError>;
+    /// Move entry `name` (inode `ino`) of `parent` to `new_name` in
+    /// `new_parent`, replacing `replaced` there if given.
+    #[allow(clippy::too_many_arguments)]
+    fn rename(
+        &self,
+        parent: Ino,
+        name: &str,
+        ino: Ino,
+        new_parent: Ino,
+        new_name: &str,
+        replaced: Option<Ino>,
+        now: SystemTime,
+    ) -> Result<Renamed, CatalogError>;
+    /// Swap two entries (RENAME_EXCHANGE).
+    #[allow(clippy::too_many_arguments)]
+    fn exchange(
+        &self,
+        parent: Ino,
+        name: &str,
+        ino: Ino,
+        new_parent: Ino,
+        new_name: &str,
+        other: Ino,
+        now: SystemTime,
+    ) -> Result<(), CatalogError>;
+    /// Add a hard link.
+    fn link(&self, ino: Ino, new_parent: Ino, new_name: &str, now: SystemTime) -> Result<NodeRecord, CatalogError>;
+    /// Change attributes.
+    fn set_attrs(&self, ino: Ino, attrs: &SetAttrs) -> Result<NodeRecord, CatalogError>;
+    /// Record the size and times of a file written through the mount.
+    fn commit_file(&self, ino: Ino, size: u64, mtime: SystemTime, ctime: SystemTime) -> Result<(), CatalogError>;
+    /// Correct stale catalog sizes (the content file's size wins).
+    fn correct_sizes(&self, sizes: &[(Ino, u64)]) -> Result<(), CatalogError>;
+    /// Forget an inode whose last link and last handle are gone.
+    fn purge(&self, ino: Ino) -> Result<(), CatalogError>;
+    /// Inodes left unlinked-but-open by an earlier run, with their content files.
+    fn leftovers(&self) -> Result<Vec<(Ino, Option<PathBuf>)>, CatalogError>;
+
+    fn get_xattr(&self, ino: Ino, name: &str) -> Result<Vec<u8>, CatalogError>;
+    fn list_xattrs(&self, ino: Ino) -> Result<Vec<String>, CatalogError>;
+    /// `flags`: XATTR_CREATE (1) / XATTR_REPLACE (2).
+    fn set_xattr(&self, ino: Ino, name: &str, value: &[u8], flags: i32, now: SystemTime) -> Result<(), CatalogError>;
+    fn remove_xattr(&self, ino: Ino, name: &str, now: SystemTime) -> Result<(), CatalogError>;
+
+    /// Make every committed change durable (after an `fsync`).
+    fn sync(&self) -> Result<(), CatalogError>;
+}

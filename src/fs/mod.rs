@@ -1,0 +1,1195 @@
+//! The file system core: POSIX semantics over a [`Catalog`] and a [`ContentStore`].
+//!
+//! No FUSE types appear here (the adapter in `crate::fuse` translates), so the
+//! core can be driven directly by tests and by future front ends (macOS
+//! backends, an NFS server). Every operation returns `Result<_, FsError>`;
+//! [`FsError::errno`] is the one place where failures become errno values.
+//!
+//! State kept here:
+//! * caches with hit/miss counters: attributes (10,000 inodes), resolved
+//!   content paths (10,000), rendered directories (1,000), each with a 60 s
+//!   TTL and invalidated by every change this mount makes. A directory read
+//!   from the catalog is only cached if no change happened meanwhile (an epoch
+//!   counter), so a racing reader cannot cache a stale listing;
+//! * open files: one content file descriptor per open inode, shared by its
+//!   handles; writes go to it at the offsets asked (`pwrite`), and the size
+//!   and mtime are kept in memory and committed to the catalog at
+//!   flush/fsync/release, never inside `write`;
+//! * unlinked-but-open inodes: kept until their last handle is released,
+//!   then their content is freed (and a crash leaves them for the recovery
+//!   pass at the next mount).
+//!
+//! Locking: directory mutations take a striped per-directory lock (two, in
+//! order, for rename) for check-then-act; reads and data I/O take none of
+//! them. No lock is held across content I/O except the per-inode state lock
+//! for the few bytes of size bookkeeping.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use lru::LruCache;
+use parking_lot::{Mutex, MutexGuard};
+use serde::Serialize;
+
+use crate::catalog::{Catalog, CatalogError, DirEntry, Ino, Kind, NewNode, NodeRecord, SetAttrs, ROOT_INO, UNFILED_INO};
+use crate::store::{ContentStore, SpaceInfo, StoreError};
+
+pub use crate::catalog::names::NAME_MAX;
+
+/// Attributes of one inode, as the file system reports them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Attr {
+    pub ino: Ino,
+    pub size: u64,
+    pub blocks: u64,
+    pub atime: SystemTime,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    pub crtime: SystemTime,
+    pub kind: Kind,
+    pub perm: u16,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u32,
+    pub blksize: u32,
+}
+
+/// Who asks.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A time to set: a given time or "now".
+#[derive(Clone, Copy, Debug)]
+pub enum TimeSet {
+    At(SystemTime),
+    Now,
+}
+
+/// A setattr request.
+#[derive(Clone, Debug, Default)]
+pub struct SetAttrReq {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeSet>,
+    pub mtime: Option<TimeSet>,
+    pub fh: Option<u64>,
+}
+
+/// Errors of the core. [`FsError::errno`] maps each to what ext4 would return.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("file exists")]
+    Exists,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("invalid argument: {0}")]
+    Invalid(&'static str),
+    #[error("file name too long")]
+    NameTooLong,
+    #[error("file name is not valid UTF-8")]
+    BadName,
+    #[error("no such attribute")]
+    NoAttr,
+    #[error("attribute value does not fit")]
+    Range,
+    #[error("operation not permitted: {0}")]
+    Perm(&'static str),
+    #[error("permission denied: {0}")]
+    Access(&'static str),
+    #[error("cross-device move: {0}")]
+    CrossDevice(&'static str),
+    #[error("bad file handle")]
+    BadHandle,
+    #[error("not supported: {0}")]
+    NotSupported(&'static str),
+    #[error("node {node_id} (inode {ino}) has no content file that exists and is allowed")]
+    MissingContent { ino: Ino, node_id: String },
+    #[error("the system is low on memory: {0}")]
+    NoMemory(&'static str),
+    #[error("io: {0}")]
+    Io(#[from] io::Error),
+    #[error("catalog: {0}")]
+    Catalog(CatalogError),
+    #[error("content store: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl From<CatalogError> for FsError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::NotFound => FsError::NotFound,
+            CatalogError::Exists => FsError::Exists,
+            CatalogError::NotDir => FsError::NotDir,
+            CatalogError::IsDir => FsError::IsDir,
+            CatalogError::NotEmpty => FsError::NotEmpty,
+            CatalogError::NoAttr => FsError::NoAttr,
+            CatalogError::NotPermitted(w) => FsError::Perm(w),
+            CatalogError::CrossesBoundary(w) => FsError::CrossDevice(w),
+            CatalogError::Invalid(w) => FsError::Invalid(w),
+            other => FsError::Catalog(other),
+        }
+    }
+}
+
+impl FsError {
+    /// The errno a POSIX caller sees.
+    pub fn errno(&self) -> i32 {
+        use libc::*;
+        match self {
+            FsError::NotFound => ENOENT,
+            FsError::Exists => EEXIST,
+            FsError::NotDir => ENOTDIR,
+            FsError::IsDir => EISDIR,
+            FsError::NotEmpty => ENOTEMPTY,
+            FsError::Invalid(_) => EINVAL,
+            FsError::NameTooLong => ENAMETOOLONG,
+            FsError::BadName => EILSEQ,
+            FsError::NoAttr => ENODATA,
+            FsError::Range => ERANGE,
+            FsError::Perm(_) => EPERM,
+            FsError::Access(_) => EACCES,
+            FsError::CrossDevice(_) => EXDEV,
+            FsError::BadHandle => EBADF,
+            FsError::NotSupported(_) => EOPNOTSUPP,
+            FsError::MissingContent { .. } => EIO,
+            FsError::NoMemory(_) => ENOMEM,
+            FsError::Io(e) => e.raw_os_error().unwrap_or(EIO),
+            FsError::Store(StoreError::Io { source, .. }) => source.raw_os_error().unwrap_or(EIO),
+            FsError::Catalog(CatalogError::Io(e)) => e.raw_os_error().unwrap_or(EIO),
+            FsError::Catalog(CatalogError::Sqlite(e)) => match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::DiskFull) => ENOSPC,
+                Some(rusqlite::ErrorCode::ReadOnly) => EROFS,
+                _ => EIO,
+            },
+            FsError::Catalog(_) => EIO,
+        }
+    }
+
+    /// Failures a caller causes (ENOENT on lookup, EEXIST, ...) are routine;
+    /// the rest are the file system's own trouble and are logged louder.
+    pub fn is_routine(&self) -> bool {
+        !matches!(
+            self,
+            FsError::Io(_) | FsError::Catalog(_) | FsError::Store(_) | FsError::MissingContent { .. } | FsError::NoMemory(_)
+        )
+    }
+}
+
+pub type FsResult<T> = Result<T, FsError>;
+
+/// Cache and traffic counters.
+#[derive(Default, Debug)]
+pub struct Counters {
+    pub attr_hits: AtomicU64,
+    pub attr_misses: AtomicU64,
+    pub dir_hits: AtomicU64,
+    pub dir_misses: AtomicU64,
+    pub path_hits: AtomicU64,
+    pub path_misses: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub opens: AtomicU64,
+}
+
+/// A snapshot of [`Counters`], for `--stats` and the unmount log line.
+#[derive(Clone, Debug, Serialize)]
+pub struct Stats {
+    pub attr_hits: u64,
+    pub attr_misses: u64,
+    pub dir_hits: u64,
+    pub dir_misses: u64,
+    pub path_hits: u64,
+    pub path_misses: u64,
+    pub cache_hit_rate: f64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub opens: u64,
+    pub open_files: u64,
+}
+
+/// Cache sizes and lifetimes.
+#[derive(Clone, Debug)]
+pub struct FsConfig {
+    pub attr_entries: usize,
+    pub path_entries: usize,
+    pub dir_entries: usize,
+    pub ttl: Duration,
+}
+
+impl Default for FsConfig {
+    fn default() -> Self {
+        FsConfig { attr_entries: 10_000, path_entries: 10_000, dir_entries: 1_000, ttl: Duration::from_secs(60) }
+    }
+}
+
+/// A rendered directory, with a name index.
+#[derive(Debug)]
+pub struct Listing {
+    pub entries: Vec<DirEntry>,
+    by_name: HashMap<String, usize>,
+}
+
+impl Listing {
+    fn new(entries: Vec<DirEntry>) -> Listing {
+        let by_name = entries.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
+        Listing { entries, by_name }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&DirEntry> {
+        self.by_name.get(name).map(|&i| &self.entries[i])
+    }
+}
+
+struct FileState {
+    size: u64,
+    mtime: SystemTime,
+    ctime: SystemTime,
+    dirty: bool,
+    handles: u32,
+    unlinked: bool,
+}
+
+/// One open inode: its content file, shared by all its handles.
+pub struct OpenFile {
+    ino: Ino,
+    file: File,
+    path: PathBuf,
+    writable: bool,
+    state: Mutex<FileState>,
+}
+
+impl OpenFile {
+    /// The content file (for kernel passthrough and tests).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+struct Handle {
+    of: Arc<OpenFile>,
+    write: bool,
+}
+
+/// A directory handle: the snapshot `readdir` serves, with stable offsets.
+pub struct DirHandle {
+    pub ino: Ino,
+    pub entries: Vec<DirEntry>,
+}
+
+struct Timed<T> {
+    at: Instant,
+    value: T,
+}
+
+const LOCK_STRIPES: usize = 64;
+/// The root xattr that reports the mount's counters (`markbase fuse --stats`).
+pub const STATS_XATTR: &str = "user.markbase.stats";
+
+/// The file system.
+pub struct MarkBaseFs {
+    catalog: Arc<dyn Catalog>,
+    store: ContentStore,
+    cfg: FsConfig,
+    attrs: Mutex<LruCache<Ino, Timed<NodeRecord>>>,
+    paths: Mutex<LruCache<Ino, Timed<Option<PathBuf>>>>,
+    dirs: Mutex<LruCache<Ino, Timed<Arc<Listing>>>>,
+    epoch: AtomicU64,
+    open: Mutex<HashMap<Ino, Arc<OpenFile>>>,
+    handles: Mutex<HashMap<u64, Handle>>,
+    dir_handles: Mutex<HashMap<u64, Arc<DirHandle>>>,
+    next_fh: AtomicU64,
+    locks: Vec<Mutex<()>>,
+    size_fixes: Mutex<HashMap<Ino, u64>>,
+    pub counters: Counters,
+}
+
+fn cap(n: usize) -> std::num::NonZeroUsize {
+    std::num::NonZeroUsize::new(n.max(1)).unwrap_or(std::num::NonZeroUsize::MIN)
+}
+
+/// Check a name given to the file system: UTF-8, at most 255 bytes.
+pub fn check_name(name: &OsStr) -> FsResult<&str> {
+    let s = name.to_str().ok_or(FsError::BadName)?;
+    if s.len() > NAME_MAX {
+        return Err(FsError::NameTooLong);
+    }
+    if s.is_empty() || s.contains('/') || s.contains('\0') {
+        return Err(FsError::Invalid("name"));
+    }
+    Ok(s)
+}
+
+impl MarkBaseFs {
+    pub fn new(catalog: Arc<dyn Catalog>, store: ContentStore, cfg: FsConfig) -> MarkBaseFs {
+        MarkBaseFs {
+            attrs: Mutex::new(LruCache::new(cap(cfg.attr_entries))),
+            paths: Mutex::new(LruCache::new(cap(cfg.path_entries))),
+            dirs: Mutex::new(LruCache::new(cap(cfg.dir_entries))),
+            catalog,
+            store,
+            cfg,
+            epoch: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+            handles: Mutex::new(HashMap::new()),
+            dir_handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            size_fixes: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn catalog(&self) -> &Arc<dyn Catalog> {
+        &self.catalog
+    }
+
+    pub fn store(&self) -> &ContentStore {
+        &self.store
+    }
+
+    /// Finish what an earlier run left: inodes unlinked while open.
+    pub fn recover(&self) -> FsResult<usize> {
+        let left = self.catalog.leftovers()?;
+        for (ino, content) in &left {
+            if let Some(p) = content {
+                self.store.remove(p)?;
+            }
+            self.catalog.purge(*ino)?;
+        }
+        Ok(left.len())
+    }
+
+    // ------------------------------------------------------------ caches
+
+    fn lock_dir(&self, ino: Ino) -> MutexGuard<'_, ()> {
+        self.locks[(ino as usize) % LOCK_STRIPES].lock()
+    }
+
+    fn lock_two(&self, a: Ino, b: Ino) -> (MutexGuard<'_, ()>, Option<MutexGuard<'_, ()>>) {
+        let (sa, sb) = ((a as usize) % LOCK_STRIPES, (b as usize) % LOCK_STRIPES);
+        if sa == sb {
+            (self.locks[sa].lock(), None)
+        } else {
+            let (lo, hi) = (sa.min(sb), sa.max(sb));
+            let g1 = self.locks[lo].lock();
+            let g2 = self.locks[hi].lock();
+            (g1, Some(g2))
+        }
+    }
+
+    fn changed(&self, dirs: &[Ino], inodes: &[Ino]) {
+        self.epoch.fetch_add(1, Relaxed);
+        {
+            let mut d = self.dirs.lock();
+            for i in dirs {
+                d.pop(i);
+            }
+        }
+        let mut a = self.attrs.lock();
+        for i in dirs.iter().chain(inodes) {
+            a.pop(i);
+        }
+        drop(a);
+        let mut p = self.paths.lock();
+        for i in inodes {
+            p.pop(i);
+        }
+    }
+
+    fn record(&self, ino: Ino) -> FsResult<NodeRecord> {
+        if let Some(t) = self.attrs.lock().get(&ino) {
+            if t.at.elapsed() < self.cfg.ttl {
+                self.counters.attr_hits.fetch_add(1, Relaxed);
+                return Ok(t.value.clone());
+            }
+        }
+        self.counters.attr_misses.fetch_add(1, Relaxed);
+        let epoch = self.epoch.load(Relaxed);
+        let rec = self.catalog.get(ino)?;
+        let mut a = self.attrs.lock();
+        if self.epoch.load(Relaxed) == epoch {
+            a.put(ino, Timed { at: Instant::now(), value: rec.clone() });
+        }
+        Ok(rec)
+    }
+
+    fn fresh_record(&self, rec: NodeRecord) -> NodeRecord {
+        self.attrs.lock().put(rec.ino, Timed { at: Instant::now(), value: rec.clone() });
+        rec
+    }
+
+    /// A directory, rendered (cached).
+    pub fn listing(&self, dir: Ino) -> FsResult<Arc<Listing>> {
+        if let Some(t) = self.dirs.lock().get(&dir) {
+            if t.at.elapsed() < self.cfg.ttl {
+                self.counters.dir_hits.fetch_add(1, Relaxed);
+                return Ok(t.value.clone());
+            }
+        }
+        self.counters.dir_misses.fetch_add(1, Relaxed);
+        let epoch = self.epoch.load(Relaxed);
+        let rec = self.record(dir)?;
+        if rec.kind != Kind::Dir {
+            return Err(FsError::NotDir);
+        }
+        let l = Arc::new(Listing::new(self.catalog.list(dir)?));
+        let mut d = self.dirs.lock();
+        if self.epoch.load(Relaxed) == epoch {
+            d.put(dir, Timed { at: Instant::now(), value: l.clone() });
+        }
+        Ok(l)
+    }
+
+    /// The content file of a record: first allowed, existing location (cached).
+    fn content_path(&self, rec: &NodeRecord) -> Option<PathBuf> {
+        if let Some(t) = self.paths.lock().get(&rec.ino) {
+            if t.at.elapsed() < self.cfg.ttl {
+                self.counters.path_hits.fetch_add(1, Relaxed);
+                return t.value.clone();
+            }
+        }
+        self.counters.path_misses.fetch_add(1, Relaxed);
+        let epoch = self.epoch.load(Relaxed);
+        let p = self.store.resolve(rec.content.iter().chain(rec.locations.iter()).map(|p| p.as_path()));
+        let mut c = self.paths.lock();
+        if self.epoch.load(Relaxed) == epoch {
+            c.put(rec.ino, Timed { at: Instant::now(), value: p.clone() });
+        }
+        p
+    }
+
+    fn attr_of(&self, rec: &NodeRecord) -> Attr {
+        let mut a = Attr {
+            ino: rec.ino,
+            size: rec.size,
+            blocks: rec.size.div_ceil(512),
+            atime: rec.atime,
+            mtime: rec.mtime,
+            ctime: rec.ctime,
+            crtime: rec.btime,
+            kind: rec.kind,
+            perm: rec.perm,
+            nlink: rec.nlink,
+            uid: rec.uid,
+            gid: rec.gid,
+            rdev: rec.rdev,
+            blksize: 4096,
+        };
+        match rec.kind {
+            Kind::Dir => {
+                a.size = 4096;
+                a.blocks = 8;
+            }
+            Kind::Symlink => {
+                a.size = rec.target.as_ref().map_or(0, |t| t.len() as u64);
+                a.blocks = 0;
+            }
+            Kind::File => {
+                let open = self.open.lock().get(&rec.ino).cloned();
+                if let Some(of) = open {
+                    let st = of.state.lock();
+                    a.size = st.size;
+                    a.mtime = st.mtime;
+                    a.ctime = st.ctime;
+                    a.nlink = if st.unlinked { 0 } else { a.nlink };
+                    drop(st);
+                    if let Ok(m) = of.file.metadata() {
+                        a.blocks = std::os::unix::fs::MetadataExt::blocks(&m);
+                    }
+                } else if let Some(p) = self.content_path(rec) {
+                    if let Ok(m) = std::fs::metadata(&p) {
+                        a.size = m.len();
+                        a.blocks = std::os::unix::fs::MetadataExt::blocks(&m);
+                        if rec.in_catalog && m.len() != rec.size {
+                            self.size_fixes.lock().insert(rec.ino, m.len());
+                        }
+                    }
+                }
+            }
+            _ => {
+                a.size = 0;
+                a.blocks = 0;
+            }
+        }
+        a
+    }
+
+    /// Write catalog size corrections found by `getattr` (the content file's
+    /// size wins). Called periodically by the daemon and at unmount.
+    pub fn flush_size_fixes(&self) -> FsResult<()> {
+        let fixes: Vec<(Ino, u64)> = self.size_fixes.lock().drain().collect();
+        if !fixes.is_empty() {
+            self.catalog.correct_sizes(&fixes)?;
+            let inos: Vec<Ino> = fixes.iter().map(|f| f.0).collect();
+            let mut a = self.attrs.lock();
+            for i in inos {
+                a.pop(&i);
+            }
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ lookups
+
+    pub fn getattr(&self, ino: Ino) -> FsResult<Attr> {
+        let rec = self.record(ino)?;
+        Ok(self.attr_of(&rec))
+    }
+
+    pub fn lookup(&self, parent: Ino, name: &OsStr) -> FsResult<Attr> {
+        let name = check_name(name)?;
+        let l = self.listing(parent)?;
+        let e = l.get(name).ok_or(FsError::NotFound)?;
+        self.getattr(e.ino)
+    }
+
+    pub fn readlink(&self, ino: Ino) -> FsResult<Vec<u8>> {
+        let rec = self.record(ino)?;
+        match (rec.kind, rec.target) {
+            (Kind::Symlink, Some(t)) => Ok(t),
+            _ => Err(FsError::Invalid("not a symlink")),
+        }
+    }
+
+    /// Parent of a directory (for `..`).
+    pub fn parent_of(&self, dir: Ino) -> FsResult<Ino> {
+        Ok(self.catalog.parent_of(dir)?)
+    }
+
+    // ------------------------------------------------------------ directories
+
+    pub fn opendir(&self, ino: Ino) -> FsResult<u64> {
+        let l = self.listing(ino)?;
+        let parent = self.parent_of(ino)?;
+        let mut entries = Vec::with_capacity(l.entries.len() + 2);
+        entries.push(DirEntry { name: ".".into(), ino, kind: Kind::Dir });
+        entries.push(DirEntry { name: "..".into(), ino: parent, kind: Kind::Dir });
+        entries.extend(l.entries.iter().cloned());
+        let fh = self.next_fh.fetch_add(1, Relaxed);
+        self.dir_handles.lock().insert(fh, Arc::new(DirHandle { ino, entries }));
+        Ok(fh)
+    }
+
+    pub fn dir_handle(&self, fh: u64) -> FsResult<Arc<DirHandle>> {
+        self.dir_handles.lock().get(&fh).cloned().ok_or(FsError::BadHandle)
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.dir_handles.lock().remove(&fh);
+    }
+
+    fn new_owner(&self, parent: &NodeRecord, caller: Caller, mode: u32, is_dir: bool) -> (u32, u32, u16) {
+        let mut perm = (mode & 0o7777) as u16;
+        let gid = if parent.perm & 0o2000 != 0 {
+            if is_dir {
+                perm |= 0o2000;
+            }
+            parent.gid
+        } else {
+            caller.gid
+        };
+        (caller.uid, gid, perm)
+    }
+
+    fn make(&self, parent: Ino, name: &OsStr, kind: Kind, mode: u32, umask: u32, rdev: u32, target: Option<Vec<u8>>, caller: Caller) -> FsResult<(NodeRecord, Option<File>)> {
+        let name = check_name(name)?;
+        let _g = self.lock_dir(parent);
+        let prec = self.record(parent)?;
+        if prec.kind != Kind::Dir {
+            return Err(FsError::NotDir);
+        }
+        if parent == UNFILED_INO {
+            return Err(FsError::Access("Unfiled only holds what the catalog left there"));
+        }
+        if self.listing(parent)?.get(name).is_some() {
+            return Err(FsError::Exists);
+        }
+        let (uid, gid, perm) = self.new_owner(&prec, caller, mode & !umask, kind == Kind::Dir);
+        let (content, file) = if kind == Kind::File {
+            let (p, f) = self.store.create(&uuid::Uuid::new_v4().to_string())?;
+            (Some(p), Some(f))
+        } else {
+            (None, None)
+        };
+        let new = NewNode { kind, perm, uid, gid, rdev, target, content: content.clone() };
+        let rec = match self.catalog.create(parent, name, &new, SystemTime::now()) {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(p) = &content {
+                    let _ = self.store.remove(p);
+                }
+                return Err(e.into());
+            }
+        };
+        self.changed(&[parent], &[]);
+        Ok((self.fresh_record(rec), file))
+    }
+
+    pub fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32, umask: u32, caller: Caller) -> FsResult<Attr> {
+        let (rec, _) = self.make(parent, name, Kind::Dir, mode, umask, 0, None, caller)?;
+        Ok(self.attr_of(&rec))
+    }
+
+    pub fn mknod(&self, parent: Ino, name: &OsStr, mode: u32, umask: u32, rdev: u32, caller: Caller) -> FsResult<Attr> {
+        let kind = match mode & libc::S_IFMT {
+            libc::S_IFREG | 0 => Kind::File,
+            libc::S_IFIFO => Kind::Fifo,
+            libc::S_IFSOCK => Kind::Socket,
+            libc::S_IFCHR => Kind::CharDev,
+            libc::S_IFBLK => Kind::BlockDev,
+            libc::S_IFDIR => Kind::Dir,
+            _ => return Err(FsError::Invalid("mknod type")),
+        };
+        let (rec, _) = self.make(parent, name, kind, mode, umask, rdev, None, caller)?;
+        Ok(self.attr_of(&rec))
+    }
+
+    pub fn symlink(&self, parent: Ino, name: &OsStr, target: &[u8], caller: Caller) -> FsResult<Attr> {
+        if target.len() > 4095 {
+            return Err(FsError::NameTooLong);
+        }
+        let (rec, _) = self.make(parent, name, Kind::Symlink, 0o777, 0, 0, Some(target.to_vec()), caller)?;
+        Ok(self.attr_of(&rec))
+    }
+
+    /// Create and open a regular file.
+    pub fn create(&self, parent: Ino, name: &OsStr, mode: u32, umask: u32, flags: i32, caller: Caller) -> FsResult<(Attr, u64)> {
+        let (rec, file) = self.make(parent, name, Kind::File, mode, umask, 0, None, caller)?;
+        let file = file.ok_or(FsError::Invalid("create without content"))?;
+        let path = rec.content.clone().unwrap_or_default();
+        let of = Arc::new(OpenFile {
+            ino: rec.ino,
+            file,
+            path,
+            writable: true,
+            state: Mutex::new(FileState { size: 0, mtime: rec.mtime, ctime: rec.ctime, dirty: false, handles: 0, unlinked: false }),
+        });
+        self.open.lock().insert(rec.ino, of);
+        let fh = self.open_handle(rec.ino, flags)?;
+        Ok((self.attr_of(&rec), fh))
+    }
+
+    pub fn unlink(&self, parent: Ino, name: &OsStr) -> FsResult<()> {
+        self.remove(parent, name, false)
+    }
+
+    pub fn rmdir(&self, parent: Ino, name: &OsStr) -> FsResult<()> {
+        self.remove(parent, name, true)
+    }
+
+    fn remove(&self, parent: Ino, name: &OsStr, dir: bool) -> FsResult<()> {
+        let name = check_name(name)?;
+        let _g = self.lock_dir(parent);
+        let e = self.listing(parent)?.get(name).cloned().ok_or(FsError::NotFound)?;
+        if e.ino == UNFILED_INO {
+            return Err(FsError::Perm("Unfiled is virtual"));
+        }
+        match (dir, e.kind == Kind::Dir) {
+            (false, true) => return Err(FsError::IsDir),
+            (true, false) => return Err(FsError::NotDir),
+            (true, true) => {
+                if !self.listing(e.ino)?.entries.is_empty() {
+                    return Err(FsError::NotEmpty);
+                }
+            }
+            _ => {}
+        }
+        let un = self.catalog.unlink(parent, name, e.ino, SystemTime::now())?;
+        self.changed(&[parent, e.ino], &[e.ino]);
+        if un.nlink == 0 {
+            self.forget_inode(e.ino)?;
+        }
+        Ok(())
+    }
+
+    /// The last link of `ino` is gone: free it now, or at its last close.
+    fn forget_inode(&self, ino: Ino) -> FsResult<()> {
+        if let Some(of) = self.open.lock().get(&ino) {
+            let mut st = of.state.lock();
+            st.unlinked = true;
+            st.ctime = SystemTime::now();
+            return Ok(());
+        }
+        self.purge(ino)
+    }
+
+    fn purge(&self, ino: Ino) -> FsResult<()> {
+        let rec = self.catalog.get(ino);
+        if let Ok(rec) = &rec {
+            if let Some(p) = &rec.content {
+                self.store.remove(p)?;
+            }
+        }
+        self.catalog.purge(ino)?;
+        self.changed(&[], &[ino]);
+        Ok(())
+    }
+
+    fn is_ancestor(&self, anc: Ino, mut dir: Ino) -> FsResult<bool> {
+        for _ in 0..4096 {
+            if dir == anc {
+                return Ok(true);
+            }
+            if dir == ROOT_INO {
+                return Ok(false);
+            }
+            dir = self.parent_of(dir)?;
+        }
+        Err(FsError::Invalid("directory tree too deep"))
+    }
+
+    pub fn rename(&self, parent: Ino, name: &OsStr, new_parent: Ino, new_name: &OsStr, flags: u32) -> FsResult<()> {
+        let name = check_name(name)?;
+        let new_name = check_name(new_name)?;
+        let noreplace = flags & libc::RENAME_NOREPLACE != 0;
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        if flags & !(libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE) != 0 || (noreplace && exchange) {
+            return Err(FsError::Invalid("rename flags"));
+        }
+        let _g = self.lock_two(parent, new_parent);
+        let src = self.listing(parent)?.get(name).cloned().ok_or(FsError::NotFound)?;
+        let dst = self.listing(new_parent)?.get(new_name).cloned();
+        if src.ino == UNFILED_INO || dst.as_ref().is_some_and(|d| d.ino == UNFILED_INO) {
+            return Err(FsError::Perm("Unfiled is virtual"));
+        }
+        if new_parent == UNFILED_INO {
+            return Err(FsError::Access("Unfiled only holds what the catalog left there"));
+        }
+        if let Some(d) = &dst {
+            if d.ino == src.ino {
+                return Ok(());
+            }
+        }
+        if src.kind == Kind::Dir && self.is_ancestor(src.ino, new_parent)? {
+            return Err(FsError::Invalid("cannot move a directory into itself"));
+        }
+        let now = SystemTime::now();
+        if exchange {
+            let d = dst.ok_or(FsError::NotFound)?;
+            if d.kind == Kind::Dir && self.is_ancestor(d.ino, parent)? {
+                return Err(FsError::Invalid("cannot move a directory into itself"));
+            }
+            self.catalog.exchange(parent, name, src.ino, new_parent, new_name, d.ino, now)?;
+            self.changed(&[parent, new_parent, src.ino, d.ino], &[src.ino, d.ino]);
+            return Ok(());
+        }
+        if let Some(d) = &dst {
+            if noreplace {
+                return Err(FsError::Exists);
+            }
+            match (src.kind == Kind::Dir, d.kind == Kind::Dir) {
+                (true, false) => return Err(FsError::NotDir),
+                (false, true) => return Err(FsError::IsDir),
+                (true, true) if !self.listing(d.ino)?.entries.is_empty() => return Err(FsError::NotEmpty),
+                _ => {}
+            }
+        }
+        let r = self.catalog.rename(parent, name, src.ino, new_parent, new_name, dst.as_ref().map(|d| d.ino), now)?;
+        let mut inos = vec![src.ino];
+        inos.extend(dst.as_ref().map(|d| d.ino));
+        let mut dirs = vec![parent, new_parent];
+        if src.kind == Kind::Dir {
+            dirs.push(src.ino);
+        }
+        self.changed(&dirs, &inos);
+        if let Some(un) = r.replaced {
+            if un.nlink == 0 {
+                self.forget_inode(un.ino)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn link(&self, ino: Ino, new_parent: Ino, new_name: &OsStr) -> FsResult<Attr> {
+        let new_name = check_name(new_name)?;
+        let _g = self.lock_dir(new_parent);
+        let rec = self.record(ino)?;
+        if rec.kind == Kind::Dir {
+            return Err(FsError::Perm("hard links to directories"));
+        }
+        if self.listing(new_parent)?.get(new_name).is_some() {
+            return Err(FsError::Exists);
+        }
+        let rec = self.catalog.link(ino, new_parent, new_name, SystemTime::now())?;
+        self.changed(&[new_parent], &[ino]);
+        let rec = self.fresh_record(rec);
+        Ok(self.attr_of(&rec))
+    }
+
+    // ------------------------------------------------------------ attributes
+
+    pub fn setattr(&self, ino: Ino, req: &SetAttrReq) -> FsResult<Attr> {
+        let now = SystemTime::now();
+        let rec = self.record(ino)?;
+        let resolve = |t: TimeSet| match t {
+            TimeSet::At(t) => t,
+            TimeSet::Now => now,
+        };
+        let mut set = SetAttrs {
+            perm: req.mode.map(|m| (m & 0o7777) as u16),
+            uid: req.uid,
+            gid: req.gid,
+            atime: req.atime.map(resolve),
+            mtime: req.mtime.map(resolve),
+            ctime: Some(now),
+            size: None,
+        };
+        let open = self.open.lock().get(&ino).cloned();
+        if let Some(size) = req.size {
+            if rec.kind == Kind::Dir {
+                return Err(FsError::IsDir);
+            }
+            if rec.kind != Kind::File {
+                return Err(FsError::Invalid("truncate of a special file"));
+            }
+            match &open {
+                Some(of) if of.writable => of.file.set_len(size)?,
+                _ => {
+                    let p = self.content_path(&rec).ok_or_else(|| self.missing(&rec))?;
+                    self.store.open(&p, true)?.set_len(size)?;
+                }
+            }
+            set.size = Some(size);
+            if req.mtime.is_none() {
+                set.mtime = Some(now);
+            }
+        }
+        if let Some(of) = &open {
+            let mut st = of.state.lock();
+            if let Some(s) = set.size {
+                st.size = s;
+            }
+            if let Some(m) = set.mtime {
+                st.mtime = m;
+            }
+            st.ctime = now;
+            if st.unlinked {
+                // Nothing to commit for a file with no name left.
+                drop(st);
+                let mut r = rec.clone();
+                r.perm = set.perm.unwrap_or(r.perm);
+                r.uid = set.uid.unwrap_or(r.uid);
+                r.gid = set.gid.unwrap_or(r.gid);
+                r.atime = set.atime.unwrap_or(r.atime);
+                r.nlink = 0;
+                return Ok(self.attr_of(&self.fresh_record(r)));
+            }
+            if set.size.is_some() {
+                st.dirty = false;
+                set.size = Some(st.size);
+                set.mtime = Some(st.mtime);
+            }
+        }
+        let rec = self.catalog.set_attrs(ino, &set)?;
+        self.changed(&[], &[ino]);
+        let rec = self.fresh_record(rec);
+        Ok(self.attr_of(&rec))
+    }
+
+    fn missing(&self, rec: &NodeRecord) -> FsError {
+        FsError::MissingContent { ino: rec.ino, node_id: rec.node_id.clone() }
+    }
+
+    // ------------------------------------------------------------ files
+
+    fn open_handle(&self, ino: Ino, flags: i32) -> FsResult<u64> {
+        let of = self.open.lock().get(&ino).cloned().ok_or(FsError::BadHandle)?;
+        let write = (flags & libc::O_ACCMODE) != libc::O_RDONLY;
+        if write && !of.writable {
+            return Err(FsError::Access("content file is read-only"));
+        }
+        of.state.lock().handles += 1;
+        let fh = self.next_fh.fetch_add(1, Relaxed);
+        self.handles.lock().insert(fh, Handle { of, write });
+        self.counters.opens.fetch_add(1, Relaxed);
+        Ok(fh)
+    }
+
+    pub fn open(&self, ino: Ino, flags: i32) -> FsResult<u64> {
+        let rec = self.record(ino)?;
+        match rec.kind {
+            Kind::File => {}
+            Kind::Dir => return Err(FsError::IsDir),
+            _ => return Err(FsError::Invalid("open of a special file")),
+        }
+        let write = (flags & libc::O_ACCMODE) != libc::O_RDONLY;
+        let mut open = self.open.lock();
+        if !open.contains_key(&ino) {
+            // Opening touches the disk: do it without the table lock.
+            drop(open);
+            let p = self.content_path(&rec).ok_or_else(|| self.missing(&rec))?;
+            let file = self.store.open(&p, write)?;
+            let writable = file_writable(&file);
+            let size = file.metadata()?.len();
+            let of = Arc::new(OpenFile {
+                ino,
+                file,
+                path: p,
+                writable,
+                state: Mutex::new(FileState { size, mtime: rec.mtime, ctime: rec.ctime, dirty: false, handles: 0, unlinked: false }),
+            });
+            open = self.open.lock();
+            open.entry(ino).or_insert(of);
+        }
+        drop(open);
+        self.open_handle(ino, flags)
+    }
+
+    fn handle(&self, fh: u64) -> FsResult<(Arc<OpenFile>, bool)> {
+        self.handles.lock().get(&fh).map(|h| (h.of.clone(), h.write)).ok_or(FsError::BadHandle)
+    }
+
+    /// The open file behind a handle (for kernel passthrough).
+    pub fn open_file(&self, fh: u64) -> FsResult<Arc<OpenFile>> {
+        Ok(self.handle(fh)?.0)
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let (of, _) = self.handle(fh)?;
+        let mut buf = vec![0u8; size as usize];
+        let mut done = 0usize;
+        while done < buf.len() {
+            match of.file.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        buf.truncate(done);
+        self.counters.bytes_read.fetch_add(done as u64, Relaxed);
+        Ok(buf)
+    }
+
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let (of, write) = self.handle(fh)?;
+        if !write {
+            return Err(FsError::BadHandle);
+        }
+        of.file.write_all_at(data, offset)?;
+        let now = SystemTime::now();
+        let mut st = of.state.lock();
+        st.size = st.size.max(offset + data.len() as u64);
+        st.mtime = now;
+        st.ctime = now;
+        st.dirty = true;
+        drop(st);
+        self.counters.bytes_written.fetch_add(data.len() as u64, Relaxed);
+        Ok(data.len() as u32)
+    }
+
+    /// Commit an open file's size and mtime to the catalog, if it changed.
+    fn commit(&self, of: &OpenFile) -> FsResult<()> {
+        let (size, mtime, ctime) = {
+            let mut st = of.state.lock();
+            if !st.dirty || st.unlinked {
+                return Ok(());
+            }
+            st.dirty = false;
+            (st.size, st.mtime, st.ctime)
+        };
+        if let Err(e) = self.catalog.commit_file(of.ino, size, mtime, ctime) {
+            of.state.lock().dirty = true;
+            return Err(e.into());
+        }
+        self.attrs.lock().pop(&of.ino);
+        Ok(())
+    }
+
+    pub fn flush(&self, fh: u64) -> FsResult<()> {
+        let (of, _) = self.handle(fh)?;
+        self.commit(&of)
+    }
+
+    /// `fsync`: the content file's data, then the catalog commit, then the
+    /// catalog's WAL, in that order.
+    pub fn fsync(&self, fh: u64, datasync: bool) -> FsResult<()> {
+        let (of, _) = self.handle(fh)?;
+        if datasync {
+            of.file.sync_data()?;
+        } else {
+            of.file.sync_all()?;
+        }
+        self.commit(&of)?;
+        self.catalog.sync()?;
+        Ok(())
+    }
+
+    pub fn fsyncdir(&self) -> FsResult<()> {
+        Ok(self.catalog.sync()?)
+    }
+
+    pub fn release(&self, fh: u64) -> FsResult<()> {
+        let h = self.handles.lock().remove(&fh).ok_or(FsError::BadHandle)?;
+        let of = h.of;
+        let res = self.commit(&of);
+        let last = {
+            let mut st = of.state.lock();
+            st.handles = st.handles.saturating_sub(1);
+            st.handles == 0
+        };
+        if last {
+            let mut open = self.open.lock();
+            // A new open may have raced in; only drop the entry if still idle.
+            let idle = open.get(&of.ino).is_some_and(|o| Arc::ptr_eq(o, &of) && o.state.lock().handles == 0);
+            if idle {
+                open.remove(&of.ino);
+                drop(open);
+                if of.state.lock().unlinked {
+                    self.purge(of.ino)?;
+                }
+                self.attrs.lock().pop(&of.ino);
+            }
+        }
+        res
+    }
+
+    pub fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> FsResult<()> {
+        let (of, write) = self.handle(fh)?;
+        if !write {
+            return Err(FsError::BadHandle);
+        }
+        let r = unsafe { libc::fallocate(of.file.as_raw_fd(), mode, offset as i64, length as i64) };
+        if r != 0 {
+            return Err(io::Error::last_os_error().into());
+        }
+        let real = of.file.metadata()?.len();
+        let now = SystemTime::now();
+        let mut st = of.state.lock();
+        st.size = real;
+        st.mtime = now;
+        st.ctime = now;
+        st.dirty = true;
+        Ok(())
+    }
+
+    pub fn lseek(&self, fh: u64, offset: i64, whence: i32) -> FsResult<i64> {
+        let (of, _) = self.handle(fh)?;
+        let r = unsafe { libc::lseek(of.file.as_raw_fd(), offset, whence) };
+        if r < 0 {
+            return Err(io::Error::last_os_error().into());
+        }
+        Ok(r)
+    }
+
+    /// Commit every open file (SIGTERM, unmount).
+    pub fn flush_all(&self) -> FsResult<()> {
+        let open: Vec<Arc<OpenFile>> = self.open.lock().values().cloned().collect();
+        let mut first_err = None;
+        for of in open {
+            let r = of.file.sync_data().map_err(FsError::from).and_then(|_| self.commit(&of));
+            if let Err(e) = r {
+                tracing::error!(ino = of.ino, path = %of.path.display(), "flush at shutdown failed: {e}");
+                first_err.get_or_insert(e);
+            }
+        }
+        self.flush_size_fixes()?;
+        self.catalog.sync()?;
+        first_err.map_or(Ok(()), Err)
+    }
+
+    // ------------------------------------------------------------ xattrs
+
+    fn check_xattr_name(name: &OsStr) -> FsResult<&str> {
+        let n = name.to_str().ok_or(FsError::BadName)?;
+        if n.is_empty() || n.len() > 255 {
+            return Err(FsError::Range);
+        }
+        if n.starts_with("system.posix_acl") {
+            return Err(FsError::NotSupported("POSIX ACLs"));
+        }
+        Ok(n)
+    }
+
+    pub fn getxattr(&self, ino: Ino, name: &OsStr) -> FsResult<Vec<u8>> {
+        let n = Self::check_xattr_name(name)?;
+        if ino == ROOT_INO && n == STATS_XATTR {
+            return serde_json::to_vec(&self.stats()).map_err(|e| FsError::Io(io::Error::other(e)));
+        }
+        self.record(ino)?;
+        Ok(self.catalog.get_xattr(ino, n)?)
+    }
+
+    pub fn listxattr(&self, ino: Ino) -> FsResult<Vec<u8>> {
+        self.record(ino)?;
+        let mut out = Vec::new();
+        for n in self.catalog.list_xattrs(ino)? {
+            out.extend_from_slice(n.as_bytes());
+            out.push(0);
+        }
+        Ok(out)
+    }
+
+    pub fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], flags: i32) -> FsResult<()> {
+        let n = Self::check_xattr_name(name)?;
+        // macOS: Finder info is exactly 32 bytes.
+        if n.ends_with("com.apple.FinderInfo") && value.len() != 32 {
+            return Err(FsError::Range);
+        }
+        if ino == UNFILED_INO {
+            return Err(FsError::Perm("Unfiled is virtual"));
+        }
+        self.record(ino)?;
+        self.catalog.set_xattr(ino, n, value, flags, SystemTime::now())?;
+        self.changed(&[], &[ino]);
+        Ok(())
+    }
+
+    pub fn removexattr(&self, ino: Ino, name: &OsStr) -> FsResult<()> {
+        let n = Self::check_xattr_name(name)?;
+        self.catalog.remove_xattr(ino, n, SystemTime::now())?;
+        self.changed(&[], &[ino]);
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ misc
+
+    pub fn statfs(&self) -> FsResult<SpaceInfo> {
+        Ok(self.store.space()?)
+    }
+
+    pub fn stats(&self) -> Stats {
+        let c = &self.counters;
+        let g = |a: &AtomicU64| a.load(Relaxed);
+        let hits = g(&c.attr_hits) + g(&c.dir_hits) + g(&c.path_hits);
+        let all = hits + g(&c.attr_misses) + g(&c.dir_misses) + g(&c.path_misses);
+        Stats {
+            attr_hits: g(&c.attr_hits),
+            attr_misses: g(&c.attr_misses),
+            dir_hits: g(&c.dir_hits),
+            dir_misses: g(&c.dir_misses),
+            path_hits: g(&c.path_hits),
+            path_misses: g(&c.path_misses),
+            cache_hit_rate: if all == 0 { 0.0 } else { hits as f64 / all as f64 },
+            bytes_read: g(&c.bytes_read),
+            bytes_written: g(&c.bytes_written),
+            opens: g(&c.opens),
+            open_files: self.open.lock().len() as u64,
+        }
+    }
+}
+
+fn file_writable(f: &File) -> bool {
+    let fl = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETFL) };
+    fl >= 0 && (fl & libc::O_ACCMODE) != libc::O_RDONLY
+}

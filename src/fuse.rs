@@ -1,0 +1,447 @@
+//! The FUSE adapter: kernel requests in, [`MarkBaseFs`] calls, replies out.
+//!
+//! Kept thin on purpose (as mountpoint-s3 does) so that the file system core
+//! is tested without FUSE in the loop. Each handler converts its arguments,
+//! calls the core, and on failure replies with [`FsError::errno`] and logs
+//! one line: routine refusals (ENOENT, EEXIST, ...) at debug, the file
+//! system's own trouble at warn. Nothing here panics or unwraps.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
+    TimeOrNow, WriteFlags,
+};
+
+use crate::catalog::Kind;
+use crate::fs::{Attr, Caller, FsError, MarkBaseFs, SetAttrReq, TimeSet};
+
+/// How long the kernel may cache entries and attributes.
+const TTL: Duration = Duration::from_secs(1);
+
+/// The `fuser::Filesystem` over a [`MarkBaseFs`].
+pub struct FuseAdapter {
+    fs: Arc<MarkBaseFs>,
+}
+
+impl FuseAdapter {
+    pub fn new(fs: Arc<MarkBaseFs>) -> FuseAdapter {
+        FuseAdapter { fs }
+    }
+}
+
+fn kind(k: Kind) -> FileType {
+    match k {
+        Kind::Dir => FileType::Directory,
+        Kind::File => FileType::RegularFile,
+        Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
+        Kind::CharDev => FileType::CharDevice,
+        Kind::BlockDev => FileType::BlockDevice,
+    }
+}
+
+fn attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.blocks,
+        atime: a.atime,
+        mtime: a.mtime,
+        ctime: a.ctime,
+        crtime: a.crtime,
+        kind: kind(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev,
+        blksize: a.blksize,
+        flags: 0,
+    }
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller { uid: req.uid(), gid: req.gid() }
+}
+
+/// Log a failure once, at the level its kind deserves, and give its errno.
+fn fail(op: &str, ino: u64, e: &FsError) -> Errno {
+    if e.is_routine() {
+        tracing::debug!(op, ino, errno = e.errno(), "{e}");
+    } else {
+        tracing::warn!(op, ino, errno = e.errno(), "{e}");
+    }
+    Errno::from_i32(e.errno())
+}
+
+fn time(t: TimeOrNow) -> TimeSet {
+    match t {
+        TimeOrNow::SpecificTime(t) => TimeSet::At(t),
+        TimeOrNow::Now => TimeSet::Now,
+    }
+}
+
+impl Filesystem for FuseAdapter {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        for cap in [
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_ATOMIC_O_TRUNC,
+        ] {
+            let _ = config.add_capabilities(cap);
+        }
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_background(64);
+        if let Ok(n) = self.fs.recover() {
+            if n > 0 {
+                tracing::info!("recovery: freed {n} inode(s) left unlinked-but-open by an earlier run");
+            }
+        }
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        if let Err(e) = self.fs.flush_all() {
+            tracing::error!("final flush: {e}");
+        }
+        let s = self.fs.stats();
+        tracing::info!(
+            attr_hits = s.attr_hits,
+            attr_misses = s.attr_misses,
+            dir_hits = s.dir_hits,
+            dir_misses = s.dir_misses,
+            path_hits = s.path_hits,
+            path_misses = s.path_misses,
+            bytes_read = s.bytes_read,
+            bytes_written = s.bytes_written,
+            "unmounted; cache hit rate {:.1}%",
+            s.cache_hit_rate * 100.0
+        );
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.fs.lookup(parent.0, name) {
+            Ok(a) => reply.entry(&TTL, &attr(&a), Generation(0)),
+            Err(e) => reply.error(fail("lookup", parent.0, &e)),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.fs.getattr(ino.0) {
+            Ok(a) => reply.attr(&TTL, &attr(&a)),
+            Err(e) => reply.error(fail("getattr", ino.0, &e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let req = SetAttrReq {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(time),
+            mtime: mtime.map(time),
+            fh: fh.map(|f| f.0),
+        };
+        match self.fs.setattr(ino.0, &req) {
+            Ok(a) => reply.attr(&TTL, &attr(&a)),
+            Err(e) => reply.error(fail("setattr", ino.0, &e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.fs.readlink(ino.0) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(fail("readlink", ino.0, &e)),
+        }
+    }
+
+    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
+        match self.fs.mknod(parent.0, name, mode, umask, rdev, caller(req)) {
+            Ok(a) => reply.entry(&TTL, &attr(&a), Generation(0)),
+            Err(e) => reply.error(fail("mknod", parent.0, &e)),
+        }
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        match self.fs.mkdir(parent.0, name, mode, umask, caller(req)) {
+            Ok(a) => reply.entry(&TTL, &attr(&a), Generation(0)),
+            Err(e) => reply.error(fail("mkdir", parent.0, &e)),
+        }
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.fs.unlink(parent.0, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("unlink", parent.0, &e)),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.fs.rmdir(parent.0, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("rmdir", parent.0, &e)),
+        }
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        match self.fs.symlink(parent.0, link_name, target.as_os_str().as_bytes(), caller(req)) {
+            Ok(a) => reply.entry(&TTL, &attr(&a), Generation(0)),
+            Err(e) => reply.error(fail("symlink", parent.0, &e)),
+        }
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.rename(parent.0, name, newparent.0, newname, flags.bits()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("rename", parent.0, &e)),
+        }
+    }
+
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        match self.fs.link(ino.0, newparent.0, newname) {
+            Ok(a) => reply.entry(&TTL, &attr(&a), Generation(0)),
+            Err(e) => reply.error(fail("link", ino.0, &e)),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.open(ino.0, flags.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(fail("open", ino.0, &e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.fs.read(fh.0, offset, size) {
+            Ok(d) => reply.data(&d),
+            Err(e) => reply.error(fail("read", ino.0, &e)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.fs.write(fh.0, offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(fail("write", ino.0, &e)),
+        }
+    }
+
+    fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        match self.fs.flush(fh.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("flush", ino.0, &e)),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.release(fh.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("release", ino.0, &e)),
+        }
+    }
+
+    fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        match self.fs.fsync(fh.0, datasync) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("fsync", ino.0, &e)),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.opendir(ino.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(fail("opendir", ino.0, &e)),
+        }
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let d = match self.fs.dir_handle(fh.0) {
+            Ok(d) => d,
+            Err(e) => return reply.error(fail("readdir", ino.0, &e)),
+        };
+        for (i, e) in d.entries.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(e.ino), i as u64 + 1, kind(e.kind), &e.name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let d = match self.fs.dir_handle(fh.0) {
+            Ok(d) => d,
+            Err(e) => return reply.error(fail("readdirplus", ino.0, &e)),
+        };
+        for (i, e) in d.entries.iter().enumerate().skip(offset as usize) {
+            let a = match self.fs.getattr(e.ino) {
+                Ok(a) => a,
+                // Gone since the listing was taken: skip it.
+                Err(_) => continue,
+            };
+            if reply.add(INodeNo(e.ino), i as u64 + 1, &e.name, &TTL, &attr(&a), Generation(0)) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.fs.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        match self.fs.fsyncdir() {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("fsyncdir", ino.0, &e)),
+        }
+    }
+
+    fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        match self.fs.statfs() {
+            Ok(s) => reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, 255, s.frsize),
+            Err(e) => reply.error(fail("statfs", ino.0, &e)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.setxattr(ino.0, name, value, flags) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("setxattr", ino.0, &e)),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.fs.getxattr(ino.0, name) {
+            Ok(v) if size == 0 => reply.size(v.len() as u32),
+            Ok(v) if v.len() <= size as usize => reply.data(&v),
+            Ok(_) => reply.error(Errno::ERANGE),
+            Err(e) => reply.error(fail("getxattr", ino.0, &e)),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.fs.listxattr(ino.0) {
+            Ok(v) if size == 0 => reply.size(v.len() as u32),
+            Ok(v) if v.len() <= size as usize => reply.data(&v),
+            Ok(_) => reply.error(Errno::ERANGE),
+            Err(e) => reply.error(fail("listxattr", ino.0, &e)),
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.fs.removexattr(ino.0, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("removexattr", ino.0, &e)),
+        }
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        // default_permissions: the kernel checks; access() is not even sent.
+        reply.ok();
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        match self.fs.create(parent.0, name, mode, umask, flags, caller(req)) {
+            Ok((a, fh)) => reply.created(&TTL, &attr(&a), Generation(0), FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(fail("create", parent.0, &e)),
+        }
+    }
+
+    fn fallocate(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, length: u64, mode: i32, reply: ReplyEmpty) {
+        match self.fs.fallocate(fh.0, offset, length, mode) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("fallocate", ino.0, &e)),
+        }
+    }
+
+    fn lseek(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
+        match self.fs.lseek(fh.0, offset, whence) {
+            Ok(o) => reply.offset(o),
+            Err(e) => reply.error(fail("lseek", ino.0, &e)),
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! MarkBase FUSE: one user's MarkBase media library mounted as a POSIX file system.
+//!
+//! Three layers, each ignorant of the ones above it:
+//! * [`fuse`]: the kernel adapter (thin; `fuser` types stop here);
+//! * [`fs`]: the file system core: inodes, handles, caches, POSIX rules;
+//! * [`catalog`] (metadata, SQLite today) and [`store`] (content files).
+//!
+//! [`mount`] runs a mount as a daemon process and finds, flushes and
+//! unmounts running ones; [`library`] makes new catalogs.
+
+pub mod catalog;
+pub mod fs;
+pub mod fuse;
+pub mod library;
+pub mod mount;
+pub mod store;

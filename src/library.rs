@@ -1,0 +1,135 @@
+//! Where a user's library lives in a data directory, and making new ones.
+//!
+//! `<data-dir>/users/<user>.sqlite` is the catalog, `<data-dir>/content/<user>/`
+//! the content store, `<data-dir>/media/<user>/` the default media root.
+//! `create` writes a v1 catalog exactly as the rest of MarkBase would (the
+//! mount adds its own tables when it first opens it); `--demo` fills it with a
+//! small media tree whose bytes are a known function of the file and offset.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection};
+
+use crate::catalog::sqlite::{format_iso, V1_SCHEMA};
+
+/// Paths of one user's library.
+#[derive(Clone, Debug)]
+pub struct Library {
+    pub user: String,
+    pub data_dir: PathBuf,
+}
+
+/// Errors making or finding a library.
+#[derive(Debug, thiserror::Error)]
+pub enum LibraryError {
+    #[error("user name {0:?} is not allowed (letters, digits, '-', '_', '.'; not starting with '.')")]
+    BadUser(String),
+    #[error("{0}: a catalog already exists")]
+    Exists(PathBuf),
+    #[error("{0}: no catalog for this user (make one with `markbase library create --user NAME`)")]
+    NoCatalog(PathBuf),
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Library {
+    pub fn new(data_dir: &Path, user: &str) -> Result<Library, LibraryError> {
+        let ok = !user.is_empty()
+            && !user.starts_with('.')
+            && user.len() <= 64
+            && user.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !ok {
+            return Err(LibraryError::BadUser(user.to_string()));
+        }
+        Ok(Library { user: user.to_string(), data_dir: data_dir.to_path_buf() })
+    }
+
+    pub fn catalog_path(&self) -> PathBuf {
+        self.data_dir.join("users").join(format!("{}.sqlite", self.user))
+    }
+
+    pub fn content_dir(&self) -> PathBuf {
+        self.data_dir.join("content").join(&self.user)
+    }
+
+    pub fn media_dir(&self) -> PathBuf {
+        self.data_dir.join("media").join(&self.user)
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.join("logs").join(format!("{}.log", self.user))
+    }
+
+    /// The catalog, which must exist.
+    pub fn existing_catalog(&self) -> Result<PathBuf, LibraryError> {
+        let p = self.catalog_path();
+        if p.exists() {
+            Ok(p)
+        } else {
+            Err(LibraryError::NoCatalog(p))
+        }
+    }
+
+    /// Make a new, empty v1 catalog (and with `demo`, a small media tree).
+    pub fn create(&self, demo: bool) -> Result<usize, LibraryError> {
+        let p = self.catalog_path();
+        if p.exists() {
+            return Err(LibraryError::Exists(p));
+        }
+        std::fs::create_dir_all(p.parent().unwrap_or(Path::new(".")))?;
+        std::fs::create_dir_all(self.content_dir())?;
+        std::fs::create_dir_all(self.media_dir())?;
+        let mut conn = Connection::open(&p)?;
+        conn.execute_batch(V1_SCHEMA)?;
+        if !demo {
+            return Ok(0);
+        }
+        let tx = conn.transaction()?;
+        let now = format_iso(crate::catalog::sqlite::to_ns(std::time::SystemTime::now()));
+        let mut n = 0usize;
+        let mut add = |parent: Option<&str>, label: &str, folder: bool, size: u64| -> Result<String, LibraryError> {
+            let id = uuid::Uuid::new_v4().to_string();
+            tx.execute(
+                "INSERT INTO file_nodes VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                params![id, parent, label, if folder { "folder" } else { "file" }, (!folder).then_some(size as i64), now],
+            )?;
+            if !folder {
+                let ext = Path::new(label).extension().and_then(|e| e.to_str()).unwrap_or("bin");
+                let path = self.media_dir().join(&id[..2]).join(format!("{id}.{ext}"));
+                std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+                std::fs::write(&path, demo_bytes(&id, size))?;
+                tx.execute(
+                    "INSERT INTO file_locations VALUES(?1, ?2, 'Media', ?3)",
+                    params![id, path.to_string_lossy(), now],
+                )?;
+            }
+            n += 1;
+            Ok(id)
+        };
+        let projects = add(None, "Projects", true, 0)?;
+        add(None, "Inbox", true, 0)?;
+        let year = add(Some(&projects), "2025 Demo", true, 0)?;
+        for job in ["Demo Spot 01", "Demo Launch 02"] {
+            let j = add(Some(&year), job, true, 0)?;
+            for (kind, ext, count, size) in
+                [("Footage", "mov", 6, 1 << 20), ("Audio", "wav", 3, 256 << 10), ("Exports", "mp4", 2, 512 << 10)]
+            {
+                let k = add(Some(&j), kind, true, 0)?;
+                for i in 1..=count {
+                    add(Some(&k), &format!("A{:03}_C{i:03}.{ext}", i), false, size)?;
+                }
+            }
+        }
+        drop(add);
+        tx.commit()?;
+        Ok(n)
+    }
+}
+
+/// Deterministic demo content: byte `o` of file `id`.
+pub fn demo_bytes(id: &str, size: u64) -> Vec<u8> {
+    let seed = id.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+    (0..size).map(|o| ((o.wrapping_mul(2654435761) ^ seed) >> 7) as u8).collect()
+}

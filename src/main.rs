@@ -1,0 +1,177 @@
+//! `markbase`: the command line. Library code returns typed errors; this
+//! binary adds context (`anyhow`) and prints one line per failure.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{ArgGroup, Args, Parser, Subcommand};
+
+use markbase::library::Library;
+use markbase::mount::{self, MountSpec};
+
+mod bench;
+
+#[derive(Parser, Debug)]
+#[command(name = "markbase", version, about = "Mount MarkBase media libraries as file systems")]
+struct Cli {
+    /// Data directory: users/<user>.sqlite, content/<user>/, media/<user>/.
+    #[arg(long, global = true, env = "MARKBASE_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Make and inspect libraries.
+    Library {
+        #[command(subcommand)]
+        command: LibraryCommand,
+    },
+    /// Mount, unmount, inspect and test FUSE mounts.
+    Fuse(FuseArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum LibraryCommand {
+    /// Make a new user's empty catalog (v1 format), or with --demo a small media tree.
+    Create {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        demo: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("action").required(true).args(["mount", "unmount", "stats", "test"])))]
+struct FuseArgs {
+    /// Mount a user's library at --dir (returns once the mount answers).
+    #[arg(long)]
+    mount: bool,
+    /// Flush and unmount the mount at --dir.
+    #[arg(long)]
+    unmount: bool,
+    /// Print the cache and traffic counters of the mount at --dir.
+    #[arg(long)]
+    stats: bool,
+    /// Built-in throughput test through a mount, against the backing directory.
+    #[arg(long)]
+    test: bool,
+    #[arg(long)]
+    user: Option<String>,
+    /// Mount point.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Stay attached (for a service manager) instead of returning once mounted.
+    #[arg(long)]
+    foreground: bool,
+    /// Let other users (and root-run tools) in, as FUSE's allow_other does.
+    #[arg(long)]
+    allow_other: bool,
+    /// FUSE worker threads.
+    #[arg(long, default_value_t = 4)]
+    threads: usize,
+    /// --test: bytes to write and read (e.g. 512MB, 6GB).
+    #[arg(long, default_value = "1GB")]
+    size: String,
+    /// --test: print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MARKBASE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("markbase: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Library { command: LibraryCommand::Create { user, demo } } => {
+            let lib = Library::new(&cli.data_dir, &user)?;
+            let n = lib.create(demo)?;
+            println!("{}: created ({n} nodes)", lib.catalog_path().display());
+            Ok(())
+        }
+        Command::Fuse(args) => fuse(&cli.data_dir, args),
+    }
+}
+
+fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
+    if a.mount {
+        let user = a.user.as_deref().context("--mount needs --user")?;
+        let dir = a.dir.clone().context("--mount needs --dir")?;
+        let spec = MountSpec {
+            library: Library::new(data_dir, user)?,
+            mountpoint: dir.clone(),
+            allow_other: a.allow_other,
+            threads: a.threads,
+        };
+        if a.foreground {
+            return Ok(mount::serve(&spec, mount::ready_fd_from_env())?);
+        }
+        let mut args = vec![
+            "--data-dir".to_string(),
+            data_dir.to_string_lossy().into_owned(),
+            "fuse".into(),
+            "--mount".into(),
+            "--foreground".into(),
+            "--user".into(),
+            user.into(),
+            "--dir".into(),
+            dir.to_string_lossy().into_owned(),
+            "--threads".into(),
+            a.threads.to_string(),
+        ];
+        if a.allow_other {
+            args.push("--allow-other".into());
+        }
+        let pid = mount::spawn_daemon(&spec, &args)?;
+        println!("mounted {user} at {} (daemon pid {pid})", dir.display());
+        return Ok(());
+    }
+    if a.unmount {
+        let dir = a.dir.context("--unmount needs --dir")?;
+        mount::unmount(&dir)?;
+        println!("unmounted {}", dir.display());
+        return Ok(());
+    }
+    if a.stats {
+        let dir = a.dir.context("--stats needs --dir")?;
+        let json = mount::read_stats(&dir)?;
+        if a.json {
+            println!("{json}");
+        } else {
+            let v: serde_json::Value = serde_json::from_str(&json)?;
+            if let Some(o) = v.as_object() {
+                for (k, v) in o {
+                    println!("{k:>16}  {v}");
+                }
+            }
+        }
+        return Ok(());
+    }
+    if a.test {
+        let size = bench::parse_size(&a.size)?;
+        return bench::throughput(data_dir, a.user.as_deref(), size, a.json);
+    }
+    bail!("nothing to do")
+}

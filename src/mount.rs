@@ -1,0 +1,477 @@
+//! Running a mount: checks, the daemon, and finding and stopping running ones.
+//!
+//! `markbase fuse --mount` checks everything it can first (mount point,
+//! catalog) so that a refusal changes nothing, then starts the daemon (this
+//! same binary with `--foreground`) in its own session and waits on a pipe
+//! until the daemon says the kernel mount is up (or why it failed). The daemon
+//! records itself in a runtime file (`/run/markbase/*.json`) so that
+//! `--unmount` can find it: SIGTERM makes it commit every open file and sync
+//! the catalog, then unmount. A mount whose daemon is gone (ENOTCONN) is
+//! detached directly.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::sqlite::{OpenOptions, SqliteCatalog};
+use crate::fs::{FsConfig, MarkBaseFs, STATS_XATTR};
+use crate::fuse::FuseAdapter;
+use crate::library::Library;
+use crate::store::ContentStore;
+
+/// The file system type the kernel shows (`fuse.markbase`).
+pub const SUBTYPE: &str = "markbase";
+
+/// Errors of mounting and unmounting; each is one line for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("mount point {0}: does not exist")]
+    NoMountPoint(PathBuf),
+    #[error("mount point {0}: not a directory")]
+    NotADirectory(PathBuf),
+    #[error("mount point {0}: already a MarkBase mount (unmount it first: markbase fuse --unmount --dir {0})")]
+    AlreadyMounted(PathBuf),
+    #[error("mount point {0}: a MarkBase mount whose daemon is gone (clean it: markbase fuse --unmount --dir {0})")]
+    DeadMount(PathBuf),
+    #[error("mount point {0}: busy ({1})")]
+    Busy(PathBuf, String),
+    #[error("{0}: not a MarkBase mount")]
+    NotMounted(PathBuf),
+    #[error("{0}")]
+    Library(#[from] crate::library::LibraryError),
+    #[error("{0}")]
+    Catalog(#[from] crate::catalog::CatalogError),
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("the mount daemon failed: {0}")]
+    Daemon(String),
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> MountError {
+    let what = what.into();
+    move |e| MountError::Io(what, e)
+}
+
+/// What to mount and how.
+#[derive(Clone, Debug)]
+pub struct MountSpec {
+    pub library: Library,
+    pub mountpoint: PathBuf,
+    pub allow_other: bool,
+    pub threads: usize,
+}
+
+/// A running mount as the kernel lists it.
+#[derive(Clone, Debug)]
+pub struct KernelMount {
+    pub mountpoint: PathBuf,
+    pub fstype: String,
+    pub source: String,
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Every mount of this machine (from /proc/self/mountinfo).
+pub fn kernel_mounts() -> Vec<KernelMount> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let mp = left.split(' ').nth(4)?;
+            let mut r = right.split(' ');
+            Some(KernelMount {
+                mountpoint: PathBuf::from(unescape_mountinfo(mp)),
+                fstype: r.next()?.to_string(),
+                source: r.next().unwrap_or("").to_string(),
+            })
+        })
+        .collect()
+}
+
+impl KernelMount {
+    /// Is this a MarkBase mount? (The source is `markbase:<user>`; the type is
+    /// `fuse` or `fuse.markbase` depending on how the kernel was asked.)
+    pub fn is_markbase(&self) -> bool {
+        self.fstype.starts_with("fuse") && self.source.starts_with("markbase:")
+    }
+
+    /// The user a MarkBase mount serves.
+    pub fn user(&self) -> Option<&str> {
+        self.source.strip_prefix("markbase:")
+    }
+}
+
+/// MarkBase mounts of this machine.
+pub fn markbase_mounts() -> Vec<KernelMount> {
+    kernel_mounts().into_iter().filter(KernelMount::is_markbase).collect()
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    let abs = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(p) };
+    // Lexical clean-up only: a dead mount point cannot be canonicalised.
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Check a mount point: it exists, is an empty directory, and nothing is mounted on it.
+pub fn check_mountpoint(p: &Path) -> Result<PathBuf, MountError> {
+    let abs = absolute(p);
+    if let Some(m) = kernel_mounts().into_iter().rev().find(|m| m.mountpoint == abs) {
+        if m.is_markbase() {
+            return Err(match std::fs::metadata(&abs) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => MountError::DeadMount(abs),
+                _ => MountError::AlreadyMounted(abs),
+            });
+        }
+        return Err(MountError::Busy(abs, format!("{} is mounted there", m.fstype)));
+    }
+    let meta = match std::fs::metadata(&abs) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(MountError::NoMountPoint(abs)),
+        Err(e) => return Err(MountError::Io(abs.display().to_string(), e)),
+    };
+    if !meta.is_dir() {
+        return Err(MountError::NotADirectory(abs));
+    }
+    let canon = abs.canonicalize().map_err(io_err(abs.display().to_string()))?;
+    let nonempty = std::fs::read_dir(&canon).map_err(io_err(canon.display().to_string()))?.next().is_some();
+    if nonempty {
+        return Err(MountError::Busy(canon, "the directory is not empty".into()));
+    }
+    Ok(canon)
+}
+
+/// Open the library of `spec` as a file system core (catalog checks and migrations run here).
+pub fn open_fs(spec: &MountSpec) -> Result<Arc<MarkBaseFs>, MountError> {
+    let path = spec.library.existing_catalog()?;
+    let (uid, gid) = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+    let catalog = SqliteCatalog::open(&path, &OpenOptions { uid, gid, create: false })?;
+    let store = ContentStore::new(&spec.library.content_dir(), &[spec.library.media_dir()])?;
+    Ok(Arc::new(MarkBaseFs::new(Arc::new(catalog), store, FsConfig::default())))
+}
+
+/// What the runtime file of a running mount says.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RuntimeRecord {
+    pub user: String,
+    pub mountpoint: PathBuf,
+    pub pid: u32,
+    pub data_dir: PathBuf,
+    pub started_unix: u64,
+    pub backend: String,
+}
+
+/// Where runtime records live.
+pub fn runtime_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("MARKBASE_RUNTIME_DIR") {
+        return PathBuf::from(d);
+    }
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/run/markbase");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) => PathBuf::from(d).join("markbase"),
+        None => std::env::temp_dir().join(format!("markbase-{}", nix::unistd::geteuid())),
+    }
+}
+
+fn record_path(mountpoint: &Path) -> PathBuf {
+    let key: String = mountpoint
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+        .collect();
+    runtime_dir().join(format!("{key}.json"))
+}
+
+pub fn read_record(mountpoint: &Path) -> Option<RuntimeRecord> {
+    let text = std::fs::read_to_string(record_path(mountpoint)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn write_record(r: &RuntimeRecord) -> std::io::Result<()> {
+    std::fs::create_dir_all(runtime_dir())?;
+    let p = record_path(&r.mountpoint);
+    let tmp = p.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?)?;
+    std::fs::rename(tmp, p)
+}
+
+fn remove_record(mountpoint: &Path) {
+    let _ = std::fs::remove_file(record_path(mountpoint));
+}
+
+fn pid_alive(pid: u32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+            .unwrap_or(true)
+}
+
+/// Run the daemon in this process until the file system is unmounted. When
+/// `ready` is given, "ok" or the error is written to it once the mount is up
+/// or has failed.
+pub fn serve(spec: &MountSpec, ready: Option<OwnedFd>) -> Result<(), MountError> {
+    let mut ready = ready.map(File::from);
+    let result = serve_inner(spec, &mut ready);
+    if let (Err(e), Some(r)) = (&result, ready.as_mut()) {
+        let _ = writeln!(r, "{e}");
+    }
+    result
+}
+
+fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountError> {
+    let mountpoint = check_mountpoint(&spec.mountpoint)?;
+    let fs = open_fs(spec)?;
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        fuser::MountOption::FSName(format!("markbase:{}", spec.library.user)),
+        fuser::MountOption::Subtype(SUBTYPE.into()),
+        fuser::MountOption::DefaultPermissions,
+        fuser::MountOption::NoAtime,
+    ];
+    if spec.allow_other {
+        config.acl = fuser::SessionACL::All;
+    }
+    config.n_threads = Some(spec.threads.max(1));
+    config.clone_fd = true;
+    let mut session = fuser::Session::new(FuseAdapter::new(fs.clone()), &mountpoint, &config)
+        .map_err(io_err(format!("mount {}", mountpoint.display())))?;
+    let record = RuntimeRecord {
+        user: spec.library.user.clone(),
+        mountpoint: mountpoint.clone(),
+        pid: std::process::id(),
+        data_dir: spec.library.data_dir.canonicalize().unwrap_or(spec.library.data_dir.clone()),
+        started_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        backend: "fuse-linux".into(),
+    };
+    if let Err(e) = write_record(&record) {
+        tracing::warn!("cannot write runtime record: {e}");
+    }
+    // Signals: flush everything, then unmount (lazily if files are still open).
+    let mut unmounter = session.unmount_callable();
+    let sig_fs = fs.clone();
+    let sig_mp = mountpoint.clone();
+    let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
+        .map_err(io_err("signal handlers"))?;
+    std::thread::Builder::new()
+        .name("markbase-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if sig == libc::SIGHUP {
+                    tracing::info!("SIGHUP: nothing to reload for a single mount");
+                    continue;
+                }
+                tracing::info!(signal = sig, "flushing and unmounting {}", sig_mp.display());
+                if let Err(e) = sig_fs.flush_all() {
+                    tracing::error!("flush before unmount: {e}");
+                }
+                if let Err(e) = unmounter.unmount() {
+                    tracing::warn!("unmount: {e}; detaching lazily");
+                    let _ = nix::mount::umount2(&sig_mp, nix::mount::MntFlags::MNT_DETACH);
+                }
+            }
+        })
+        .map_err(io_err("signal thread"))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let (fs, stop) = (fs.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("markbase-committer".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_secs(2));
+                    if let Err(e) = fs.flush_size_fixes() {
+                        tracing::warn!("catalog size corrections: {e}");
+                    }
+                }
+            })
+            .map_err(io_err("committer thread"))?;
+    }
+    tracing::info!(user = %spec.library.user, "mounted at {}", mountpoint.display());
+    if let Some(mut r) = ready.take() {
+        let _ = writeln!(r, "ok");
+    }
+    let res = session.run();
+    stop.store(true, Ordering::Relaxed);
+    remove_record(&mountpoint);
+    res.map_err(io_err("FUSE session"))
+}
+
+/// Start the daemon for `spec` in the background and return once the mount
+/// answers. `exe_args` are the arguments that make this binary serve `spec`
+/// in the foreground.
+pub fn spawn_daemon(spec: &MountSpec, exe_args: &[String]) -> Result<u32, MountError> {
+    let mountpoint = check_mountpoint(&spec.mountpoint)?;
+    // Fail here, in the user's terminal, for a bad catalog.
+    drop(open_fs(spec)?);
+    let log_path = spec.library.log_path();
+    if let Some(d) = log_path.parent() {
+        std::fs::create_dir_all(d).map_err(io_err(d.display().to_string()))?;
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(io_err(log_path.display().to_string()))?;
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io_err("pipe")(e.into()))?;
+    let wfd = w.as_raw_fd();
+    let exe = std::env::current_exe().map_err(io_err("current executable"))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(exe_args)
+        .env("MARKBASE_READY_FD", wfd.to_string())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(io_err("log"))?)
+        .stderr(log);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            if libc::fcntl(wfd, libc::F_SETFD, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(io_err("start the mount daemon"))?;
+    drop(w);
+    let mut rf = File::from(r);
+    let mut msg = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut buf = [0u8; 512];
+    loop {
+        let mut pfd = libc::pollfd { fd: rf.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let left = deadline.saturating_duration_since(Instant::now()).as_millis() as i32;
+        if left == 0 {
+            let _ = child.kill();
+            return Err(MountError::Daemon(format!("no answer in 60 s; see {}", log_path.display())));
+        }
+        if unsafe { libc::poll(&mut pfd, 1, left) } <= 0 {
+            continue;
+        }
+        match rf.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                msg.extend_from_slice(&buf[..n]);
+                if msg.contains(&b'\n') {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_err("daemon pipe")(e)),
+        }
+    }
+    let msg = String::from_utf8_lossy(&msg).trim().to_string();
+    if msg != "ok" {
+        let _ = child.wait();
+        let why = if msg.is_empty() { format!("it exited; see {}", log_path.display()) } else { msg };
+        return Err(MountError::Daemon(why));
+    }
+    // The mount answers: its root is a different file system now.
+    std::fs::metadata(&mountpoint).map_err(io_err(mountpoint.display().to_string()))?;
+    Ok(child.id())
+}
+
+/// The ready pipe handed down by [`spawn_daemon`], if this process is a daemon.
+pub fn ready_fd_from_env() -> Option<OwnedFd> {
+    let fd: i32 = std::env::var("MARKBASE_READY_FD").ok()?.parse().ok()?;
+    std::env::remove_var("MARKBASE_READY_FD");
+    // SAFETY: the parent passed this descriptor for us alone.
+    (fd > 2 && unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Flush and unmount the MarkBase mount at `dir`; clean it if its daemon is gone.
+pub fn unmount(dir: &Path) -> Result<(), MountError> {
+    let abs = absolute(dir);
+    let mp = markbase_mounts()
+        .into_iter()
+        .rev()
+        .find(|m| m.mountpoint == abs || abs.canonicalize().is_ok_and(|c| c == m.mountpoint))
+        .map(|m| m.mountpoint)
+        .ok_or_else(|| MountError::NotMounted(abs.clone()))?;
+    if let Some(rec) = read_record(&mp).filter(|r| pid_alive(r.pid)) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.pid as i32), nix::sys::signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let gone = !markbase_mounts().iter().any(|m| m.mountpoint == mp);
+            if gone && !pid_alive(rec.pid) {
+                return Ok(());
+            }
+            if gone {
+                // Detached; the daemon lives on only while files stay open.
+                std::thread::sleep(Duration::from_millis(10));
+                if !pid_alive(rec.pid) {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !markbase_mounts().iter().any(|m| m.mountpoint == mp) {
+            tracing::warn!("{}: unmounted; the daemon still serves files that are open", mp.display());
+            return Ok(());
+        }
+        return Err(MountError::Daemon(format!("{}: daemon {} did not unmount in 60 s", mp.display(), rec.pid)));
+    }
+    // No daemon: a dead mount ("Transport endpoint is not connected").
+    nix::mount::umount2(&mp, nix::mount::MntFlags::MNT_DETACH)
+        .map_err(|e| io_err(format!("unmount {}", mp.display()))(e.into()))?;
+    remove_record(&mp);
+    Ok(())
+}
+
+/// The counters of the mount at `dir` (JSON), read through its root xattr.
+pub fn read_stats(dir: &Path) -> Result<String, MountError> {
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|_| MountError::NotMounted(dir.to_path_buf()))?;
+    let name = std::ffi::CString::new(STATS_XATTR).map_err(|_| MountError::NotMounted(dir.to_path_buf()))?;
+    let mut buf = vec![0u8; 64 << 10];
+    // SAFETY: valid C strings and a buffer of the given length.
+    let n = unsafe { libc::getxattr(c.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::ENODATA) | Some(libc::EOPNOTSUPP) => MountError::NotMounted(dir.to_path_buf()),
+            _ => MountError::Io(dir.display().to_string(), e),
+        });
+    }
+    buf.truncate(n as usize);
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
