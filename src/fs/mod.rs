@@ -124,6 +124,8 @@ pub enum FsError {
     NotSupported(&'static str),
     #[error("node {node_id} (inode {ino}) has no content file that exists and is allowed")]
     MissingContent { ino: Ino, node_id: String },
+    #[error("too many links")]
+    TooManyLinks,
     #[error("the system is low on memory: {0}")]
     NoMemory(&'static str),
     #[error("io: {0}")]
@@ -173,6 +175,7 @@ impl FsError {
             FsError::NotSupported(_) => EOPNOTSUPP,
             FsError::MissingContent { .. } => EIO,
             FsError::NoMemory(_) => ENOMEM,
+            FsError::TooManyLinks => EMLINK,
             FsError::Io(e) => e.raw_os_error().unwrap_or(EIO),
             FsError::Store(StoreError::Io { source, .. }) => source.raw_os_error().unwrap_or(EIO),
             FsError::Catalog(CatalogError::Io(e)) => e.raw_os_error().unwrap_or(EIO),
@@ -302,6 +305,8 @@ struct Timed<T> {
 }
 
 const LOCK_STRIPES: usize = 64;
+/// Most links one inode may have (ext4's limit).
+pub const LINK_MAX: u32 = 65_000;
 /// The root xattr that reports the mount's counters (`markbase fuse --stats`).
 pub const STATS_XATTR: &str = "user.markbase.stats";
 
@@ -827,6 +832,9 @@ impl MarkBaseFs {
         if rec.kind == Kind::Dir {
             return Err(FsError::Perm("hard links to directories"));
         }
+        if rec.nlink >= LINK_MAX {
+            return Err(FsError::TooManyLinks);
+        }
         if self.listing(new_parent)?.get(new_name).is_some() {
             return Err(FsError::Exists);
         }
@@ -952,7 +960,15 @@ impl MarkBaseFs {
             open.entry(ino).or_insert(of);
         }
         drop(open);
-        self.open_handle(ino, flags)
+        let fh = self.open_handle(ino, flags)?;
+        if write && flags & libc::O_TRUNC != 0 {
+            // FUSE_ATOMIC_O_TRUNC: the truncation is ours to do.
+            if let Err(e) = self.setattr(ino, &SetAttrReq { size: Some(0), ..Default::default() }) {
+                let _ = self.release(fh);
+                return Err(e);
+            }
+        }
+        Ok(fh)
     }
 
     fn handle(&self, fh: u64) -> FsResult<(Arc<OpenFile>, bool)> {
