@@ -1,0 +1,150 @@
+//! Shared helpers for the integration tests: make a library (with the shared
+//! fixture generator or `markbase library create`), mount it with the real
+//! binary, and unmount on drop, even when the test fails.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tempfile::TempDir;
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_markbase"))
+}
+
+/// `../shared/fixtures` beside the repository, or `MARKBASE_FIXTURES`.
+pub fn fixtures_dir() -> PathBuf {
+    std::env::var_os("MARKBASE_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"))
+}
+
+/// A library in a temporary data directory.
+pub struct TestLib {
+    pub tmp: TempDir,
+    pub data: PathBuf,
+    pub user: String,
+}
+
+impl TestLib {
+    /// A library made by the shared `make_library.py`.
+    pub fn fixture(user: &str, nodes: Option<u32>, anomalies: bool) -> TestLib {
+        let tmp = tempfile::Builder::new().prefix("mbtest-").tempdir().expect("tempdir");
+        let data = tmp.path().join("data");
+        let script = fixtures_dir().join("make_library.py");
+        let mut cmd = Command::new("python3");
+        cmd.arg(&script).arg("--data-dir").arg(&data).arg("--user").arg(user);
+        if let Some(n) = nodes {
+            cmd.arg("--nodes").arg(n.to_string());
+        }
+        if anomalies {
+            cmd.arg("--anomalies");
+        }
+        let out = cmd.output().expect("run make_library.py");
+        assert!(out.status.success(), "make_library.py: {}", String::from_utf8_lossy(&out.stderr));
+        TestLib { tmp, data, user: user.to_string() }
+    }
+
+    /// A new empty library (`markbase library create`).
+    pub fn empty(user: &str) -> TestLib {
+        let tmp = tempfile::Builder::new().prefix("mbtest-").tempdir().expect("tempdir");
+        let data = tmp.path().join("data");
+        let lib = TestLib { tmp, data, user: user.to_string() };
+        let out = lib.markbase(&["library", "create", "--user", user]);
+        assert!(out.status.success(), "library create: {}", String::from_utf8_lossy(&out.stderr));
+        lib
+    }
+
+    pub fn catalog(&self) -> PathBuf {
+        self.data.join("users").join(format!("{}.sqlite", self.user))
+    }
+
+    pub fn content_dir(&self) -> PathBuf {
+        self.data.join("content").join(&self.user)
+    }
+
+    pub fn markbase(&self, args: &[&str]) -> Output {
+        Command::new(bin())
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args(args)
+            .output()
+            .expect("run markbase")
+    }
+
+    /// Mount at a fresh directory; panics (after cleaning up) if it fails.
+    pub fn mount(&self, extra: &[&str]) -> Mounted {
+        let dir = self.tmp.path().join(format!("mnt-{}", uniq()));
+        std::fs::create_dir_all(&dir).expect("mkdir mountpoint");
+        self.mount_at(&dir, extra)
+    }
+
+    pub fn mount_at(&self, dir: &Path, extra: &[&str]) -> Mounted {
+        let d = dir.to_string_lossy().into_owned();
+        let mut args = vec!["fuse", "--mount", "--user", &self.user, "--dir", &d];
+        args.extend_from_slice(extra);
+        let out = self.markbase(&args);
+        let m = Mounted { dir: dir.to_path_buf() };
+        assert!(out.status.success(), "mount failed: {}", String::from_utf8_lossy(&out.stderr));
+        m
+    }
+}
+
+fn uniq() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A mounted library; unmounted when dropped.
+pub struct Mounted {
+    pub dir: PathBuf,
+}
+
+impl Mounted {
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    /// Unmount now and check that it worked.
+    pub fn unmount(self) {
+        let out = Command::new(bin()).args(["fuse", "--unmount", "--dir"]).arg(&self.dir).output().expect("run");
+        assert!(out.status.success(), "unmount: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(!is_mounted(&self.dir), "still mounted after --unmount");
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new(bin()).args(["fuse", "--unmount", "--dir"]).arg(&self.dir).output();
+        if is_mounted(&self.dir) {
+            let _ = nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+pub fn is_mounted(dir: &Path) -> bool {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let d = dir.to_string_lossy().replace(' ', "\\040");
+    text.lines().any(|l| l.split(' ').nth(4) == Some(d.as_str()))
+}
+
+/// The fixture's content formula: block `idx` of file `uuid`.
+pub fn content_block(uuid: &str, idx: u64) -> Vec<u8> {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(format!("{uuid}:{idx}").as_bytes());
+    h.iter().cycle().take(4096).copied().collect()
+}
+
+/// What the fixture wrote for a sparse file of `size` bytes.
+pub fn expected_sparse(uuid: &str, size: u64) -> Vec<u8> {
+    let mut v = content_block(uuid, 0);
+    v.truncate(size.min(4096) as usize);
+    v.resize(size as usize, 0);
+    v
+}
+
+pub fn errno_of<T>(r: std::io::Result<T>) -> Option<i32> {
+    r.err().and_then(|e| e.raw_os_error())
+}

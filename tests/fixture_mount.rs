@@ -1,0 +1,325 @@
+//! Mount the shared fixture library (12,659 nodes, with anomalies) and check,
+//! through the mount, the tree, the content bytes and every rule of the
+//! library format; then change it with ordinary calls, unmount, remount and
+//! find every change.
+
+mod common;
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::PathBuf;
+
+use common::*;
+use rusqlite::Connection;
+
+struct Node {
+    id: String,
+    parent: Option<String>,
+    label: String,
+    folder: bool,
+    created: String,
+}
+
+fn nodes(cat: &std::path::Path) -> Vec<Node> {
+    let c = Connection::open(cat).unwrap();
+    let mut st = c
+        .prepare("SELECT node_id, parent_id, label, node_type, coalesce(created_at,'') FROM file_nodes")
+        .unwrap();
+    st.query_map([], |r| {
+        Ok(Node {
+            id: r.get(0)?,
+            parent: r.get(1)?,
+            label: r.get(2)?,
+            folder: r.get::<_, String>(3)? == "folder",
+            created: r.get(4)?,
+        })
+    })
+    .unwrap()
+    .map(|r| r.unwrap())
+    .collect()
+}
+
+fn first_location(cat: &std::path::Path, id: &str) -> Option<PathBuf> {
+    let c = Connection::open(cat).unwrap();
+    c.query_row("SELECT location FROM file_locations WHERE file_uuid=?1 ORDER BY rowid LIMIT 1", [id], |r| {
+        r.get::<_, String>(0)
+    })
+    .ok()
+    .map(PathBuf::from)
+}
+
+#[test]
+fn fixture_tree_content_and_anomalies() {
+    let lib = TestLib::fixture("warren", None, true);
+    let cat = lib.catalog();
+    // Make one catalog size stale: the content file's size must win.
+    let all = nodes(&cat);
+    let by_id: HashMap<&str, &Node> = all.iter().map(|n| (n.id.as_str(), n)).collect();
+    let stale = all.iter().find(|n| !n.folder && n.label.ends_with(".mov") && n.parent.is_some()).unwrap();
+    Connection::open(&cat).unwrap().execute("UPDATE file_nodes SET size=999999 WHERE node_id=?1", [&stale.id]).unwrap();
+
+    let m = lib.mount(&[]);
+    let inbox_id = all.iter().find(|n| n.label == "Inbox").unwrap().id.clone();
+
+    // Every ordinary node is where its labels say, with its type; files read
+    // back exactly as the fixture wrote them (checked on every 50th file).
+    let mut checked_files = 0;
+    let mut count = 0;
+    let mut siblings: HashMap<(Option<&str>, &str), usize> = HashMap::new();
+    let mut children: HashMap<Option<&str>, usize> = HashMap::new();
+    for n in &all {
+        *siblings.entry((n.parent.as_deref(), n.label.as_str())).or_default() += 1;
+        *children.entry(n.parent.as_deref()).or_default() += 1;
+    }
+    for n in &all {
+        if n.parent.as_deref() == Some(&inbox_id) || n.label == "orphan.mov" {
+            continue; // anomalies: checked below
+        }
+        if siblings[&(n.parent.as_deref(), n.label.as_str())] > 1 {
+            continue; // a repeated label: counted per folder below
+        }
+        let mut parts = vec![n.label.clone()];
+        let mut p = n.parent.clone();
+        while let Some(pid) = p {
+            let parent = by_id[pid.as_str()];
+            parts.push(parent.label.clone());
+            p = parent.parent.clone();
+        }
+        parts.reverse();
+        let path = m.dir.join(parts.join("/"));
+        let meta = fs::symlink_metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(meta.is_dir(), n.folder, "{}", path.display());
+        count += 1;
+        if !n.folder {
+            let loc = first_location(&cat, &n.id).unwrap();
+            let real = fs::metadata(&loc).unwrap().len();
+            assert_eq!(meta.len(), real, "size of {}", path.display());
+            if count % 50 == 0 || n.id == stale.id {
+                assert_eq!(fs::read(&path).unwrap(), expected_sparse(&n.id, real), "bytes of {}", path.display());
+                checked_files += 1;
+            }
+        }
+    }
+    assert!(count > 12_000, "walked {count} nodes");
+    // Folders with repeated labels show every child, under distinct names.
+    for ((parent, label), k) in &siblings {
+        if *k > 1 {
+            let folder = by_id[parent.expect("top-level labels are unique")];
+            let path = m.dir.join(if folder.label == "Library" { "Library".to_string() } else { continue });
+            let names: Vec<String> =
+                fs::read_dir(&path).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+            assert_eq!(names.len(), children[&Some(folder.id.as_str())], "{label}");
+            assert!(names.iter().any(|n| n == label));
+        }
+    }
+    assert!(checked_files > 100);
+
+    // The anomalies, as markbase-library-format.md says.
+    let inbox = m.path("Inbox");
+    let mut names: Vec<String> =
+        fs::read_dir(&inbox).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    let long = format!("{}.mov", "L".repeat(251));
+    let mut want = vec![
+        "Rough:Cut v2.mov".to_string(),
+        "Untitled".into(),
+        "duplicate (2).mov".into(),
+        "duplicate.mov".into(),
+        long.clone(),
+        "missing on disk.mov".into(),
+        "two locations.mov".into(),
+        "Ünïcödé 🎬 clip.mov".into(),
+    ];
+    want.sort();
+    assert_eq!(names, want);
+    assert_eq!(long.len(), 255);
+    // The older duplicate keeps the label.
+    let mut dups: Vec<&Node> = all.iter().filter(|n| n.label == "duplicate.mov").collect();
+    dups.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
+    for (node, name) in dups.iter().zip(["duplicate.mov", "duplicate (2).mov"]) {
+        let size = fs::metadata(first_location(&cat, &node.id).unwrap()).unwrap().len();
+        assert_eq!(fs::read(inbox.join(name)).unwrap(), expected_sparse(&node.id, size), "{name}");
+    }
+    // Missing content: listed with its catalog size, EIO on open.
+    assert_eq!(fs::metadata(inbox.join("missing on disk.mov")).unwrap().len(), 1234);
+    assert_eq!(errno_of(fs::File::open(inbox.join("missing on disk.mov"))), Some(libc::EIO));
+    // Two locations: the first that exists.
+    let two = all.iter().find(|n| n.label == "two locations.mov").unwrap();
+    let size = fs::metadata(first_location(&cat, &two.id).unwrap()).unwrap().len();
+    assert_eq!(fs::read(inbox.join("two locations.mov")).unwrap(), expected_sparse(&two.id, size));
+    // A node whose parent is gone: under Unfiled.
+    assert!(m.path("Unfiled/orphan.mov").exists());
+    assert_eq!(fs::metadata(m.path("Unfiled/orphan.mov")).unwrap().len(), 10);
+
+    // Stable inode numbers: same after a remount.
+    let probe = ["Projects", "Inbox/duplicate (2).mov", "Unfiled/orphan.mov", "Library"];
+    let inos: Vec<u64> = probe.iter().map(|p| fs::metadata(m.path(p)).unwrap().ino()).collect();
+    let mut uniq = inos.clone();
+    uniq.sort();
+    uniq.dedup();
+    assert_eq!(uniq.len(), inos.len());
+    let dir = m.dir.clone();
+    m.unmount();
+    // The stale catalog size has been corrected.
+    let size: i64 = Connection::open(&cat)
+        .unwrap()
+        .query_row("SELECT size FROM file_nodes WHERE node_id=?1", [&stale.id], |r| r.get(0))
+        .unwrap();
+    assert_eq!(size as u64, fs::metadata(first_location(&cat, &stale.id).unwrap()).unwrap().len());
+    let m = lib.mount_at(&dir, &[]);
+    let again: Vec<u64> = probe.iter().map(|p| fs::metadata(m.path(p)).unwrap().ino()).collect();
+    assert_eq!(inos, again);
+}
+
+#[test]
+fn changes_survive_remount_and_reach_the_catalog() {
+    let lib = TestLib::fixture("editor", Some(300), true);
+    let m = lib.mount(&[]);
+    let d = m.path("Inbox/Cut 1");
+    fs::create_dir(&d).unwrap();
+    let mut f = fs::File::create(d.join("edit.mov")).unwrap();
+    f.write_all(&vec![7u8; 300_000]).unwrap();
+    f.seek(SeekFrom::Start(100)).unwrap();
+    f.write_all(b"middle").unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    fs::write(d.join("notes.txt"), b"v1").unwrap();
+    fs::rename(d.join("notes.txt"), d.join("notes:final.txt")).unwrap();
+    fs::create_dir(m.path("Inbox/gone")).unwrap();
+    fs::remove_dir(m.path("Inbox/gone")).unwrap();
+    fs::rename(m.path("Inbox/duplicate (2).mov"), d.join("moved.mov")).unwrap();
+    fs::set_permissions(d.join("edit.mov"), fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::symlink("edit.mov", d.join("link")).unwrap();
+    // OS junk works but stays out of file_nodes.
+    fs::write(d.join(".DS_Store"), b"junk").unwrap();
+    fs::write(d.join("._edit.mov"), b"appledouble").unwrap();
+    fs::create_dir_all(m.path(".Trashes/501")).unwrap();
+    fs::write(m.path(".Trashes/501/x"), b"trash").unwrap();
+    let dir = m.dir.clone();
+    m.unmount();
+
+    let m = lib.mount_at(&dir, &[]);
+    let d = m.path("Inbox/Cut 1");
+    let data = fs::read(d.join("edit.mov")).unwrap();
+    assert_eq!(data.len(), 300_000);
+    assert_eq!(&data[100..106], b"middle");
+    assert_eq!(data[99], 7);
+    assert_eq!(fs::read(d.join("notes:final.txt")).unwrap(), b"v1");
+    assert!(!m.path("Inbox/gone").exists());
+    assert!(d.join("moved.mov").exists());
+    assert!(!m.path("Inbox/duplicate (2).mov").exists());
+    assert_eq!(fs::metadata(d.join("edit.mov")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(fs::read_link(d.join("link")).unwrap(), PathBuf::from("edit.mov"));
+    assert_eq!(fs::read(d.join(".DS_Store")).unwrap(), b"junk");
+    assert_eq!(fs::read(m.path(".Trashes/501/x")).unwrap(), b"trash");
+    drop(m);
+
+    let c = Connection::open(lib.catalog()).unwrap();
+    let label_of = |l: &str| -> Option<(String, Option<i64>)> {
+        c.query_row("SELECT node_type, size FROM file_nodes WHERE label=?1", [l], |r| Ok((r.get(0)?, r.get(1)?))).ok()
+    };
+    assert_eq!(label_of("Cut 1").unwrap().0, "folder");
+    assert_eq!(label_of("edit.mov").unwrap(), ("file".into(), Some(300_000)));
+    assert!(label_of("notes/final.txt").is_some(), "':' is stored as '/'");
+    assert!(label_of("moved.mov").is_some());
+    for junk in [".DS_Store", "._edit.mov", ".Trashes", "501", "x", "link"] {
+        assert!(label_of(junk).is_none(), "{junk} must stay out of file_nodes");
+    }
+    // The new file's location is in the content store.
+    let loc: String = c
+        .query_row(
+            "SELECT location FROM file_locations WHERE file_uuid=(SELECT node_id FROM file_nodes WHERE label='edit.mov')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(PathBuf::from(&loc).starts_with(lib.content_dir().canonicalize().unwrap()), "{loc}");
+    let ok: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(ok, "ok");
+}
+
+#[test]
+fn unlinked_open_file_lives_until_last_close() {
+    let lib = TestLib::empty("u");
+    let m = lib.mount(&[]);
+    let p = m.path("tmp.bin");
+    let mut f = fs::OpenOptions::new().create(true).read(true).write(true).open(&p).unwrap();
+    f.write_all(b"still here").unwrap();
+    f.sync_all().unwrap();
+    let store_files = || walk(&lib.content_dir()).len();
+    assert_eq!(store_files(), 1);
+    fs::remove_file(&p).unwrap();
+    assert!(!p.exists());
+    f.write_all(b", and more").unwrap();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    let mut s = String::new();
+    f.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "still here, and more");
+    assert_eq!(f.metadata().unwrap().nlink(), 0);
+    drop(f);
+    // Released: the content is freed.
+    for _ in 0..100 {
+        if store_files() == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(store_files(), 0);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn xattrs_follow_macos_expectations() {
+    let lib = TestLib::empty("x");
+    let m = lib.mount(&[]);
+    let p = m.path("clip.mov");
+    fs::write(&p, b"x").unwrap();
+    let before = fs::metadata(&p).unwrap().mtime_nsec();
+    let before_s = fs::metadata(&p).unwrap().mtime();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let set = |name: &str, v: &[u8]| -> i32 {
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        let n = std::ffi::CString::new(name).unwrap();
+        let r = unsafe { libc::setxattr(c.as_ptr(), n.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
+        if r == 0 { 0 } else { std::io::Error::last_os_error().raw_os_error().unwrap() }
+    };
+    assert_eq!(set("user.com.apple.FinderInfo", &[0u8; 32]), 0);
+    assert_eq!(set("user.com.apple.FinderInfo", &[0u8; 31]), libc::ERANGE);
+    assert_eq!(set("user.com.apple.ResourceFork", &vec![1u8; 60_000]), 0);
+    let after = fs::metadata(&p).unwrap();
+    assert_eq!((after.mtime(), after.mtime_nsec()), (before_s, before), "setxattr must not change mtime");
+    let dir = m.dir.clone();
+    m.unmount();
+    let m = lib.mount_at(&dir, &[]);
+    let c = std::ffi::CString::new(m.path("clip.mov").to_str().unwrap()).unwrap();
+    let n = std::ffi::CString::new("user.com.apple.ResourceFork").unwrap();
+    let len = unsafe { libc::getxattr(c.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) };
+    assert_eq!(len, 60_000);
+}
+
+#[test]
+fn statfs_reports_the_content_store() {
+    let lib = TestLib::empty("s");
+    let m = lib.mount(&[]);
+    let a = nix::sys::statvfs::statvfs(&m.dir).unwrap();
+    let b = nix::sys::statvfs::statvfs(&lib.content_dir()).unwrap();
+    assert_eq!(a.blocks(), b.blocks());
+    let (fa, fb) = (a.blocks_free() as i64, b.blocks_free() as i64);
+    assert!((fa - fb).abs() < (b.blocks() as i64 / 100).max(1024), "{fa} vs {fb}");
+}
