@@ -1,0 +1,63 @@
+//! The POSIX conformance suites on a real mount: pjdfstest (with the
+//! expected-failures list in `tests/pjdfstest.toml`) and fsx for 100,000
+//! operations. Both tools are installed by `.ci/run` (`cargo install
+//! pjdfstest fsx`); a machine without them fails here with that advice.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+
+fn tool(name: &str) -> PathBuf {
+    let candidates = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin")));
+    for d in candidates {
+        let p = d.join(name);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("{name} is not installed: run `cargo install {name}` (.ci/run does)");
+}
+
+#[test]
+fn pjdfstest_passes() {
+    let lib = TestLib::empty("pjd");
+    // pjdfstest switches to other users, who must reach the mount point.
+    std::fs::set_permissions(lib.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let m = lib.mount(&["--allow-other"]);
+    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/pjdfstest.toml");
+    let out = Command::new(tool("pjdfstest"))
+        .arg("-c")
+        .arg(&config)
+        .arg("-p")
+        .arg(&m.dir)
+        .current_dir(&m.dir)
+        .output()
+        .expect("run pjdfstest");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary = text.lines().find(|l| l.starts_with("Summary:")).unwrap_or("(no summary)").to_string();
+    eprintln!("pjdfstest: {summary}");
+    let failed: Vec<&str> = text.lines().filter(|l| l.trim_end().ends_with("FAILED")).collect();
+    assert!(out.status.success() && failed.is_empty(), "pjdfstest: {summary}\nfailed:\n{}\n{}", failed.join("\n"), String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn fsx_100k_operations() {
+    let lib = TestLib::empty("fsx");
+    let m = lib.mount(&[]);
+    let out = Command::new(tool("fsx"))
+        .args(["-N", "100000", "-S", "7", "-P"])
+        .arg(lib.tmp.path())
+        .arg(m.path("fsx.bin"))
+        .output()
+        .expect("run fsx");
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && all.contains("All operations completed A-OK"), "fsx:\n{all}");
+}
