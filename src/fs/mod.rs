@@ -772,8 +772,9 @@ impl MarkBaseFs {
             return Err(FsError::Invalid("rename flags"));
         }
         let _g = self.lock_two(parent, new_parent);
-        let src = self.listing(parent)?.get(name).cloned().ok_or(FsError::NotFound)?;
-        let dst = self.listing(new_parent)?.get(new_name).cloned();
+        let (src_dir, dst_dir) = (self.listing(parent)?, self.listing(new_parent)?);
+        let src = src_dir.get(name).cloned().ok_or(FsError::NotFound)?;
+        let dst = dst_dir.get(new_name).cloned();
         if src.ino == UNFILED_INO || dst.as_ref().is_some_and(|d| d.ino == UNFILED_INO) {
             return Err(FsError::Perm("Unfiled is virtual"));
         }
@@ -1005,7 +1006,9 @@ impl MarkBaseFs {
         of.file.write_all_at(data, offset)?;
         let now = SystemTime::now();
         let mut st = of.state.lock();
-        st.size = st.size.max(offset + data.len() as u64);
+        if !data.is_empty() {
+            st.size = st.size.max(offset + data.len() as u64);
+        }
         st.mtime = now;
         st.ctime = now;
         st.dirty = true;
