@@ -100,7 +100,7 @@ pub fn throughput(data_dir: &Path, user: Option<&str>, size: u64, json: bool) ->
     let lib = Library::new(&data_dir, &user)?;
     let mp = tmp.path().join("mnt");
     std::fs::create_dir_all(&mp)?;
-    let spec = MountSpec { library: lib.clone(), mountpoint: mp.clone(), allow_other: false, threads: 4 };
+    let spec = MountSpec { library: lib.clone(), mountpoint: mp.clone(), allow_other: false, threads: 4, passthrough: true };
     let args = vec![
         "--data-dir".into(),
         data_dir.to_string_lossy().into_owned(),

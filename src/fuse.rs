@@ -6,7 +6,10 @@
 //! one line: routine refusals (ENOENT, EEXIST, ...) at debug, the file
 //! system's own trouble at warn. Nothing here panics or unwraps.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Weak;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -19,6 +22,9 @@ use fuser::{
     TimeOrNow, WriteFlags,
 };
 
+use fuser::BackingId;
+use parking_lot::Mutex;
+
 use crate::catalog::Kind;
 use crate::fs::{Attr, Caller, FsError, MarkBaseFs, SetAttrReq, TimeSet};
 
@@ -28,11 +34,57 @@ const TTL: Duration = Duration::from_secs(1);
 /// The `fuser::Filesystem` over a [`MarkBaseFs`].
 pub struct FuseAdapter {
     fs: Arc<MarkBaseFs>,
+    /// Asked for by the user; in force once the kernel agreed at init.
+    passthrough: AtomicBool,
+    backing: Mutex<Backing>,
+}
+
+/// Kernel passthrough backing files, as fuser's passthrough example keeps
+/// them: one `BackingId` per inode at a time (weak, by inode), held alive by
+/// each handle that uses it and dropped with the last one.
+#[derive(Default)]
+struct Backing {
+    by_ino: HashMap<u64, Weak<BackingId>>,
+    by_handle: HashMap<u64, Arc<BackingId>>,
 }
 
 impl FuseAdapter {
-    pub fn new(fs: Arc<MarkBaseFs>) -> FuseAdapter {
-        FuseAdapter { fs }
+    pub fn new(fs: Arc<MarkBaseFs>, passthrough: bool) -> FuseAdapter {
+        FuseAdapter { fs, passthrough: AtomicBool::new(passthrough), backing: Mutex::new(Backing::default()) }
+    }
+
+    /// A backing id for handle `fh`, or `None` to serve it without passthrough.
+    fn backing_for(&self, fh: u64, open: impl FnOnce(&std::fs::File) -> std::io::Result<BackingId>) -> Option<Arc<BackingId>> {
+        if !self.passthrough.load(Ordering::Relaxed) {
+            return None;
+        }
+        let of = self.fs.open_file(fh).ok()?;
+        let mut b = self.backing.lock();
+        let id = match b.by_ino.get(&of.ino()).and_then(Weak::upgrade) {
+            Some(id) => id,
+            None => match open(of.file()) {
+                Ok(id) => {
+                    let id = Arc::new(id);
+                    b.by_ino.insert(of.ino(), Arc::downgrade(&id));
+                    id
+                }
+                Err(e) => {
+                    tracing::warn!(ino = of.ino(), "passthrough refused ({e}); serving this file through the daemon");
+                    return None;
+                }
+            },
+        };
+        b.by_handle.insert(fh, id.clone());
+        drop(b);
+        self.fs.set_passthrough(fh).ok()?;
+        Some(id)
+    }
+
+    fn drop_backing(&self, fh: u64, ino: u64) {
+        let mut b = self.backing.lock();
+        if b.by_handle.remove(&fh).is_some() && b.by_ino.get(&ino).is_some_and(|w| w.strong_count() == 0) {
+            b.by_ino.remove(&ino);
+        }
     }
 }
 
@@ -100,6 +152,11 @@ impl Filesystem for FuseAdapter {
             let _ = config.add_capabilities(cap);
         }
         let _ = config.set_max_write(1 << 20);
+        if self.passthrough.load(Ordering::Relaxed) {
+            let ok = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok() && config.set_max_stack_depth(1).is_ok();
+            self.passthrough.store(ok, Ordering::Relaxed);
+            tracing::info!("kernel passthrough: {}", if ok { "on" } else { "not offered by this kernel; off" });
+        }
         let _ = config.set_max_background(64);
         if let Ok(n) = self.fs.recover() {
             if n > 0 {
@@ -242,7 +299,10 @@ impl Filesystem for FuseAdapter {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.fs.open(ino.0, flags.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok(fh) => match self.backing_for(fh, |f| reply.open_backing(f)) {
+                Some(id) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id),
+                None => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            },
             Err(e) => reply.error(fail("open", ino.0, &e)),
         }
     }
@@ -299,7 +359,9 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        match self.fs.release(fh.0) {
+        let res = self.fs.release(fh.0);
+        self.drop_backing(fh.0, ino.0);
+        match res {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(fail("release", ino.0, &e)),
         }
@@ -426,7 +488,10 @@ impl Filesystem for FuseAdapter {
         reply: ReplyCreate,
     ) {
         match self.fs.create(parent.0, name, mode, umask, flags, caller(req)) {
-            Ok((a, fh)) => reply.created(&TTL, &attr(&a), Generation(0), FileHandle(fh), FopenFlags::empty()),
+            Ok((a, fh)) => match self.backing_for(fh, |f| reply.open_backing(f)) {
+                Some(id) => reply.created_passthrough(&TTL, &attr(&a), Generation(0), FileHandle(fh), FopenFlags::empty(), &id),
+                None => reply.created(&TTL, &attr(&a), Generation(0), FileHandle(fh), FopenFlags::empty()),
+            },
             Err(e) => reply.error(fail("create", parent.0, &e)),
         }
     }

@@ -70,6 +70,10 @@ struct FuseArgs {
     /// Let other users (and root-run tools) in, as FUSE's allow_other does.
     #[arg(long)]
     allow_other: bool,
+    /// Serve file I/O through the daemon instead of kernel passthrough (what
+    /// macOS and kernels before 6.9 get).
+    #[arg(long)]
+    no_passthrough: bool,
     /// FUSE worker threads.
     #[arg(long, default_value_t = 4)]
     threads: usize,
@@ -124,6 +128,7 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
             mountpoint: dir.clone(),
             allow_other: a.allow_other,
             threads: a.threads,
+            passthrough: !a.no_passthrough,
         };
         if a.foreground {
             return Ok(mount::serve(&spec, mount::ready_fd_from_env())?);
@@ -143,6 +148,9 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
         ];
         if a.allow_other {
             args.push("--allow-other".into());
+        }
+        if a.no_passthrough {
+            args.push("--no-passthrough".into());
         }
         let pid = mount::spawn_daemon(&spec, &args)?;
         println!("mounted {user} at {} (daemon pid {pid})", dir.display());

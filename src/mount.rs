@@ -69,6 +69,9 @@ pub struct MountSpec {
     pub mountpoint: PathBuf,
     pub allow_other: bool,
     pub threads: usize,
+    /// Let the kernel do file I/O directly on content files (FUSE passthrough)
+    /// where it can.
+    pub passthrough: bool,
 }
 
 /// A running mount as the kernel lists it.
@@ -270,7 +273,7 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountEr
     }
     config.n_threads = Some(spec.threads.max(1));
     config.clone_fd = true;
-    let mut session = fuser::Session::new(FuseAdapter::new(fs.clone()), &mountpoint, &config)
+    let mut session = fuser::Session::new(FuseAdapter::new(fs.clone(), spec.passthrough), &mountpoint, &config)
         .map_err(io_err(format!("mount {}", mountpoint.display())))?;
     let record = RuntimeRecord {
         user: spec.library.user.clone(),
@@ -326,6 +329,12 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountEr
             })
             .map_err(io_err("committer thread"))?;
     }
+    {
+        // Once the session answers, give the mount the readahead of the disk
+        // under the content store (the kernel starts FUSE mounts at 128 KiB).
+        let (mp, content) = (mountpoint.clone(), spec.library.content_dir());
+        let _ = std::thread::Builder::new().name("markbase-tune".into()).spawn(move || tune_readahead(&mp, &content));
+    }
     tracing::info!(user = %spec.library.user, "mounted at {}", mountpoint.display());
     if let Some(mut r) = ready.take() {
         let _ = writeln!(r, "ok");
@@ -334,6 +343,31 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountEr
     stop.store(true, Ordering::Relaxed);
     remove_record(&mountpoint);
     res.map_err(io_err("FUSE session"))
+}
+
+fn bdi_readahead_path(dev: u64) -> PathBuf {
+    let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
+    PathBuf::from(format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb"))
+}
+
+/// Set the mount's readahead to the content store disk's (at least 1 MiB, at
+/// most 16 MiB). Needs root; otherwise the kernel's default stays.
+fn tune_readahead(mountpoint: &Path, content: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(m), Ok(c)) = (std::fs::metadata(mountpoint), std::fs::metadata(content)) else { return };
+    let disk_ra = std::fs::read_to_string(bdi_readahead_path(c.dev()))
+        .or_else(|_| {
+            let (major, minor) = (nix::sys::stat::major(c.dev()), nix::sys::stat::minor(c.dev()));
+            std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/queue/read_ahead_kb"))
+        })
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(1024);
+    let want = disk_ra.clamp(1024, 16384);
+    match std::fs::write(bdi_readahead_path(m.dev()), want.to_string()) {
+        Ok(()) => tracing::info!("readahead {want} KiB (as the content store's disk)"),
+        Err(e) => tracing::debug!("readahead left at the kernel's default: {e}"),
+    }
 }
 
 /// Start the daemon for `spec` in the background and return once the mount

@@ -270,6 +270,42 @@ struct FileState {
     dirty: bool,
     handles: u32,
     unlinked: bool,
+    /// The kernel does this file's I/O itself (FUSE passthrough): its size
+    /// and mtime are read from the content file, compared with `base`.
+    passthrough: bool,
+    /// Size and mtime of the content file when last synchronised with the state.
+    base: (u64, SystemTime),
+}
+
+impl FileState {
+    fn new(size: u64, mtime: SystemTime, ctime: SystemTime, base: (u64, SystemTime)) -> FileState {
+        FileState { size, mtime, ctime, dirty: false, handles: 0, unlinked: false, passthrough: false, base }
+    }
+}
+
+fn backing_now(f: &File) -> io::Result<(u64, SystemTime)> {
+    let m = f.metadata()?;
+    Ok((m.len(), m.modified()?))
+}
+
+impl OpenFile {
+    /// Bring the state up to date with writes the kernel did by passthrough.
+    fn sync_from_backing(&self, st: &mut FileState) {
+        if !st.passthrough {
+            return;
+        }
+        if let Ok(now) = backing_now(&self.file) {
+            if now != st.base {
+                st.size = now.0;
+                if now.1 != st.base.1 {
+                    st.mtime = now.1;
+                    st.ctime = now.1.max(st.ctime);
+                }
+                st.base = now;
+                st.dirty = true;
+            }
+        }
+    }
 }
 
 /// One open inode: its content file, shared by all its handles.
@@ -285,6 +321,10 @@ impl OpenFile {
     /// The content file (for kernel passthrough and tests).
     pub fn file(&self) -> &File {
         &self.file
+    }
+
+    pub fn ino(&self) -> Ino {
+        self.ino
     }
 }
 
@@ -512,7 +552,8 @@ impl MarkBaseFs {
             Kind::File => {
                 let open = self.open.lock().get(&rec.ino).cloned();
                 if let Some(of) = open {
-                    let st = of.state.lock();
+                    let mut st = of.state.lock();
+                    of.sync_from_backing(&mut st);
                     a.size = st.size;
                     a.mtime = st.mtime;
                     a.ctime = st.ctime;
@@ -681,13 +722,14 @@ impl MarkBaseFs {
     pub fn create(&self, parent: Ino, name: &OsStr, mode: u32, umask: u32, flags: i32, caller: Caller) -> FsResult<(Attr, u64)> {
         let (rec, file) = self.make(parent, name, Kind::File, mode, umask, 0, None, caller)?;
         let file = file.ok_or(FsError::Invalid("create without content"))?;
+        let file_base = file.try_clone()?;
         let path = rec.content.clone().unwrap_or_default();
         let of = Arc::new(OpenFile {
             ino: rec.ino,
             file,
             path,
             writable: true,
-            state: Mutex::new(FileState { size: 0, mtime: rec.mtime, ctime: rec.ctime, dirty: false, handles: 0, unlinked: false }),
+            state: Mutex::new(FileState::new(0, rec.mtime, rec.ctime, backing_now(&file_base)?)),
         });
         self.open.lock().insert(rec.ino, of);
         let fh = self.open_handle(rec.ino, flags)?;
@@ -885,8 +927,12 @@ impl MarkBaseFs {
         }
         if let Some(of) = &open {
             let mut st = of.state.lock();
+            of.sync_from_backing(&mut st);
             if let Some(s) = set.size {
                 st.size = s;
+            }
+            if st.passthrough {
+                st.base = backing_now(&of.file)?;
             }
             if let Some(m) = set.mtime {
                 st.mtime = m;
@@ -949,13 +995,13 @@ impl MarkBaseFs {
             let p = self.content_path(&rec).ok_or_else(|| self.missing(&rec))?;
             let file = self.store.open(&p, write)?;
             let writable = file_writable(&file);
-            let size = file.metadata()?.len();
+            let base = backing_now(&file)?;
             let of = Arc::new(OpenFile {
                 ino,
                 file,
                 path: p,
                 writable,
-                state: Mutex::new(FileState { size, mtime: rec.mtime, ctime: rec.ctime, dirty: false, handles: 0, unlinked: false }),
+                state: Mutex::new(FileState::new(base.0, rec.mtime, rec.ctime, base)),
             });
             open = self.open.lock();
             open.entry(ino).or_insert(of);
@@ -979,6 +1025,17 @@ impl MarkBaseFs {
     /// The open file behind a handle (for kernel passthrough).
     pub fn open_file(&self, fh: u64) -> FsResult<Arc<OpenFile>> {
         Ok(self.handle(fh)?.0)
+    }
+
+    /// The kernel will do this handle's I/O on the content file directly.
+    pub fn set_passthrough(&self, fh: u64) -> FsResult<()> {
+        let (of, _) = self.handle(fh)?;
+        let mut st = of.state.lock();
+        if !st.passthrough {
+            st.passthrough = true;
+            st.base = backing_now(&of.file)?;
+        }
+        Ok(())
     }
 
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
@@ -1021,6 +1078,7 @@ impl MarkBaseFs {
     fn commit(&self, of: &OpenFile) -> FsResult<()> {
         let (size, mtime, ctime) = {
             let mut st = of.state.lock();
+            of.sync_from_backing(&mut st);
             if !st.dirty || st.unlinked {
                 return Ok(());
             }
