@@ -83,6 +83,18 @@ struct FuseArgs {
     /// --test: print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// --test: an AJA System Test-style frame test.
+    #[arg(long)]
+    aja: bool,
+    /// --test --aja: the video format (`list` lists them).
+    #[arg(long, default_value = "4K_ProRes")]
+    config: String,
+    /// --test --aja: file size, as AJA offers (1GB, 4GB, 16GB, 64GB).
+    #[arg(long, default_value = "1GB")]
+    file_size: String,
+    /// --test: draw throughput over time into this SVG file.
+    #[arg(long)]
+    chart: Option<PathBuf>,
 }
 
 fn init_logging() {
@@ -178,8 +190,17 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
         return Ok(());
     }
     if a.test {
-        let size = bench::parse_size(&a.size)?;
-        return bench::throughput(data_dir, a.user.as_deref(), size, a.json);
+        let opts = bench::TestOpts {
+            data_dir,
+            user: a.user.as_deref(),
+            passthrough: !a.no_passthrough,
+            json: a.json,
+            chart: a.chart.as_deref(),
+        };
+        if a.aja {
+            return bench::aja(&opts, &a.config, bench::parse_size(&a.file_size)?);
+        }
+        return bench::throughput(&opts, bench::parse_size(&a.size)?);
     }
     bail!("nothing to do")
 }

@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""The data-path benchmark: the same work on the backing directory and through
+each file system, in one run, as ratios to the backing directory.
+
+    sudo python3 benches/compare.py [--size 6G] [--runs 3] [--targets ...]
+
+Targets: native (the backing directory itself), markbase (kernel passthrough),
+markbase-nopt (--no-passthrough: what macOS and older kernels get), and, when
+available, libfuse's passthrough_ll example (built from libfuse3-dev's
+examples) and `rclone mount`. Workloads (fio for data):
+
+  seq-write   1 MiB blocks, fsync at end           MB/s
+  seq-read    the same file, page cache dropped    MB/s
+  direct-write / direct-read   O_DIRECT, 1 MiB     MB/s
+  create / stat / readdir / unlink  10,000 small files in 100 folders, ops/s
+
+and the markbase daemon's memory: idle on a 12,659-node library after a full
+walk, and its peak during the sequential write. Figures are medians of --runs.
+Needs root (drop_caches, mounts), fio, python3; builds the binary if needed.
+"""
+import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, threading, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURE = os.path.join(ROOT, "..", "shared", "fixtures", "make_library.py")
+
+
+def sh(*cmd, check=True, **kw):
+    return subprocess.run(cmd, check=check, capture_output=True, text=True, **kw)
+
+
+def drop_caches():
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def fio(directory, rw, size, direct=False):
+    out = sh("fio", "--name=bench", f"--filename={os.path.join(directory, 'bench.dat')}", f"--rw={rw}",
+             "--bs=1M", f"--size={size}", "--ioengine=psync", f"--direct={int(direct)}",
+             "--end_fsync=1" if rw == "write" else "--end_fsync=0", "--output-format=json", check=False)
+    if out.returncode != 0:
+        return None
+    job = json.loads(out.stdout)["jobs"][0]
+    return job["write" if rw == "write" else "read"]["bw_bytes"] / 1e6
+
+
+def metadata(directory, files=10_000, folders=100):
+    base = os.path.join(directory, "meta")
+    os.mkdir(base)
+    dirs = [os.path.join(base, f"d{i:03}") for i in range(folders)]
+    paths = [os.path.join(dirs[i % folders], f"f{i:05}") for i in range(files)]
+    for d in dirs:
+        os.mkdir(d)
+    rates = {}
+    t = time.perf_counter()
+    for p in paths:
+        os.close(os.open(p, os.O_CREAT | os.O_WRONLY, 0o644))
+    rates["create"] = files / (time.perf_counter() - t)
+    t = time.perf_counter()
+    for p in paths:
+        os.stat(p)
+    rates["stat"] = files / (time.perf_counter() - t)
+    t = time.perf_counter()
+    n = sum(len(os.listdir(d)) for d in dirs)
+    rates["readdir"] = n / (time.perf_counter() - t)
+    t = time.perf_counter()
+    for p in paths:
+        os.unlink(p)
+    rates["unlink"] = files / (time.perf_counter() - t)
+    shutil.rmtree(base)
+    return rates
+
+
+class Rss(threading.Thread):
+    """Peak RSS of a process, sampled every 50 ms."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.stop = pid, 0, False
+
+    def run(self):
+        while not self.stop:
+            self.peak = max(self.peak, rss_mib(self.pid))
+            time.sleep(0.05)
+
+
+def rss_mib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0
+
+
+class Target:
+    def __init__(self, name, work, mount=None, pid=None):
+        self.name, self.work, self.mount, self.pid = name, work, mount, pid
+
+
+def markbase_bin():
+    exe = os.path.join(ROOT, "target", "release", "markbase")
+    sh("cargo", "build", "--release", "--quiet", cwd=ROOT)
+    return exe
+
+
+def setup(tmp, names):
+    targets = []
+    native = os.path.join(tmp, "native")
+    os.mkdir(native)
+    targets.append(Target("native", native))
+    exe = markbase_bin()
+    data = os.path.join(tmp, "data")
+    for name, user, extra in [("markbase", "bench", []), ("markbase-nopt", "benchnopt", ["--no-passthrough"])]:
+        if name not in names:
+            continue
+        sh(sys.executable, FIXTURE, "--data-dir", data, "--user", user)
+        mp = os.path.join(tmp, name)
+        os.mkdir(mp)
+        sh(exe, "--data-dir", data, "fuse", "--mount", "--user", user, "--dir", mp, *extra)
+        pid = json.load(open(record_of(mp)))["pid"]
+        work = os.path.join(mp, "bench")
+        os.mkdir(work)
+        targets.append(Target(name, work, mp, pid))
+    pll = os.path.join(tmp, "passthrough_ll")
+    src = "/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c"
+    if "passthrough_ll" in names and os.path.exists(src):
+        flags = sh("pkg-config", "fuse3", "--cflags", "--libs").stdout.split()
+        sh("gcc", "-O2", "-o", pll, src, *flags)
+        backing, mp = os.path.join(tmp, "pll-src"), os.path.join(tmp, "pll")
+        os.mkdir(backing), os.mkdir(mp)
+        sh(pll, "-o", f"source={backing}", mp)
+        targets.append(Target("passthrough_ll", mp, mp))
+    if "rclone" in names and shutil.which("rclone"):
+        backing, mp = os.path.join(tmp, "rc-src"), os.path.join(tmp, "rc")
+        os.mkdir(backing), os.mkdir(mp)
+        subprocess.Popen(["rclone", "mount", backing, mp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if os.path.ismount(mp):
+                break
+            time.sleep(0.1)
+        targets.append(Target("rclone", mp, mp))
+    return targets, exe
+
+
+def record_of(mp):
+    key = "".join(c if c.isalnum() or c in "-." else "_" for c in mp)
+    return os.path.join(os.environ.get("MARKBASE_RUNTIME_DIR", "/run/markbase"), key + ".json")
+
+
+def teardown(targets, exe):
+    for t in targets:
+        if t.mount is None:
+            continue
+        if t.name.startswith("markbase"):
+            sh(exe, "fuse", "--unmount", "--dir", t.mount, check=False)
+        else:
+            sh("fusermount3", "-u", t.mount, check=False) if shutil.which("fusermount3") else sh("umount", "-l", t.mount, check=False)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", default="2G")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--targets", default="markbase,markbase-nopt,passthrough_ll,rclone")
+    ap.add_argument("--dir", default=None, help="where to work (default: a temporary directory on /var/tmp)")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    names = a.targets.split(",")
+    tmp = tempfile.mkdtemp(prefix="markbase-bench-", dir=a.dir or "/var/tmp")
+    targets, exe = setup(tmp, names)
+    direct_size = a.size
+    results = {t.name: {} for t in targets}
+    memory = {}
+    try:
+        for t in targets:
+            if t.pid:
+                subprocess.run(["find", t.mount], stdout=subprocess.DEVNULL)
+                time.sleep(0.5)
+                memory[t.name] = {"idle_after_walk_mib": rss_mib(t.pid)}
+        for run in range(a.runs):
+            for t in targets:
+                r = results[t.name]
+                mon = Rss(t.pid) if t.pid else None
+                if mon:
+                    mon.start()
+                r.setdefault("seq-write", []).append(fio(t.work, "write", a.size))
+                if mon:
+                    mon.stop = True
+                    mon.join()
+                    memory[t.name]["peak_during_write_mib"] = max(memory[t.name].get("peak_during_write_mib", 0), mon.peak)
+                drop_caches()
+                r.setdefault("seq-read", []).append(fio(t.work, "read", a.size))
+                os.unlink(os.path.join(t.work, "bench.dat"))
+                r.setdefault("direct-write", []).append(fio(t.work, "write", direct_size, direct=True))
+                r.setdefault("direct-read", []).append(fio(t.work, "read", direct_size, direct=True))
+                try:
+                    os.unlink(os.path.join(t.work, "bench.dat"))
+                except OSError:
+                    pass
+                for k, v in metadata(t.work).items():
+                    r.setdefault(k, []).append(v)
+                print(f"run {run + 1}/{a.runs}: {t.name} done", file=sys.stderr)
+    finally:
+        teardown(targets, exe)
+        shutil.rmtree(tmp, ignore_errors=True)
+    med = {n: {k: (statistics.median([x for x in v if x is not None]) if any(x is not None for x in v) else None)
+               for k, v in r.items()} for n, r in results.items()}
+    if a.json:
+        print(json.dumps({"size": a.size, "runs": a.runs, "median": med, "memory": memory}, indent=2))
+        return
+    names = [t.name for t in targets]
+    units = {"seq-write": "MB/s", "seq-read": "MB/s", "direct-write": "MB/s", "direct-read": "MB/s"}
+    print(f"size {a.size}, medians of {a.runs} runs; ratio = target / native")
+    head = f"{'workload':<14}{'native':>10}" + "".join(f"{n:>24}" for n in names[1:])
+    print(head)
+    for k in med["native"]:
+        base = med["native"][k]
+        row = f"{k:<14}{base:>10.0f}"
+        for n in names[1:]:
+            v = med[n].get(k)
+            row += f"{'n/a':>24}" if v is None else f"{v:>12.0f} ({v / base:>5.2f}x)".rjust(24)
+        print(row + f"  {units.get(k, 'ops/s')}")
+    for n, m in memory.items():
+        print(f"{n} daemon memory: idle {m['idle_after_walk_mib']:.1f} MiB after walking 12,659 nodes, "
+              f"peak {m.get('peak_during_write_mib', 0):.1f} MiB during the {a.size} write")
+
+
+if __name__ == "__main__":
+    main()
