@@ -29,7 +29,9 @@ use markbase::mount::{self, MountSpec};
 /// Parse "512MB", "6GB", "1GiB", "4096".
 pub fn parse_size(s: &str) -> Result<u64> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num.parse().with_context(|| format!("size {s:?}"))?;
     let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
@@ -65,7 +67,9 @@ impl Drop for TestMount {
 
 /// Mount `user`'s library from `data_dir`, or a new demo library when `user` is None.
 pub fn test_mount(data_dir: &Path, user: Option<&str>, passthrough: bool) -> Result<TestMount> {
-    let tmp = tempfile::Builder::new().prefix("markbase-test-").tempdir()?;
+    let tmp = tempfile::Builder::new()
+        .prefix("markbase-test-")
+        .tempdir()?;
     let (data_dir, user) = match user {
         Some(u) => (data_dir.to_path_buf(), u.to_string()),
         None => {
@@ -77,7 +81,13 @@ pub fn test_mount(data_dir: &Path, user: Option<&str>, passthrough: bool) -> Res
     let lib = Library::new(&data_dir, &user)?;
     let mp = tmp.path().join("mnt");
     std::fs::create_dir_all(&mp)?;
-    let spec = MountSpec { library: lib.clone(), mountpoint: mp.clone(), allow_other: false, threads: 4, passthrough };
+    let spec = MountSpec {
+        library: lib.clone(),
+        mountpoint: mp.clone(),
+        allow_other: false,
+        threads: 4,
+        passthrough,
+    };
     let mut args = vec![
         "--data-dir".to_string(),
         data_dir.to_string_lossy().into_owned(),
@@ -95,7 +105,11 @@ pub fn test_mount(data_dir: &Path, user: Option<&str>, passthrough: bool) -> Res
     mount::spawn_daemon(&spec, &args)?;
     let backing = lib.content_dir().join("markbase-test-native");
     std::fs::create_dir_all(&backing)?;
-    Ok(TestMount { mountpoint: mp, backing, _tmp: tmp })
+    Ok(TestMount {
+        mountpoint: mp,
+        backing,
+        _tmp: tmp,
+    })
 }
 
 fn progress(len: u64, what: &str) -> ProgressBar {
@@ -165,7 +179,11 @@ fn write_read(target: &str, path: &Path, size: u64) -> Result<Throughput> {
     let t = Instant::now();
     let mut per_s = vec![];
     let mut mark = (Instant::now(), 0u64);
-    let mut f = OpenOptions::new().create(true).truncate(true).write(true).open(path)?;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(path)?;
     let mut done = 0u64;
     while done < size {
         let n = (size - done).min(block.len() as u64) as usize;
@@ -204,7 +222,13 @@ fn write_read(target: &str, path: &Path, size: u64) -> Result<Throughput> {
     pb.finish_and_clear();
     let r = total as f64 / t.elapsed().as_secs_f64() / 1e6;
     std::fs::remove_file(path)?;
-    Ok(Throughput { target: target.into(), write_mb_s: w, read_mb_s: r, per_second_write_mb_s: per_s, per_second_read_mb_s: per_s_r })
+    Ok(Throughput {
+        target: target.into(),
+        write_mb_s: w,
+        read_mb_s: r,
+        per_second_write_mb_s: per_s,
+        per_second_read_mb_s: per_s_r,
+    })
 }
 
 pub struct TestOpts<'a> {
@@ -241,9 +265,24 @@ pub fn throughput(o: &TestOpts<'_>, size: u64) -> Result<()> {
                 "write_ratio": mount.write_mb_s / disk.write_mb_s, "read_ratio": mount.read_mb_s / disk.read_mb_s})
         );
     } else {
-        println!("{:<8} {:>12} {:>12} {:>8}", "", "mount MB/s", "disk MB/s", "ratio");
-        println!("{:<8} {:>12.0} {:>12.0} {:>7.2}x", "write", mount.write_mb_s, disk.write_mb_s, mount.write_mb_s / disk.write_mb_s);
-        println!("{:<8} {:>12.0} {:>12.0} {:>7.2}x", "read", mount.read_mb_s, disk.read_mb_s, mount.read_mb_s / disk.read_mb_s);
+        println!(
+            "{:<8} {:>12} {:>12} {:>8}",
+            "", "mount MB/s", "disk MB/s", "ratio"
+        );
+        println!(
+            "{:<8} {:>12.0} {:>12.0} {:>7.2}x",
+            "write",
+            mount.write_mb_s,
+            disk.write_mb_s,
+            mount.write_mb_s / disk.write_mb_s
+        );
+        println!(
+            "{:<8} {:>12.0} {:>12.0} {:>7.2}x",
+            "read",
+            mount.read_mb_s,
+            disk.read_mb_s,
+            mount.read_mb_s / disk.read_mb_s
+        );
     }
     Ok(())
 }
@@ -275,10 +314,18 @@ const PRORES_24P_MBPS: &[(&str, u32, u32, &str, f64)] = &[
 
 /// Uncompressed 10-bit RGB as AJA writes it: three 10-bit components packed
 /// in 32 bits, 4 bytes a pixel.
-const RGB10: &[(&str, u32, u32)] = &[("4K_RGB10", 4096, 2160), ("UHD_RGB10", 3840, 2160), ("1080p_RGB10", 1920, 1080)];
+const RGB10: &[(&str, u32, u32)] = &[
+    ("4K_RGB10", 4096, 2160),
+    ("UHD_RGB10", 3840, 2160),
+    ("1080p_RGB10", 1920, 1080),
+];
 
 /// Short names: the seed's `4K_ProRes` is ProRes 4444 (its 600 MB/s target).
-const ALIASES: &[(&str, &str)] = &[("4K_ProRes", "4K_ProRes4444"), ("UHD_ProRes", "UHD_ProRes4444"), ("1080p_ProRes", "1080p_ProRes422HQ")];
+const ALIASES: &[(&str, &str)] = &[
+    ("4K_ProRes", "4K_ProRes4444"),
+    ("UHD_ProRes", "UHD_ProRes4444"),
+    ("1080p_ProRes", "1080p_ProRes422HQ"),
+];
 
 pub fn aja_configs() -> Vec<AjaConfig> {
     let mut v: Vec<AjaConfig> = PRORES_24P_MBPS
@@ -302,7 +349,11 @@ pub fn aja_configs() -> Vec<AjaConfig> {
 }
 
 fn find_config(name: &str) -> Result<AjaConfig> {
-    let name = ALIASES.iter().find(|(a, _)| a.eq_ignore_ascii_case(name)).map(|(_, n)| *n).unwrap_or(name);
+    let name = ALIASES
+        .iter()
+        .find(|(a, _)| a.eq_ignore_ascii_case(name))
+        .map(|(_, n)| *n)
+        .unwrap_or(name);
     aja_configs()
         .into_iter()
         .find(|c| c.name.eq_ignore_ascii_case(name))
@@ -310,9 +361,18 @@ fn find_config(name: &str) -> Result<AjaConfig> {
 }
 
 pub fn print_configs() {
-    println!("{:<20} {:>11} {:<24} {:>12}", "config", "frame", "codec", "frame bytes");
+    println!(
+        "{:<20} {:>11} {:<24} {:>12}",
+        "config", "frame", "codec", "frame bytes"
+    );
     for c in aja_configs() {
-        println!("{:<20} {:>11} {:<24} {:>12}", c.name, format!("{}x{}", c.width, c.height), c.codec, c.frame_bytes);
+        println!(
+            "{:<20} {:>11} {:<24} {:>12}",
+            c.name,
+            format!("{}x{}", c.width, c.height),
+            c.codec,
+            c.frame_bytes
+        );
     }
     for (a, n) in ALIASES {
         println!("{a:<20} = {n}");
@@ -346,7 +406,12 @@ fn pass(frame_bytes: u64, lat: &[Duration]) -> Pass {
     let total: f64 = lat.iter().map(Duration::as_secs_f64).sum();
     let mut sorted: Vec<f64> = lat.iter().map(|d| d.as_secs_f64() * 1e3).collect();
     sorted.sort_by(f64::total_cmp);
-    let pct = |p: f64| sorted.get(((sorted.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
+    let pct = |p: f64| {
+        sorted
+            .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
     // Frames issued back to back: frame i is late at rate r if it completes
     // after (i + 1) / r seconds from the start.
     let mut done = 0.0;
@@ -360,7 +425,12 @@ fn pass(frame_bytes: u64, lat: &[Duration]) -> Pass {
     let sustained = RATES
         .iter()
         .copied()
-        .filter(|r| finish.iter().enumerate().all(|(i, t)| *t <= (i as f64 + 1.0) / r))
+        .filter(|r| {
+            finish
+                .iter()
+                .enumerate()
+                .all(|(i, t)| *t <= (i as f64 + 1.0) / r)
+        })
         .collect();
     Pass {
         mb_s: frame_bytes as f64 * lat.len() as f64 / total / 1e6,
@@ -369,7 +439,10 @@ fn pass(frame_bytes: u64, lat: &[Duration]) -> Pass {
         latency_ms_p99: pct(0.99),
         latency_ms_max: sorted.last().copied().unwrap_or(0.0),
         sustained_fps: sustained,
-        per_frame_mb_s: lat.iter().map(|d| frame_bytes as f64 / d.as_secs_f64() / 1e6).collect(),
+        per_frame_mb_s: lat
+            .iter()
+            .map(|d| frame_bytes as f64 / d.as_secs_f64() / 1e6)
+            .collect(),
     }
 }
 
@@ -432,7 +505,13 @@ fn aja_run(target: &str, path: &Path, cfg: &AjaConfig, file_size: u64) -> Result
     pb.finish_and_clear();
     drop(f);
     std::fs::remove_file(path)?;
-    Ok(AjaResult { target: target.into(), direct_io: direct, frames, write: pass(frame, &wlat), read: pass(frame, &rlat) })
+    Ok(AjaResult {
+        target: target.into(),
+        direct_io: direct,
+        frames,
+        write: pass(frame, &wlat),
+        read: pass(frame, &rlat),
+    })
 }
 
 pub fn aja(o: &TestOpts<'_>, config: &str, file_size: u64) -> Result<()> {
@@ -449,7 +528,10 @@ pub fn aja(o: &TestOpts<'_>, config: &str, file_size: u64) -> Result<()> {
     if let Some(path) = o.chart {
         chart(
             path,
-            &format!("AJA-style {} ({}x{} {}), per frame", cfg.name, cfg.width, cfg.height, cfg.codec),
+            &format!(
+                "AJA-style {} ({}x{} {}), per frame",
+                cfg.name, cfg.width, cfg.height, cfg.codec
+            ),
             "frame",
             &[
                 ("mount write", &mount.write.per_frame_mb_s),
@@ -460,8 +542,11 @@ pub fn aja(o: &TestOpts<'_>, config: &str, file_size: u64) -> Result<()> {
         )?;
     }
     if o.json {
-        println!("{}", serde_json::json!({"config": cfg, "file_size": file_size, "mount": mount, "disk": disk,
-            "write_ratio": mount.write.mb_s / disk.write.mb_s, "read_ratio": mount.read.mb_s / disk.read.mb_s}));
+        println!(
+            "{}",
+            serde_json::json!({"config": cfg, "file_size": file_size, "mount": mount, "disk": disk,
+            "write_ratio": mount.write.mb_s / disk.write.mb_s, "read_ratio": mount.read.mb_s / disk.read.mb_s})
+        );
         return Ok(());
     }
     println!(
@@ -473,8 +558,16 @@ pub fn aja(o: &TestOpts<'_>, config: &str, file_size: u64) -> Result<()> {
         mount.frames,
         cfg.frame_bytes,
         file_size / 1_000_000,
-        if mount.direct_io { "yes" } else { "no (refused)" },
-        if disk.direct_io { "yes" } else { "no (refused)" }
+        if mount.direct_io {
+            "yes"
+        } else {
+            "no (refused)"
+        },
+        if disk.direct_io {
+            "yes"
+        } else {
+            "no (refused)"
+        }
     );
     println!(
         "{:<12} {:>8} {:>8} {:>9} {:>9} {:>9}  {}",
@@ -494,7 +587,11 @@ pub fn aja(o: &TestOpts<'_>, config: &str, file_size: u64) -> Result<()> {
             p.latency_ms_p50,
             p.latency_ms_p99,
             p.latency_ms_max,
-            if rates.is_empty() { "none".into() } else { rates.join(" ") }
+            if rates.is_empty() {
+                "none".into()
+            } else {
+                rates.join(" ")
+            }
         );
     }
     println!(
@@ -510,10 +607,20 @@ pub fn aja(o: &TestOpts<'_>, config: &str, file_size: u64) -> Result<()> {
 /// Throughput over time, one line per series, as AJA's graph draws it.
 fn chart(path: &Path, title: &str, x_label: &str, series: &[(&str, &Vec<f64>)]) -> Result<()> {
     use plotters::prelude::*;
-    let n = series.iter().map(|(_, v)| v.len()).max().unwrap_or(1).max(2);
-    let ymax = series.iter().flat_map(|(_, v)| v.iter().copied()).fold(1.0f64, f64::max) * 1.1;
+    let n = series
+        .iter()
+        .map(|(_, v)| v.len())
+        .max()
+        .unwrap_or(1)
+        .max(2);
+    let ymax = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .fold(1.0f64, f64::max)
+        * 1.1;
     let root = SVGBackend::new(path, (1000, 560)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("chart: {e}"))?;
+    root.fill(&WHITE)
+        .map_err(|e| anyhow::anyhow!("chart: {e}"))?;
     let mut c = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
         .margin(16)
@@ -526,13 +633,21 @@ fn chart(path: &Path, title: &str, x_label: &str, series: &[(&str, &Vec<f64>)]) 
         .y_desc("MB/s")
         .draw()
         .map_err(|e| anyhow::anyhow!("chart: {e}"))?;
-    let colors = [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(214, 39, 40)];
+    let colors = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+    ];
     for (i, (name, v)) in series.iter().enumerate() {
         let color = colors[i % colors.len()];
-        c.draw_series(LineSeries::new(v.iter().enumerate().map(|(x, y)| (x as f64, *y)), color.stroke_width(2)))
-            .map_err(|e| anyhow::anyhow!("chart: {e}"))?
-            .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        c.draw_series(LineSeries::new(
+            v.iter().enumerate().map(|(x, y)| (x as f64, *y)),
+            color.stroke_width(2),
+        ))
+        .map_err(|e| anyhow::anyhow!("chart: {e}"))?
+        .label(*name)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
     }
     c.configure_series_labels()
         .background_style(WHITE.mix(0.8))

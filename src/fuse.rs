@@ -8,18 +8,18 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Weak;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::Weak;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
-    TimeOrNow, WriteFlags,
+    AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use fuser::BackingId;
@@ -28,8 +28,11 @@ use parking_lot::Mutex;
 use crate::catalog::Kind;
 use crate::fs::{Attr, Caller, FsError, MarkBaseFs, SetAttrReq, TimeSet};
 
-/// How long the kernel may cache entries and attributes.
-const TTL: Duration = Duration::from_secs(1);
+/// How long the kernel may cache entries and attributes: the seed's 60 s.
+/// Every change made through the mount reaches the kernel's caches by the
+/// kernel's own invalidation; only changes made to the catalog behind the
+/// mount's back wait for the TTL.
+const TTL: Duration = Duration::from_secs(60);
 
 /// The `fuser::Filesystem` over a [`MarkBaseFs`].
 pub struct FuseAdapter {
@@ -50,11 +53,19 @@ struct Backing {
 
 impl FuseAdapter {
     pub fn new(fs: Arc<MarkBaseFs>, passthrough: bool) -> FuseAdapter {
-        FuseAdapter { fs, passthrough: AtomicBool::new(passthrough), backing: Mutex::new(Backing::default()) }
+        FuseAdapter {
+            fs,
+            passthrough: AtomicBool::new(passthrough),
+            backing: Mutex::new(Backing::default()),
+        }
     }
 
     /// A backing id for handle `fh`, or `None` to serve it without passthrough.
-    fn backing_for(&self, fh: u64, open: impl FnOnce(&std::fs::File) -> std::io::Result<BackingId>) -> Option<Arc<BackingId>> {
+    fn backing_for(
+        &self,
+        fh: u64,
+        open: impl FnOnce(&std::fs::File) -> std::io::Result<BackingId>,
+    ) -> Option<Arc<BackingId>> {
         if !self.passthrough.load(Ordering::Relaxed) {
             return None;
         }
@@ -69,7 +80,10 @@ impl FuseAdapter {
                     id
                 }
                 Err(e) => {
-                    tracing::warn!(ino = of.ino(), "passthrough refused ({e}); serving this file through the daemon");
+                    tracing::warn!(
+                        ino = of.ino(),
+                        "passthrough refused ({e}); serving this file through the daemon"
+                    );
                     return None;
                 }
             },
@@ -82,7 +96,9 @@ impl FuseAdapter {
 
     fn drop_backing(&self, fh: u64, ino: u64) {
         let mut b = self.backing.lock();
-        if b.by_handle.remove(&fh).is_some() && b.by_ino.get(&ino).is_some_and(|w| w.strong_count() == 0) {
+        if b.by_handle.remove(&fh).is_some()
+            && b.by_ino.get(&ino).is_some_and(|w| w.strong_count() == 0)
+        {
             b.by_ino.remove(&ino);
         }
     }
@@ -121,7 +137,10 @@ fn attr(a: &Attr) -> FileAttr {
 }
 
 fn caller(req: &Request) -> Caller {
-    Caller { uid: req.uid(), gid: req.gid() }
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
 }
 
 /// Log a failure once, at the level its kind deserves, and give its errno.
@@ -153,14 +172,24 @@ impl Filesystem for FuseAdapter {
         }
         let _ = config.set_max_write(1 << 20);
         if self.passthrough.load(Ordering::Relaxed) {
-            let ok = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok() && config.set_max_stack_depth(1).is_ok();
+            let ok = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+                && config.set_max_stack_depth(1).is_ok();
             self.passthrough.store(ok, Ordering::Relaxed);
-            tracing::info!("kernel passthrough: {}", if ok { "on" } else { "not offered by this kernel; off" });
+            tracing::info!(
+                "kernel passthrough: {}",
+                if ok {
+                    "on"
+                } else {
+                    "not offered by this kernel; off"
+                }
+            );
         }
         let _ = config.set_max_background(64);
         if let Ok(n) = self.fs.recover() {
             if n > 0 {
-                tracing::info!("recovery: freed {n} inode(s) left unlinked-but-open by an earlier run");
+                tracing::info!(
+                    "recovery: freed {n} inode(s) left unlinked-but-open by an earlier run"
+                );
             }
         }
         Ok(())
@@ -239,14 +268,34 @@ impl Filesystem for FuseAdapter {
         }
     }
 
-    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
-        match self.fs.mknod(parent.0, name, mode, umask, rdev, caller(req)) {
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        match self
+            .fs
+            .mknod(parent.0, name, mode, umask, rdev, caller(req))
+        {
             Ok(a) => reply.entry(&TTL, &attr(&a), Generation(0)),
             Err(e) => reply.error(fail("mknod", parent.0, &e)),
         }
     }
 
-    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
         match self.fs.mkdir(parent.0, name, mode, umask, caller(req)) {
             Ok(a) => reply.entry(&TTL, &attr(&a), Generation(0)),
             Err(e) => reply.error(fail("mkdir", parent.0, &e)),
@@ -267,8 +316,20 @@ impl Filesystem for FuseAdapter {
         }
     }
 
-    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
-        match self.fs.symlink(parent.0, link_name, target.as_os_str().as_bytes(), caller(req)) {
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        match self.fs.symlink(
+            parent.0,
+            link_name,
+            target.as_os_str().as_bytes(),
+            caller(req),
+        ) {
             Ok(a) => reply.entry(&TTL, &attr(&a), Generation(0)),
             Err(e) => reply.error(fail("symlink", parent.0, &e)),
         }
@@ -284,13 +345,23 @@ impl Filesystem for FuseAdapter {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        match self.fs.rename(parent.0, name, newparent.0, newname, flags.bits()) {
+        match self
+            .fs
+            .rename(parent.0, name, newparent.0, newname, flags.bits())
+        {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(fail("rename", parent.0, &e)),
         }
     }
 
-    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
         match self.fs.link(ino.0, newparent.0, newname) {
             Ok(a) => reply.entry(&TTL, &attr(&a), Generation(0)),
             Err(e) => reply.error(fail("link", ino.0, &e)),
@@ -342,7 +413,14 @@ impl Filesystem for FuseAdapter {
         }
     }
 
-    fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         match self.fs.flush(fh.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(fail("flush", ino.0, &e)),
@@ -367,7 +445,14 @@ impl Filesystem for FuseAdapter {
         }
     }
 
-    fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         match self.fs.fsync(fh.0, datasync) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(fail("fsync", ino.0, &e)),
@@ -381,7 +466,14 @@ impl Filesystem for FuseAdapter {
         }
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         let d = match self.fs.dir_handle(fh.0) {
             Ok(d) => d,
             Err(e) => return reply.error(fail("readdir", ino.0, &e)),
@@ -394,7 +486,14 @@ impl Filesystem for FuseAdapter {
         reply.ok();
     }
 
-    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
         let d = match self.fs.dir_handle(fh.0) {
             Ok(d) => d,
             Err(e) => return reply.error(fail("readdirplus", ino.0, &e)),
@@ -405,19 +504,40 @@ impl Filesystem for FuseAdapter {
                 // Gone since the listing was taken: skip it.
                 Err(_) => continue,
             };
-            if reply.add(INodeNo(e.ino), i as u64 + 1, &e.name, &TTL, &attr(&a), Generation(0)) {
+            if reply.add(
+                INodeNo(e.ino),
+                i as u64 + 1,
+                &e.name,
+                &TTL,
+                &attr(&a),
+                Generation(0),
+            ) {
                 break;
             }
         }
         reply.ok();
     }
 
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
         self.fs.releasedir(fh.0);
         reply.ok();
     }
 
-    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         match self.fs.fsyncdir() {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(fail("fsyncdir", ino.0, &e)),
@@ -426,7 +546,9 @@ impl Filesystem for FuseAdapter {
 
     fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
         match self.fs.statfs() {
-            Ok(s) => reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, 255, s.frsize),
+            Ok(s) => reply.statfs(
+                s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, 255, s.frsize,
+            ),
             Err(e) => reply.error(fail("statfs", ino.0, &e)),
         }
     }
@@ -487,23 +609,56 @@ impl Filesystem for FuseAdapter {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.fs.create(parent.0, name, mode, umask, flags, caller(req)) {
+        match self
+            .fs
+            .create(parent.0, name, mode, umask, flags, caller(req))
+        {
             Ok((a, fh)) => match self.backing_for(fh, |f| reply.open_backing(f)) {
-                Some(id) => reply.created_passthrough(&TTL, &attr(&a), Generation(0), FileHandle(fh), FopenFlags::empty(), &id),
-                None => reply.created(&TTL, &attr(&a), Generation(0), FileHandle(fh), FopenFlags::empty()),
+                Some(id) => reply.created_passthrough(
+                    &TTL,
+                    &attr(&a),
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::empty(),
+                    &id,
+                ),
+                None => reply.created(
+                    &TTL,
+                    &attr(&a),
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::empty(),
+                ),
             },
             Err(e) => reply.error(fail("create", parent.0, &e)),
         }
     }
 
-    fn fallocate(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, length: u64, mode: i32, reply: ReplyEmpty) {
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
         match self.fs.fallocate(fh.0, offset, length, mode) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(fail("fallocate", ino.0, &e)),
         }
     }
 
-    fn lseek(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
+    fn lseek(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
         match self.fs.lseek(fh.0, offset, whence) {
             Ok(o) => reply.offset(o),
             Err(e) => reply.error(fail("lseek", ino.0, &e)),

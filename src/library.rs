@@ -22,7 +22,9 @@ pub struct Library {
 /// Errors making or finding a library.
 #[derive(Debug, thiserror::Error)]
 pub enum LibraryError {
-    #[error("user name {0:?} is not allowed (letters, digits, '-', '_', '.'; not starting with '.')")]
+    #[error(
+        "user name {0:?} is not allowed (letters, digits, '-', '_', '.'; not starting with '.')"
+    )]
     BadUser(String),
     #[error("{0}: a catalog already exists")]
     Exists(PathBuf),
@@ -39,15 +41,22 @@ impl Library {
         let ok = !user.is_empty()
             && !user.starts_with('.')
             && user.len() <= 64
-            && user.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            && user
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
         if !ok {
             return Err(LibraryError::BadUser(user.to_string()));
         }
-        Ok(Library { user: user.to_string(), data_dir: data_dir.to_path_buf() })
+        Ok(Library {
+            user: user.to_string(),
+            data_dir: data_dir.to_path_buf(),
+        })
     }
 
     pub fn catalog_path(&self) -> PathBuf {
-        self.data_dir.join("users").join(format!("{}.sqlite", self.user))
+        self.data_dir
+            .join("users")
+            .join(format!("{}.sqlite", self.user))
     }
 
     pub fn content_dir(&self) -> PathBuf {
@@ -59,7 +68,9 @@ impl Library {
     }
 
     pub fn log_path(&self) -> PathBuf {
-        self.data_dir.join("logs").join(format!("{}.log", self.user))
+        self.data_dir
+            .join("logs")
+            .join(format!("{}.log", self.user))
     }
 
     /// The catalog, which must exist.
@@ -89,14 +100,28 @@ impl Library {
         let tx = conn.transaction()?;
         let now = format_iso(crate::catalog::sqlite::to_ns(std::time::SystemTime::now()));
         let mut n = 0usize;
-        let mut add = |parent: Option<&str>, label: &str, folder: bool, size: u64| -> Result<String, LibraryError> {
+        let mut add = |parent: Option<&str>,
+                       label: &str,
+                       folder: bool,
+                       size: u64|
+         -> Result<String, LibraryError> {
             let id = uuid::Uuid::new_v4().to_string();
             tx.execute(
                 "INSERT INTO file_nodes VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-                params![id, parent, label, if folder { "folder" } else { "file" }, (!folder).then_some(size as i64), now],
+                params![
+                    id,
+                    parent,
+                    label,
+                    if folder { "folder" } else { "file" },
+                    (!folder).then_some(size as i64),
+                    now
+                ],
             )?;
             if !folder {
-                let ext = Path::new(label).extension().and_then(|e| e.to_str()).unwrap_or("bin");
+                let ext = Path::new(label)
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .unwrap_or("bin");
                 let path = self.media_dir().join(&id[..2]).join(format!("{id}.{ext}"));
                 std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
                 std::fs::write(&path, demo_bytes(&id, size))?;
@@ -113,9 +138,11 @@ impl Library {
         let year = add(Some(&projects), "2025 Demo", true, 0)?;
         for job in ["Demo Spot 01", "Demo Launch 02"] {
             let j = add(Some(&year), job, true, 0)?;
-            for (kind, ext, count, size) in
-                [("Footage", "mov", 6, 1 << 20), ("Audio", "wav", 3, 256 << 10), ("Exports", "mp4", 2, 512 << 10)]
-            {
+            for (kind, ext, count, size) in [
+                ("Footage", "mov", 6, 1 << 20),
+                ("Audio", "wav", 3, 256 << 10),
+                ("Exports", "mp4", 2, 512 << 10),
+            ] {
                 let k = add(Some(&j), kind, true, 0)?;
                 for i in 1..=count {
                     add(Some(&k), &format!("A{:03}_C{i:03}.{ext}", i), false, size)?;
@@ -130,6 +157,10 @@ impl Library {
 
 /// Deterministic demo content: byte `o` of file `id`.
 pub fn demo_bytes(id: &str, size: u64) -> Vec<u8> {
-    let seed = id.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
-    (0..size).map(|o| ((o.wrapping_mul(2654435761) ^ seed) >> 7) as u8).collect()
+    let seed = id
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+    (0..size)
+        .map(|o| ((o.wrapping_mul(2654435761) ^ seed) >> 7) as u8)
+        .collect()
 }

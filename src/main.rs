@@ -13,10 +13,19 @@ use markbase::mount::{self, MountSpec};
 mod bench;
 
 #[derive(Parser, Debug)]
-#[command(name = "markbase", version, about = "Mount MarkBase media libraries as file systems")]
+#[command(
+    name = "markbase",
+    version,
+    about = "Mount MarkBase media libraries as file systems"
+)]
 struct Cli {
     /// Data directory: users/<user>.sqlite, content/<user>/, media/<user>/.
-    #[arg(long, global = true, env = "MARKBASE_DATA_DIR", default_value = "./data")]
+    #[arg(
+        long,
+        global = true,
+        env = "MARKBASE_DATA_DIR",
+        default_value = "./data"
+    )]
     data_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -121,7 +130,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Library { command: LibraryCommand::Create { user, demo } } => {
+        Command::Library {
+            command: LibraryCommand::Create { user, demo },
+        } => {
             let lib = Library::new(&cli.data_dir, &user)?;
             let n = lib.create(demo)?;
             println!("{}: created ({n} nodes)", lib.catalog_path().display());

@@ -132,11 +132,18 @@ impl KernelMount {
 
 /// MarkBase mounts of this machine.
 pub fn markbase_mounts() -> Vec<KernelMount> {
-    kernel_mounts().into_iter().filter(KernelMount::is_markbase).collect()
+    kernel_mounts()
+        .into_iter()
+        .filter(KernelMount::is_markbase)
+        .collect()
 }
 
 fn absolute(p: &Path) -> PathBuf {
-    let abs = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(p) };
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(p)
+    };
     // Lexical clean-up only: a dead mount point cannot be canonicalised.
     let mut out = PathBuf::new();
     for c in abs.components() {
@@ -154,25 +161,39 @@ fn absolute(p: &Path) -> PathBuf {
 /// Check a mount point: it exists, is an empty directory, and nothing is mounted on it.
 pub fn check_mountpoint(p: &Path) -> Result<PathBuf, MountError> {
     let abs = absolute(p);
-    if let Some(m) = kernel_mounts().into_iter().rev().find(|m| m.mountpoint == abs) {
+    if let Some(m) = kernel_mounts()
+        .into_iter()
+        .rev()
+        .find(|m| m.mountpoint == abs)
+    {
         if m.is_markbase() {
             return Err(match std::fs::metadata(&abs) {
                 Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => MountError::DeadMount(abs),
                 _ => MountError::AlreadyMounted(abs),
             });
         }
-        return Err(MountError::Busy(abs, format!("{} is mounted there", m.fstype)));
+        return Err(MountError::Busy(
+            abs,
+            format!("{} is mounted there", m.fstype),
+        ));
     }
     let meta = match std::fs::metadata(&abs) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(MountError::NoMountPoint(abs)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(MountError::NoMountPoint(abs))
+        }
         Err(e) => return Err(MountError::Io(abs.display().to_string(), e)),
     };
     if !meta.is_dir() {
         return Err(MountError::NotADirectory(abs));
     }
-    let canon = abs.canonicalize().map_err(io_err(abs.display().to_string()))?;
-    let nonempty = std::fs::read_dir(&canon).map_err(io_err(canon.display().to_string()))?.next().is_some();
+    let canon = abs
+        .canonicalize()
+        .map_err(io_err(abs.display().to_string()))?;
+    let nonempty = std::fs::read_dir(&canon)
+        .map_err(io_err(canon.display().to_string()))?
+        .next()
+        .is_some();
     if nonempty {
         return Err(MountError::Busy(canon, "the directory is not empty".into()));
     }
@@ -182,10 +203,24 @@ pub fn check_mountpoint(p: &Path) -> Result<PathBuf, MountError> {
 /// Open the library of `spec` as a file system core (catalog checks and migrations run here).
 pub fn open_fs(spec: &MountSpec) -> Result<Arc<MarkBaseFs>, MountError> {
     let path = spec.library.existing_catalog()?;
-    let (uid, gid) = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
-    let catalog = SqliteCatalog::open(&path, &OpenOptions { uid, gid, create: false })?;
+    let (uid, gid) = (
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    );
+    let catalog = SqliteCatalog::open(
+        &path,
+        &OpenOptions {
+            uid,
+            gid,
+            create: false,
+        },
+    )?;
     let store = ContentStore::new(&spec.library.content_dir(), &[spec.library.media_dir()])?;
-    Ok(Arc::new(MarkBaseFs::new(Arc::new(catalog), store, FsConfig::default())))
+    Ok(Arc::new(MarkBaseFs::new(
+        Arc::new(catalog),
+        store,
+        FsConfig::default(),
+    )))
 }
 
 /// What the runtime file of a running mount says.
@@ -217,7 +252,13 @@ fn record_path(mountpoint: &Path) -> PathBuf {
     let key: String = mountpoint
         .to_string_lossy()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     runtime_dir().join(format!("{key}.json"))
 }
@@ -231,7 +272,10 @@ fn write_record(r: &RuntimeRecord) -> std::io::Result<()> {
     std::fs::create_dir_all(runtime_dir())?;
     let p = record_path(&r.mountpoint);
     let tmp = p.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?)?;
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?,
+    )?;
     std::fs::rename(tmp, p)
 }
 
@@ -242,7 +286,11 @@ fn remove_record(mountpoint: &Path) {
 fn pid_alive(pid: u32) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+            .map(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            })
             .unwrap_or(true)
 }
 
@@ -273,13 +321,21 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountEr
     }
     config.n_threads = Some(spec.threads.max(1));
     config.clone_fd = true;
-    let mut session = fuser::Session::new(FuseAdapter::new(fs.clone(), spec.passthrough), &mountpoint, &config)
-        .map_err(io_err(format!("mount {}", mountpoint.display())))?;
+    let mut session = fuser::Session::new(
+        FuseAdapter::new(fs.clone(), spec.passthrough),
+        &mountpoint,
+        &config,
+    )
+    .map_err(io_err(format!("mount {}", mountpoint.display())))?;
     let record = RuntimeRecord {
         user: spec.library.user.clone(),
         mountpoint: mountpoint.clone(),
         pid: std::process::id(),
-        data_dir: spec.library.data_dir.canonicalize().unwrap_or(spec.library.data_dir.clone()),
+        data_dir: spec
+            .library
+            .data_dir
+            .canonicalize()
+            .unwrap_or(spec.library.data_dir.clone()),
         started_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -293,8 +349,9 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountEr
     let mut unmounter = session.unmount_callable();
     let sig_fs = fs.clone();
     let sig_mp = mountpoint.clone();
-    let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
-        .map_err(io_err("signal handlers"))?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
+            .map_err(io_err("signal handlers"))?;
     std::thread::Builder::new()
         .name("markbase-signals".into())
         .spawn(move || {
@@ -333,7 +390,9 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountEr
         // Once the session answers, give the mount the readahead of the disk
         // under the content store (the kernel starts FUSE mounts at 128 KiB).
         let (mp, content) = (mountpoint.clone(), spec.library.content_dir());
-        let _ = std::thread::Builder::new().name("markbase-tune".into()).spawn(move || tune_readahead(&mp, &content));
+        let _ = std::thread::Builder::new()
+            .name("markbase-tune".into())
+            .spawn(move || tune_readahead(&mp, &content));
     }
     tracing::info!(user = %spec.library.user, "mounted at {}", mountpoint.display());
     if let Some(mut r) = ready.take() {
@@ -354,11 +413,18 @@ fn bdi_readahead_path(dev: u64) -> PathBuf {
 /// most 16 MiB). Needs root; otherwise the kernel's default stays.
 fn tune_readahead(mountpoint: &Path, content: &Path) {
     use std::os::unix::fs::MetadataExt;
-    let (Ok(m), Ok(c)) = (std::fs::metadata(mountpoint), std::fs::metadata(content)) else { return };
+    let (Ok(m), Ok(c)) = (std::fs::metadata(mountpoint), std::fs::metadata(content)) else {
+        return;
+    };
     let disk_ra = std::fs::read_to_string(bdi_readahead_path(c.dev()))
         .or_else(|_| {
-            let (major, minor) = (nix::sys::stat::major(c.dev()), nix::sys::stat::minor(c.dev()));
-            std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/queue/read_ahead_kb"))
+            let (major, minor) = (
+                nix::sys::stat::major(c.dev()),
+                nix::sys::stat::minor(c.dev()),
+            );
+            std::fs::read_to_string(format!(
+                "/sys/dev/block/{major}:{minor}/queue/read_ahead_kb"
+            ))
         })
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok())
@@ -386,7 +452,8 @@ pub fn spawn_daemon(spec: &MountSpec, exe_args: &[String]) -> Result<u32, MountE
         .append(true)
         .open(&log_path)
         .map_err(io_err(log_path.display().to_string()))?;
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io_err("pipe")(e.into()))?;
+    let (r, w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io_err("pipe")(e.into()))?;
     let wfd = w.as_raw_fd();
     let exe = std::env::current_exe().map_err(io_err("current executable"))?;
     let mut cmd = Command::new(exe);
@@ -412,11 +479,20 @@ pub fn spawn_daemon(spec: &MountSpec, exe_args: &[String]) -> Result<u32, MountE
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut buf = [0u8; 512];
     loop {
-        let mut pfd = libc::pollfd { fd: rf.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        let left = deadline.saturating_duration_since(Instant::now()).as_millis() as i32;
+        let mut pfd = libc::pollfd {
+            fd: rf.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis() as i32;
         if left == 0 {
             let _ = child.kill();
-            return Err(MountError::Daemon(format!("no answer in 60 s; see {}", log_path.display())));
+            return Err(MountError::Daemon(format!(
+                "no answer in 60 s; see {}",
+                log_path.display()
+            )));
         }
         if unsafe { libc::poll(&mut pfd, 1, left) } <= 0 {
             continue;
@@ -436,7 +512,11 @@ pub fn spawn_daemon(spec: &MountSpec, exe_args: &[String]) -> Result<u32, MountE
     let msg = String::from_utf8_lossy(&msg).trim().to_string();
     if msg != "ok" {
         let _ = child.wait();
-        let why = if msg.is_empty() { format!("it exited; see {}", log_path.display()) } else { msg };
+        let why = if msg.is_empty() {
+            format!("it exited; see {}", log_path.display())
+        } else {
+            msg
+        };
         return Err(MountError::Daemon(why));
     }
     // The mount answers: its root is a different file system now.
@@ -449,7 +529,8 @@ pub fn ready_fd_from_env() -> Option<OwnedFd> {
     let fd: i32 = std::env::var("MARKBASE_READY_FD").ok()?.parse().ok()?;
     std::env::remove_var("MARKBASE_READY_FD");
     // SAFETY: the parent passed this descriptor for us alone.
-    (fd > 2 && unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+    (fd > 2 && unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0)
+        .then(|| unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Flush and unmount the MarkBase mount at `dir`; clean it if its daemon is gone.
@@ -462,27 +543,35 @@ pub fn unmount(dir: &Path) -> Result<(), MountError> {
         .map(|m| m.mountpoint)
         .ok_or_else(|| MountError::NotMounted(abs.clone()))?;
     if let Some(rec) = read_record(&mp).filter(|r| pid_alive(r.pid)) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.pid as i32), nix::sys::signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(rec.pid as i32),
+            nix::sys::signal::SIGTERM,
+        );
+        // The daemon flushes, then unmounts; with files still open the mount is
+        // detached at once and the daemon serves those files until they close.
         let deadline = Instant::now() + Duration::from_secs(60);
+        let mut detached_at = None;
         while Instant::now() < deadline {
-            let gone = !markbase_mounts().iter().any(|m| m.mountpoint == mp);
-            if gone && !pid_alive(rec.pid) {
+            if !pid_alive(rec.pid) {
                 return Ok(());
             }
-            if gone {
-                // Detached; the daemon lives on only while files stay open.
-                std::thread::sleep(Duration::from_millis(10));
-                if !pid_alive(rec.pid) {
+            if !markbase_mounts().iter().any(|m| m.mountpoint == mp) {
+                let t = *detached_at.get_or_insert_with(Instant::now);
+                if t.elapsed() > Duration::from_secs(2) {
+                    tracing::warn!(
+                        "{}: unmounted; the daemon keeps serving files still open",
+                        mp.display()
+                    );
                     return Ok(());
                 }
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        if !markbase_mounts().iter().any(|m| m.mountpoint == mp) {
-            tracing::warn!("{}: unmounted; the daemon still serves files that are open", mp.display());
-            return Ok(());
-        }
-        return Err(MountError::Daemon(format!("{}: daemon {} did not unmount in 60 s", mp.display(), rec.pid)));
+        return Err(MountError::Daemon(format!(
+            "{}: daemon {} did not unmount in 60 s",
+            mp.display(),
+            rec.pid
+        )));
     }
     // No daemon: a dead mount ("Transport endpoint is not connected").
     nix::mount::umount2(&mp, nix::mount::MntFlags::MNT_DETACH)
@@ -495,14 +584,24 @@ pub fn unmount(dir: &Path) -> Result<(), MountError> {
 pub fn read_stats(dir: &Path) -> Result<String, MountError> {
     let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
         .map_err(|_| MountError::NotMounted(dir.to_path_buf()))?;
-    let name = std::ffi::CString::new(STATS_XATTR).map_err(|_| MountError::NotMounted(dir.to_path_buf()))?;
+    let name = std::ffi::CString::new(STATS_XATTR)
+        .map_err(|_| MountError::NotMounted(dir.to_path_buf()))?;
     let mut buf = vec![0u8; 64 << 10];
     // SAFETY: valid C strings and a buffer of the given length.
-    let n = unsafe { libc::getxattr(c.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let n = unsafe {
+        libc::getxattr(
+            c.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
     if n < 0 {
         let e = std::io::Error::last_os_error();
         return Err(match e.raw_os_error() {
-            Some(libc::ENODATA) | Some(libc::EOPNOTSUPP) => MountError::NotMounted(dir.to_path_buf()),
+            Some(libc::ENODATA) | Some(libc::EOPNOTSUPP) => {
+                MountError::NotMounted(dir.to_path_buf())
+            }
             _ => MountError::Io(dir.display().to_string(), e),
         });
     }

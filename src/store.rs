@@ -35,25 +35,37 @@ pub struct SpaceInfo {
 }
 
 /// One user's content store and allowed roots.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ContentStore {
     root: PathBuf,
     allowed: Vec<PathBuf>,
+    /// Fan-out folders known to exist (256 at most).
+    fans: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl ContentStore {
     /// `root`: the content store (created if missing); `media_roots`: other
     /// places this user's locations may point into (need not exist).
     pub fn new(root: &Path, media_roots: &[PathBuf]) -> Result<ContentStore, StoreError> {
-        std::fs::create_dir_all(root).map_err(|source| StoreError::Io { path: root.into(), source })?;
-        let root = root.canonicalize().map_err(|source| StoreError::Io { path: root.into(), source })?;
+        std::fs::create_dir_all(root).map_err(|source| StoreError::Io {
+            path: root.into(),
+            source,
+        })?;
+        let root = root.canonicalize().map_err(|source| StoreError::Io {
+            path: root.into(),
+            source,
+        })?;
         let mut allowed = vec![root.clone()];
         for m in media_roots {
             if let Ok(c) = m.canonicalize() {
                 allowed.push(c);
             }
         }
-        Ok(ContentStore { root, allowed })
+        Ok(ContentStore {
+            root,
+            allowed,
+            fans: Default::default(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -63,7 +75,8 @@ impl ContentStore {
     /// Is `p` a path this mount may open? (Does not check that it exists.)
     pub fn is_allowed(&self, p: &Path) -> bool {
         p.is_absolute()
-            && p.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+            && p.components()
+                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
             && self.allowed.iter().any(|r| p.starts_with(r))
     }
 
@@ -90,7 +103,16 @@ impl ContentStore {
     pub fn create(&self, id: &str) -> Result<(PathBuf, File), StoreError> {
         let fan = id.get(..2).unwrap_or("00");
         let dir = self.root.join(fan);
-        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io { path: dir.clone(), source })?;
+        let known = self.fans.lock().map(|f| f.contains(fan)).unwrap_or(false);
+        if !known {
+            std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            if let Ok(mut f) = self.fans.lock() {
+                f.insert(fan.to_string());
+            }
+        }
         let path = dir.join(id);
         let f = OpenOptions::new()
             .read(true)
@@ -99,14 +121,18 @@ impl ContentStore {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
-            .map_err(|source| StoreError::Io { path: path.clone(), source })?;
+            .map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
         Ok((path, f))
     }
 
     /// Open a resolved content file, read-write when possible.
     pub fn open(&self, p: &Path, write: bool) -> io::Result<File> {
         let mut o = OpenOptions::new();
-        o.read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+        o.read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
         match o.clone().write(true).open(p) {
             Ok(f) => Ok(f),
             Err(e) if write => Err(e),
@@ -160,8 +186,14 @@ mod tests {
         std::fs::write(other.join("b.mov"), b"x").unwrap();
         std::os::unix::fs::symlink(other.join("b.mov"), media.join("link.mov")).unwrap();
         assert!(store.resolve([media.join("a.mov").as_path()]).is_some());
-        assert!(store.resolve([other.join("b.mov").as_path()]).is_none(), "outside the roots");
-        assert!(store.resolve([media.join("link.mov").as_path()]).is_none(), "through a symlink");
+        assert!(
+            store.resolve([other.join("b.mov").as_path()]).is_none(),
+            "outside the roots"
+        );
+        assert!(
+            store.resolve([media.join("link.mov").as_path()]).is_none(),
+            "through a symlink"
+        );
         let dotdot = media.join("../other/b.mov");
         assert!(store.resolve([dotdot.as_path()]).is_none(), "with ..");
         assert!(store.resolve([Path::new("relative.mov")]).is_none());

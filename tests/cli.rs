@@ -9,7 +9,10 @@ use common::*;
 
 fn refused(out: &std::process::Output, needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected a refusal, got success: {err}");
+    assert!(
+        !out.status.success(),
+        "expected a refusal, got success: {err}"
+    );
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "one line on stderr, got: {err}");
     assert!(lines[0].contains(needle), "{needle:?} not in {err:?}");
@@ -26,24 +29,42 @@ fn mount_refusals_change_nothing() {
     let t = lib.tmp.path();
 
     let missing = t.join("nope");
-    refused(&lib.markbase(&mount_args("alice", missing.to_str().unwrap())), "does not exist");
+    refused(
+        &lib.markbase(&mount_args("alice", missing.to_str().unwrap())),
+        "does not exist",
+    );
 
     let file = t.join("file");
     fs::write(&file, b"x").unwrap();
-    refused(&lib.markbase(&mount_args("alice", file.to_str().unwrap())), "not a directory");
+    refused(
+        &lib.markbase(&mount_args("alice", file.to_str().unwrap())),
+        "not a directory",
+    );
 
     let full = t.join("full");
     fs::create_dir(&full).unwrap();
     fs::write(full.join("x"), b"x").unwrap();
-    refused(&lib.markbase(&mount_args("alice", full.to_str().unwrap())), "not empty");
+    refused(
+        &lib.markbase(&mount_args("alice", full.to_str().unwrap())),
+        "not empty",
+    );
 
     let mp = t.join("mp");
     fs::create_dir(&mp).unwrap();
-    refused(&lib.markbase(&mount_args("bob", mp.to_str().unwrap())), "no catalog");
-    refused(&lib.markbase(&mount_args("../evil", mp.to_str().unwrap())), "not allowed");
+    refused(
+        &lib.markbase(&mount_args("bob", mp.to_str().unwrap())),
+        "no catalog",
+    );
+    refused(
+        &lib.markbase(&mount_args("../evil", mp.to_str().unwrap())),
+        "not allowed",
+    );
 
     let m = lib.mount_at(&mp, &[]);
-    refused(&lib.markbase(&mount_args("alice", mp.to_str().unwrap())), "already a MarkBase mount");
+    refused(
+        &lib.markbase(&mount_args("alice", mp.to_str().unwrap())),
+        "already a MarkBase mount",
+    );
     m.unmount();
     assert_eq!(fs::read(lib.catalog()).unwrap().len() >= before.len(), true);
 }
@@ -56,16 +77,29 @@ fn bad_catalogs_are_refused_untouched() {
     let cat = lib.catalog();
 
     // Not SQLite at all.
-    fs::write(&cat, b"this is not a database, just text that is long enough").unwrap();
+    fs::write(
+        &cat,
+        b"this is not a database, just text that is long enough",
+    )
+    .unwrap();
     let before = fs::read(&cat).unwrap();
-    refused(&lib.markbase(&mount_args("carol", mp.to_str().unwrap())), "not an SQLite database");
+    refused(
+        &lib.markbase(&mount_args("carol", mp.to_str().unwrap())),
+        "not an SQLite database",
+    );
     assert_eq!(fs::read(&cat).unwrap(), before);
 
     // SQLite, but not a MarkBase catalog.
     fs::remove_file(&cat).unwrap();
-    rusqlite::Connection::open(&cat).unwrap().execute_batch("CREATE TABLE other(x);").unwrap();
+    rusqlite::Connection::open(&cat)
+        .unwrap()
+        .execute_batch("CREATE TABLE other(x);")
+        .unwrap();
     let before = fs::read(&cat).unwrap();
-    refused(&lib.markbase(&mount_args("carol", mp.to_str().unwrap())), "no table file_nodes");
+    refused(
+        &lib.markbase(&mount_args("carol", mp.to_str().unwrap())),
+        "no table file_nodes",
+    );
     assert_eq!(fs::read(&cat).unwrap(), before);
 
     // Truncated (corrupt) catalog.
@@ -80,7 +114,10 @@ fn bad_catalogs_are_refused_untouched() {
     fs::write(&cat, &bytes).unwrap();
     let holder = rusqlite::Connection::open(&cat).unwrap();
     holder.execute_batch("BEGIN EXCLUSIVE;").unwrap();
-    refused(&lib.markbase(&mount_args("carol", mp.to_str().unwrap())), "locked");
+    refused(
+        &lib.markbase(&mount_args("carol", mp.to_str().unwrap())),
+        "locked",
+    );
     holder.execute_batch("ROLLBACK;").unwrap();
     drop(holder);
 
@@ -93,7 +130,10 @@ fn bad_catalogs_are_refused_untouched() {
     .unwrap();
     drop(c);
     let before = fs::read(&cat).unwrap();
-    refused(&lib.markbase(&mount_args("carol", mp.to_str().unwrap())), "newer markbase");
+    refused(
+        &lib.markbase(&mount_args("carol", mp.to_str().unwrap())),
+        "newer markbase",
+    );
     assert_eq!(fs::read(&cat).unwrap(), before);
     assert!(!is_mounted(&mp));
 }
@@ -104,14 +144,23 @@ fn stats_and_unmount_of_what_is_not_mounted() {
     let m = lib.mount(&[]);
     fs::write(m.path("a"), b"hello").unwrap();
     let _ = fs::read(m.path("a")).unwrap();
-    let out = lib.markbase(&["fuse", "--stats", "--json", "--dir", m.dir.to_str().unwrap()]);
+    let out = lib.markbase(&[
+        "fuse",
+        "--stats",
+        "--json",
+        "--dir",
+        m.dir.to_str().unwrap(),
+    ]);
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["attr_hits"].as_u64().unwrap() + v["attr_misses"].as_u64().unwrap() > 0);
     assert!(v["cache_hit_rate"].as_f64().is_some());
     let dir = m.dir.clone();
     m.unmount();
-    refused(&lib.markbase(&["fuse", "--unmount", "--dir", dir.to_str().unwrap()]), "not a MarkBase mount");
+    refused(
+        &lib.markbase(&["fuse", "--unmount", "--dir", dir.to_str().unwrap()]),
+        "not a MarkBase mount",
+    );
 }
 
 #[test]
@@ -119,15 +168,32 @@ fn demo_library_mounts() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let out = std::process::Command::new(bin())
-        .args(["--data-dir", data.to_str().unwrap(), "library", "create", "--user", "demo", "--demo"])
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "library",
+            "create",
+            "--user",
+            "demo",
+            "--demo",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
-    let lib = TestLib { tmp, data, user: "demo".into() };
+    let lib = TestLib {
+        tmp,
+        data,
+        user: "demo".into(),
+    };
     let m = lib.mount(&[]);
     let footage = m.path("Projects/2025 Demo/Demo Spot 01/Footage");
     let n = fs::read_dir(&footage).unwrap().count();
     assert_eq!(n, 6);
-    let f = fs::read_dir(&footage).unwrap().next().unwrap().unwrap().path();
+    let f = fs::read_dir(&footage)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     assert_eq!(fs::metadata(&f).unwrap().len(), 1 << 20);
 }

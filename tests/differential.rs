@@ -29,11 +29,19 @@ impl Rng {
 
 const NAMES: &[&str] = &["a", "b", "clip.mov", "D"];
 /// Operations, weighted: making things comes up more often than breaking them.
-const OPS: &[u64] = &[0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 4, 4, 5, 6, 7, 7, 8, 9, 10, 11, 12, 12, 13, 13];
+const OPS: &[u64] = &[
+    0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 4, 4, 5, 6, 7, 7, 8, 9, 10, 11, 12, 12, 13, 13,
+];
 
 fn rel(rng: &mut Rng) -> PathBuf {
-    let depth = if rng.below(10) < 6 { 1 } else { 2 + rng.below(2) };
-    (0..depth).map(|_| NAMES[rng.below(NAMES.len() as u64) as usize]).collect()
+    let depth = if rng.below(10) < 6 {
+        1
+    } else {
+        2 + rng.below(2)
+    };
+    (0..depth)
+        .map(|_| NAMES[rng.below(NAMES.len() as u64) as usize])
+        .collect()
 }
 
 #[derive(Debug, PartialEq)]
@@ -54,12 +62,18 @@ fn apply(root: &Path, op: u64, a: &Path, b: &Path, n: u64) -> Out {
     let (pa, pb) = (root.join(a), root.join(b));
     match op {
         0 => out(fs::create_dir(&pa)),
-        1 => out(fs::OpenOptions::new().create_new(true).write(true).open(&pa)),
+        1 => out(fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&pa)),
         2 => out(fs::OpenOptions::new().write(true).open(&pa).and_then(|f| {
             let data = vec![(n % 251) as u8; (n % 9000) as usize];
             f.write_all_at(&data, n % 20_000)
         })),
-        3 => out(fs::OpenOptions::new().write(true).open(&pa).and_then(|f| f.set_len(n % 30_000))),
+        3 => out(fs::OpenOptions::new()
+            .write(true)
+            .open(&pa)
+            .and_then(|f| f.set_len(n % 30_000))),
         4 => match fs::read(&pa) {
             Ok(d) => Out::Data(d),
             Err(e) => Out::Err(e.raw_os_error().unwrap_or(-1)),
@@ -69,20 +83,30 @@ fn apply(root: &Path, op: u64, a: &Path, b: &Path, n: u64) -> Out {
         7 => out(fs::rename(&pa, &pb)),
         8 => out(std::os::unix::fs::symlink(b, &pa)),
         9 => out(fs::hard_link(&pa, &pb)),
-        10 => out(fs::set_permissions(&pa, fs::Permissions::from_mode(0o600 + (n % 0o100) as u32))),
+        10 => out(fs::set_permissions(
+            &pa,
+            fs::Permissions::from_mode(0o600 + (n % 0o100) as u32),
+        )),
         11 => match fs::read_link(&pa) {
             Ok(t) => Out::Data(t.into_os_string().into_encoded_bytes()),
             Err(e) => Out::Err(e.raw_os_error().unwrap_or(-1)),
         },
-        12 => out(fs::OpenOptions::new().append(true).open(&pa).and_then(|mut f| f.write_all(b"appended"))),
-        _ => out(fs::OpenOptions::new().read(true).write(true).open(&pa).and_then(|mut f| {
-            f.seek(SeekFrom::Start(n % 5000))?;
-            f.write_all(b"xyz")?;
-            let mut s = Vec::new();
-            f.seek(SeekFrom::Start(0))?;
-            f.read_to_end(&mut s)?;
-            Ok(s)
-        })),
+        12 => out(fs::OpenOptions::new()
+            .append(true)
+            .open(&pa)
+            .and_then(|mut f| f.write_all(b"appended"))),
+        _ => out(fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&pa)
+            .and_then(|mut f| {
+                f.seek(SeekFrom::Start(n % 5000))?;
+                f.write_all(b"xyz")?;
+                let mut s = Vec::new();
+                f.seek(SeekFrom::Start(0))?;
+                f.read_to_end(&mut s)?;
+                Ok(s)
+            })),
     }
 }
 
@@ -100,7 +124,10 @@ fn snapshot(root: &Path) -> Vec<Entry> {
     let mut out = vec![];
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
-        let mut names: Vec<_> = fs::read_dir(root.join(&rel)).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let mut names: Vec<_> = fs::read_dir(root.join(&rel))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         names.sort();
         for n in names {
             let r = rel.join(&n);
@@ -110,7 +137,13 @@ fn snapshot(root: &Path) -> Vec<Entry> {
                 stack.push(r.clone());
                 ("dir", vec![])
             } else if m.file_type().is_symlink() {
-                ("symlink", fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes())
+                (
+                    "symlink",
+                    fs::read_link(&p)
+                        .unwrap()
+                        .into_os_string()
+                        .into_encoded_bytes(),
+                )
             } else {
                 ("file", fs::read(&p).unwrap())
             };
@@ -144,13 +177,23 @@ fn mount_behaves_like_a_local_directory() {
             let (a, b, n) = (rel(&mut rng), rel(&mut rng), rng.next());
             let got = apply(&m.dir.join(&sub), op, &a, &b, n);
             let want = apply(&plain.join(&sub), op, &a, &b, n);
-            assert_eq!(got, want, "seed {seed} step {step}: op {op} {a:?} {b:?} {n}");
+            assert_eq!(
+                got, want,
+                "seed {seed} step {step}: op {op} {a:?} {b:?} {n}"
+            );
             succeeded += !matches!(got, Out::Err(_)) as usize;
         }
-        assert_eq!(snapshot(&m.dir.join(&sub)), snapshot(&plain.join(&sub)), "seed {seed}: final trees");
+        assert_eq!(
+            snapshot(&m.dir.join(&sub)),
+            snapshot(&plain.join(&sub)),
+            "seed {seed}: final trees"
+        );
     }
     eprintln!("{succeeded} of 4000 operations succeeded");
-    assert!(succeeded > 600, "too few operations succeeded ({succeeded}) to mean much");
+    assert!(
+        succeeded > 600,
+        "too few operations succeeded ({succeeded}) to mean much"
+    );
     // And the same after a remount.
     let dir = m.dir.clone();
     m.unmount();

@@ -25,7 +25,9 @@ struct Node {
 fn nodes(cat: &std::path::Path) -> Vec<Node> {
     let c = Connection::open(cat).unwrap();
     let mut st = c
-        .prepare("SELECT node_id, parent_id, label, node_type, coalesce(created_at,'') FROM file_nodes")
+        .prepare(
+            "SELECT node_id, parent_id, label, node_type, coalesce(created_at,'') FROM file_nodes",
+        )
         .unwrap();
     st.query_map([], |r| {
         Ok(Node {
@@ -43,9 +45,11 @@ fn nodes(cat: &std::path::Path) -> Vec<Node> {
 
 fn first_location(cat: &std::path::Path, id: &str) -> Option<PathBuf> {
     let c = Connection::open(cat).unwrap();
-    c.query_row("SELECT location FROM file_locations WHERE file_uuid=?1 ORDER BY rowid LIMIT 1", [id], |r| {
-        r.get::<_, String>(0)
-    })
+    c.query_row(
+        "SELECT location FROM file_locations WHERE file_uuid=?1 ORDER BY rowid LIMIT 1",
+        [id],
+        |r| r.get::<_, String>(0),
+    )
     .ok()
     .map(PathBuf::from)
 }
@@ -57,8 +61,17 @@ fn fixture_tree_content_and_anomalies() {
     // Make one catalog size stale: the content file's size must win.
     let all = nodes(&cat);
     let by_id: HashMap<&str, &Node> = all.iter().map(|n| (n.id.as_str(), n)).collect();
-    let stale = all.iter().find(|n| !n.folder && n.label.ends_with(".mov") && n.parent.is_some()).unwrap();
-    Connection::open(&cat).unwrap().execute("UPDATE file_nodes SET size=999999 WHERE node_id=?1", [&stale.id]).unwrap();
+    let stale = all
+        .iter()
+        .find(|n| !n.folder && n.label.ends_with(".mov") && n.parent.is_some())
+        .unwrap();
+    Connection::open(&cat)
+        .unwrap()
+        .execute(
+            "UPDATE file_nodes SET size=999999 WHERE node_id=?1",
+            [&stale.id],
+        )
+        .unwrap();
 
     let m = lib.mount(&[]);
     let inbox_id = all.iter().find(|n| n.label == "Inbox").unwrap().id.clone();
@@ -70,7 +83,9 @@ fn fixture_tree_content_and_anomalies() {
     let mut siblings: HashMap<(Option<&str>, &str), usize> = HashMap::new();
     let mut children: HashMap<Option<&str>, usize> = HashMap::new();
     for n in &all {
-        *siblings.entry((n.parent.as_deref(), n.label.as_str())).or_default() += 1;
+        *siblings
+            .entry((n.parent.as_deref(), n.label.as_str()))
+            .or_default() += 1;
         *children.entry(n.parent.as_deref()).or_default() += 1;
     }
     for n in &all {
@@ -89,7 +104,8 @@ fn fixture_tree_content_and_anomalies() {
         }
         parts.reverse();
         let path = m.dir.join(parts.join("/"));
-        let meta = fs::symlink_metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let meta =
+            fs::symlink_metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(meta.is_dir(), n.folder, "{}", path.display());
         count += 1;
         if !n.folder {
@@ -97,7 +113,12 @@ fn fixture_tree_content_and_anomalies() {
             let real = fs::metadata(&loc).unwrap().len();
             assert_eq!(meta.len(), real, "size of {}", path.display());
             if count % 50 == 0 || n.id == stale.id {
-                assert_eq!(fs::read(&path).unwrap(), expected_sparse(&n.id, real), "bytes of {}", path.display());
+                assert_eq!(
+                    fs::read(&path).unwrap(),
+                    expected_sparse(&n.id, real),
+                    "bytes of {}",
+                    path.display()
+                );
                 checked_files += 1;
             }
         }
@@ -107,9 +128,15 @@ fn fixture_tree_content_and_anomalies() {
     for ((parent, label), k) in &siblings {
         if *k > 1 {
             let folder = by_id[parent.expect("top-level labels are unique")];
-            let path = m.dir.join(if folder.label == "Library" { "Library".to_string() } else { continue });
-            let names: Vec<String> =
-                fs::read_dir(&path).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+            let path = m.dir.join(if folder.label == "Library" {
+                "Library".to_string()
+            } else {
+                continue;
+            });
+            let names: Vec<String> = fs::read_dir(&path)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
             assert_eq!(names.len(), children[&Some(folder.id.as_str())], "{label}");
             assert!(names.iter().any(|n| n == label));
         }
@@ -118,8 +145,10 @@ fn fixture_tree_content_and_anomalies() {
 
     // The anomalies, as markbase-library-format.md says.
     let inbox = m.path("Inbox");
-    let mut names: Vec<String> =
-        fs::read_dir(&inbox).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<String> = fs::read_dir(&inbox)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     names.sort();
     let long = format!("{}.mov", "L".repeat(251));
     let mut want = vec![
@@ -139,23 +168,53 @@ fn fixture_tree_content_and_anomalies() {
     let mut dups: Vec<&Node> = all.iter().filter(|n| n.label == "duplicate.mov").collect();
     dups.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
     for (node, name) in dups.iter().zip(["duplicate.mov", "duplicate (2).mov"]) {
-        let size = fs::metadata(first_location(&cat, &node.id).unwrap()).unwrap().len();
-        assert_eq!(fs::read(inbox.join(name)).unwrap(), expected_sparse(&node.id, size), "{name}");
+        let size = fs::metadata(first_location(&cat, &node.id).unwrap())
+            .unwrap()
+            .len();
+        assert_eq!(
+            fs::read(inbox.join(name)).unwrap(),
+            expected_sparse(&node.id, size),
+            "{name}"
+        );
     }
     // Missing content: listed with its catalog size, EIO on open.
-    assert_eq!(fs::metadata(inbox.join("missing on disk.mov")).unwrap().len(), 1234);
-    assert_eq!(errno_of(fs::File::open(inbox.join("missing on disk.mov"))), Some(libc::EIO));
+    assert_eq!(
+        fs::metadata(inbox.join("missing on disk.mov"))
+            .unwrap()
+            .len(),
+        1234
+    );
+    assert_eq!(
+        errno_of(fs::File::open(inbox.join("missing on disk.mov"))),
+        Some(libc::EIO)
+    );
     // Two locations: the first that exists.
     let two = all.iter().find(|n| n.label == "two locations.mov").unwrap();
-    let size = fs::metadata(first_location(&cat, &two.id).unwrap()).unwrap().len();
-    assert_eq!(fs::read(inbox.join("two locations.mov")).unwrap(), expected_sparse(&two.id, size));
+    let size = fs::metadata(first_location(&cat, &two.id).unwrap())
+        .unwrap()
+        .len();
+    assert_eq!(
+        fs::read(inbox.join("two locations.mov")).unwrap(),
+        expected_sparse(&two.id, size)
+    );
     // A node whose parent is gone: under Unfiled.
     assert!(m.path("Unfiled/orphan.mov").exists());
-    assert_eq!(fs::metadata(m.path("Unfiled/orphan.mov")).unwrap().len(), 10);
+    assert_eq!(
+        fs::metadata(m.path("Unfiled/orphan.mov")).unwrap().len(),
+        10
+    );
 
     // Stable inode numbers: same after a remount.
-    let probe = ["Projects", "Inbox/duplicate (2).mov", "Unfiled/orphan.mov", "Library"];
-    let inos: Vec<u64> = probe.iter().map(|p| fs::metadata(m.path(p)).unwrap().ino()).collect();
+    let probe = [
+        "Projects",
+        "Inbox/duplicate (2).mov",
+        "Unfiled/orphan.mov",
+        "Library",
+    ];
+    let inos: Vec<u64> = probe
+        .iter()
+        .map(|p| fs::metadata(m.path(p)).unwrap().ino())
+        .collect();
     let mut uniq = inos.clone();
     uniq.sort();
     uniq.dedup();
@@ -165,11 +224,23 @@ fn fixture_tree_content_and_anomalies() {
     // The stale catalog size has been corrected.
     let size: i64 = Connection::open(&cat)
         .unwrap()
-        .query_row("SELECT size FROM file_nodes WHERE node_id=?1", [&stale.id], |r| r.get(0))
+        .query_row(
+            "SELECT size FROM file_nodes WHERE node_id=?1",
+            [&stale.id],
+            |r| r.get(0),
+        )
         .unwrap();
-    assert_eq!(size as u64, fs::metadata(first_location(&cat, &stale.id).unwrap()).unwrap().len());
+    assert_eq!(
+        size as u64,
+        fs::metadata(first_location(&cat, &stale.id).unwrap())
+            .unwrap()
+            .len()
+    );
     let m = lib.mount_at(&dir, &[]);
-    let again: Vec<u64> = probe.iter().map(|p| fs::metadata(m.path(p)).unwrap().ino()).collect();
+    let again: Vec<u64> = probe
+        .iter()
+        .map(|p| fs::metadata(m.path(p)).unwrap().ino())
+        .collect();
     assert_eq!(inos, again);
 }
 
@@ -210,22 +281,46 @@ fn changes_survive_remount_and_reach_the_catalog() {
     assert!(!m.path("Inbox/gone").exists());
     assert!(d.join("moved.mov").exists());
     assert!(!m.path("Inbox/duplicate (2).mov").exists());
-    assert_eq!(fs::metadata(d.join("edit.mov")).unwrap().permissions().mode() & 0o777, 0o600);
-    assert_eq!(fs::read_link(d.join("link")).unwrap(), PathBuf::from("edit.mov"));
+    assert_eq!(
+        fs::metadata(d.join("edit.mov"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert_eq!(
+        fs::read_link(d.join("link")).unwrap(),
+        PathBuf::from("edit.mov")
+    );
     assert_eq!(fs::read(d.join(".DS_Store")).unwrap(), b"junk");
     assert_eq!(fs::read(m.path(".Trashes/501/x")).unwrap(), b"trash");
     drop(m);
 
     let c = Connection::open(lib.catalog()).unwrap();
     let label_of = |l: &str| -> Option<(String, Option<i64>)> {
-        c.query_row("SELECT node_type, size FROM file_nodes WHERE label=?1", [l], |r| Ok((r.get(0)?, r.get(1)?))).ok()
+        c.query_row(
+            "SELECT node_type, size FROM file_nodes WHERE label=?1",
+            [l],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .ok()
     };
     assert_eq!(label_of("Cut 1").unwrap().0, "folder");
-    assert_eq!(label_of("edit.mov").unwrap(), ("file".into(), Some(300_000)));
-    assert!(label_of("notes/final.txt").is_some(), "':' is stored as '/'");
+    assert_eq!(
+        label_of("edit.mov").unwrap(),
+        ("file".into(), Some(300_000))
+    );
+    assert!(
+        label_of("notes/final.txt").is_some(),
+        "':' is stored as '/'"
+    );
     assert!(label_of("moved.mov").is_some());
     for junk in [".DS_Store", "._edit.mov", ".Trashes", "501", "x", "link"] {
-        assert!(label_of(junk).is_none(), "{junk} must stay out of file_nodes");
+        assert!(
+            label_of(junk).is_none(),
+            "{junk} must stay out of file_nodes"
+        );
     }
     // The new file's location is in the content store.
     let loc: String = c
@@ -235,8 +330,13 @@ fn changes_survive_remount_and_reach_the_catalog() {
             |r| r.get(0),
         )
         .unwrap();
-    assert!(PathBuf::from(&loc).starts_with(lib.content_dir().canonicalize().unwrap()), "{loc}");
-    let ok: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert!(
+        PathBuf::from(&loc).starts_with(lib.content_dir().canonicalize().unwrap()),
+        "{loc}"
+    );
+    let ok: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(ok, "ok");
 }
 
@@ -245,7 +345,12 @@ fn unlinked_open_file_lives_until_last_close() {
     let lib = TestLib::empty("u");
     let m = lib.mount(&[]);
     let p = m.path("tmp.bin");
-    let mut f = fs::OpenOptions::new().create(true).read(true).write(true).open(&p).unwrap();
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .open(&p)
+        .unwrap();
     f.write_all(b"still here").unwrap();
     f.sync_all().unwrap();
     let store_files = || walk(&lib.content_dir()).len();
@@ -297,13 +402,21 @@ fn xattrs_follow_macos_expectations() {
         let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
         let n = std::ffi::CString::new(name).unwrap();
         let r = unsafe { libc::setxattr(c.as_ptr(), n.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
-        if r == 0 { 0 } else { std::io::Error::last_os_error().raw_os_error().unwrap() }
+        if r == 0 {
+            0
+        } else {
+            std::io::Error::last_os_error().raw_os_error().unwrap()
+        }
     };
     assert_eq!(set("user.com.apple.FinderInfo", &[0u8; 32]), 0);
     assert_eq!(set("user.com.apple.FinderInfo", &[0u8; 31]), libc::ERANGE);
     assert_eq!(set("user.com.apple.ResourceFork", &vec![1u8; 60_000]), 0);
     let after = fs::metadata(&p).unwrap();
-    assert_eq!((after.mtime(), after.mtime_nsec()), (before_s, before), "setxattr must not change mtime");
+    assert_eq!(
+        (after.mtime(), after.mtime_nsec()),
+        (before_s, before),
+        "setxattr must not change mtime"
+    );
     let dir = m.dir.clone();
     m.unmount();
     let m = lib.mount_at(&dir, &[]);
@@ -321,5 +434,54 @@ fn statfs_reports_the_content_store() {
     let b = nix::sys::statvfs::statvfs(&lib.content_dir()).unwrap();
     assert_eq!(a.blocks(), b.blocks());
     let (fa, fb) = (a.blocks_free() as i64, b.blocks_free() as i64);
-    assert!((fa - fb).abs() < (b.blocks() as i64 / 100).max(1024), "{fa} vs {fb}");
+    assert!(
+        (fa - fb).abs() < (b.blocks() as i64 / 100).max(1024),
+        "{fa} vs {fb}"
+    );
+}
+
+#[test]
+fn unmount_flushes_files_that_are_still_open() {
+    let lib = TestLib::empty("busy");
+    let m = lib.mount(&[]);
+    let p = m.path("recording.mov");
+    let mut f = fs::File::create(&p).unwrap();
+    f.write_all(&vec![3u8; 1 << 20]).unwrap();
+    // Not closed, not fsynced: --unmount must commit it anyway.
+    let dir = m.dir.clone();
+    let t = std::time::Instant::now();
+    m.unmount();
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "unmount waited {:?}",
+        t.elapsed()
+    );
+    let size: i64 = Connection::open(lib.catalog())
+        .unwrap()
+        .query_row(
+            "SELECT size FROM file_nodes WHERE label='recording.mov'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(size, 1 << 20);
+    // The writer still holds its file; finishing it must not fail.
+    f.write_all(b"tail").unwrap();
+    drop(f);
+    // The daemon commits the tail at release and exits; then remount.
+    for _ in 0..200 {
+        if fs::read_dir(&dir)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false)
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let m = lib.mount_at(&dir, &[]);
+    assert_eq!(
+        fs::metadata(m.path("recording.mov")).unwrap().len(),
+        (1 << 20) + 4
+    );
 }

@@ -37,7 +37,10 @@ enum Op {
 type R = Result<Option<Vec<u8>>, i32>;
 
 fn path() -> impl Strategy<Value = P> {
-    prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]).prop_map(String::from), 1..=3)
+    prop::collection::vec(
+        prop::sample::select(vec!["a", "b", "c"]).prop_map(String::from),
+        1..=3,
+    )
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -86,7 +89,14 @@ impl Model {
                 if d.contains_key(&n) {
                     return Err(libc::EEXIST);
                 }
-                d.insert(n, if matches!(op, Op::Mkdir(_)) { MNode::Dir(BTreeMap::new()) } else { MNode::File(vec![]) });
+                d.insert(
+                    n,
+                    if matches!(op, Op::Mkdir(_)) {
+                        MNode::Dir(BTreeMap::new())
+                    } else {
+                        MNode::File(vec![])
+                    },
+                );
                 Ok(None)
             }
             Op::Write(p, off, len, b) => {
@@ -202,7 +212,15 @@ const ME: Caller = Caller { uid: 0, gid: 0 };
 impl Real {
     fn new() -> Real {
         let tmp = tempfile::tempdir().unwrap();
-        let cat = SqliteCatalog::open(&tmp.path().join("u.sqlite"), &OpenOptions { uid: 0, gid: 0, create: true }).unwrap();
+        let cat = SqliteCatalog::open(
+            &tmp.path().join("u.sqlite"),
+            &OpenOptions {
+                uid: 0,
+                gid: 0,
+                create: true,
+            },
+        )
+        .unwrap();
         let store = ContentStore::new(&tmp.path().join("content"), &[]).unwrap();
         let fs = MarkBaseFs::new(Arc::new(cat), store, FsConfig::default());
         Real { _tmp: tmp, fs }
@@ -211,7 +229,11 @@ impl Real {
     fn resolve(&self, p: &[String]) -> Result<Ino, i32> {
         let mut ino = ROOT_INO;
         for c in p {
-            ino = self.fs.lookup(ino, OsStr::new(c)).map_err(|e| e.errno())?.ino;
+            ino = self
+                .fs
+                .lookup(ino, OsStr::new(c))
+                .map_err(|e| e.errno())?
+                .ino;
         }
         Ok(ino)
     }
@@ -226,7 +248,12 @@ impl Real {
         Ok((dir, OsStr::new(last.as_str())))
     }
 
-    fn with_file<T>(&self, p: &P, flags: i32, f: impl FnOnce(u64) -> Result<T, i32>) -> Result<T, i32> {
+    fn with_file<T>(
+        &self,
+        p: &P,
+        flags: i32,
+        f: impl FnOnce(u64) -> Result<T, i32>,
+    ) -> Result<T, i32> {
         let ino = self.resolve(p)?;
         let fh = self.fs.open(ino, flags).map_err(|e| e.errno())?;
         let r = f(fh);
@@ -244,7 +271,10 @@ impl Real {
             }
             Op::Create(p) => {
                 let (d, n) = self.parent(p)?;
-                let (_, fh) = self.fs.create(d, n, 0o644, 0, libc::O_RDWR, ME).map_err(e)?;
+                let (_, fh) = self
+                    .fs
+                    .create(d, n, 0o644, 0, libc::O_RDWR, ME)
+                    .map_err(e)?;
                 self.fs.release(fh).map_err(e)?;
                 Ok(None)
             }
@@ -254,10 +284,20 @@ impl Real {
             }),
             Op::Truncate(p, s) => {
                 let ino = self.resolve(p)?;
-                self.fs.setattr(ino, &SetAttrReq { size: Some(*s), ..Default::default() }).map_err(e)?;
+                self.fs
+                    .setattr(
+                        ino,
+                        &SetAttrReq {
+                            size: Some(*s),
+                            ..Default::default()
+                        },
+                    )
+                    .map_err(e)?;
                 Ok(None)
             }
-            Op::Read(p) => self.with_file(p, libc::O_RDONLY, |fh| Ok(Some(self.fs.read(fh, 0, 4096).map_err(e)?))),
+            Op::Read(p) => self.with_file(p, libc::O_RDONLY, |fh| {
+                Ok(Some(self.fs.read(fh, 0, 4096).map_err(e)?))
+            }),
             Op::Unlink(p) => {
                 let (d, n) = self.parent(p)?;
                 self.fs.unlink(d, n).map_err(e)?;
@@ -281,7 +321,12 @@ impl Real {
         let a = self.fs.getattr(ino).unwrap();
         if a.kind == Kind::Dir {
             let l = self.fs.listing(ino).unwrap();
-            MNode::Dir(l.entries.iter().map(|e| (e.name.clone(), self.tree(e.ino))).collect())
+            MNode::Dir(
+                l.entries
+                    .iter()
+                    .map(|e| (e.name.clone(), self.tree(e.ino)))
+                    .collect(),
+            )
         } else {
             let fh = self.fs.open(ino, libc::O_RDONLY).unwrap();
             let d = self.fs.read(fh, 0, 1 << 20).unwrap();
@@ -293,7 +338,9 @@ impl Real {
 }
 
 fn run(ops: &[Op]) {
-    let mut model = Model { root: MNode::Dir(BTreeMap::new()) };
+    let mut model = Model {
+        root: MNode::Dir(BTreeMap::new()),
+    };
     let real = Real::new();
     for (i, op) in ops.iter().enumerate() {
         // The kernel rejects I/O on a path whose type is wrong before we see
@@ -319,12 +366,22 @@ fn p(s: &str) -> P {
 
 #[test]
 fn regression_rename_dir_into_itself() {
-    run(&[Op::Mkdir(p("a")), Op::Rename(p("a"), p("a/b")), Op::Mkdir(p("a/b")), Op::Rename(p("a"), p("a/b/c"))]);
+    run(&[
+        Op::Mkdir(p("a")),
+        Op::Rename(p("a"), p("a/b")),
+        Op::Mkdir(p("a/b")),
+        Op::Rename(p("a"), p("a/b/c")),
+    ]);
 }
 
 #[test]
 fn regression_write_past_end_then_truncate() {
-    run(&[Op::Create(p("a")), Op::Write(p("a"), 50, 3, 9), Op::Truncate(p("a"), 10), Op::Read(p("a"))]);
+    run(&[
+        Op::Create(p("a")),
+        Op::Write(p("a"), 50, 3, 9),
+        Op::Truncate(p("a"), 10),
+        Op::Read(p("a")),
+    ]);
 }
 
 #[test]
@@ -339,5 +396,9 @@ fn regression_rename_into_a_file_parent() {
 
 #[test]
 fn regression_empty_write_past_end_does_not_grow() {
-    run(&[Op::Create(p("b")), Op::Write(p("b"), 1, 0, 0), Op::Read(p("b"))]);
+    run(&[
+        Op::Create(p("b")),
+        Op::Write(p("b"), 1, 0, 0),
+        Op::Read(p("b")),
+    ]);
 }

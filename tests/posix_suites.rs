@@ -42,10 +42,22 @@ fn pjdfstest_passes() {
         .output()
         .expect("run pjdfstest");
     let text = String::from_utf8_lossy(&out.stdout);
-    let summary = text.lines().find(|l| l.starts_with("Summary:")).unwrap_or("(no summary)").to_string();
+    let summary = text
+        .lines()
+        .find(|l| l.starts_with("Summary:"))
+        .unwrap_or("(no summary)")
+        .to_string();
     eprintln!("pjdfstest: {summary}");
-    let failed: Vec<&str> = text.lines().filter(|l| l.trim_end().ends_with("FAILED")).collect();
-    assert!(out.status.success() && failed.is_empty(), "pjdfstest: {summary}\nfailed:\n{}\n{}", failed.join("\n"), String::from_utf8_lossy(&out.stderr));
+    let failed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_end().ends_with("FAILED"))
+        .collect();
+    assert!(
+        out.status.success() && failed.is_empty(),
+        "pjdfstest: {summary}\nfailed:\n{}\n{}",
+        failed.join("\n"),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -58,6 +70,13 @@ fn fsx_100k_operations() {
         .arg(m.path("fsx.bin"))
         .output()
         .expect("run fsx");
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && all.contains("All operations completed A-OK"), "fsx:\n{all}");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && all.contains("All operations completed A-OK"),
+        "fsx:\n{all}"
+    );
 }

@@ -102,6 +102,9 @@ pub struct DirEntry {
     pub name: String,
     pub ino: Ino,
     pub kind: Kind,
+    /// The name was generated to resolve a collision (`name (2).ext`): it
+    /// depends on the other entries of the folder.
+    pub disambiguated: bool,
 }
 
 /// What to create.
@@ -135,6 +138,9 @@ pub struct Unlinked {
     pub ino: Ino,
     /// Links the inode still has; 0 means it is gone once no handle holds it.
     pub nlink: u32,
+    /// The inode was forgotten in the same transaction (no links, not open);
+    /// its content file, if the mount wrote one, is the caller's to delete.
+    pub purged: Option<Option<PathBuf>>,
 }
 
 /// Errors of the catalog layer.
@@ -162,8 +168,14 @@ pub enum CatalogError {
     NotACatalog { path: PathBuf, why: String },
     #[error("{0}: the catalog is locked by another process")]
     Locked(PathBuf),
-    #[error("{path}: catalog written by a newer markbase (schema {found}, this build knows {known})")]
-    FutureSchema { path: PathBuf, found: i64, known: i64 },
+    #[error(
+        "{path}: catalog written by a newer markbase (schema {found}, this build knows {known})"
+    )]
+    FutureSchema {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("io: {0}")]
@@ -193,8 +205,17 @@ pub trait Catalog: Send + Sync {
         new: &NewNode,
         now: SystemTime,
     ) -> Result<NodeRecord, CatalogError>;
-    /// Remove the entry `name` (which is `ino`) from `parent`.
-    fn unlink(&self, parent: Ino, name: &str, ino: Ino, now: SystemTime) -> Result<Unlinked, CatalogError>;
+    /// Remove the entry `name` (which is `ino`) from `parent`. When that was
+    /// its last link and `open` is false, forget the inode at once (as
+    /// [`Catalog::purge`] would).
+    fn unlink(
+        &self,
+        parent: Ino,
+        name: &str,
+        ino: Ino,
+        open: bool,
+        now: SystemTime,
+    ) -> Result<Unlinked, CatalogError>;
     /// Move entry `name` (inode `ino`) of `parent` to `new_name` in
     /// `new_parent`, replacing `replaced` there if given.
     #[allow(clippy::too_many_arguments)]
@@ -221,11 +242,23 @@ pub trait Catalog: Send + Sync {
         now: SystemTime,
     ) -> Result<(), CatalogError>;
     /// Add a hard link.
-    fn link(&self, ino: Ino, new_parent: Ino, new_name: &str, now: SystemTime) -> Result<NodeRecord, CatalogError>;
+    fn link(
+        &self,
+        ino: Ino,
+        new_parent: Ino,
+        new_name: &str,
+        now: SystemTime,
+    ) -> Result<NodeRecord, CatalogError>;
     /// Change attributes.
     fn set_attrs(&self, ino: Ino, attrs: &SetAttrs) -> Result<NodeRecord, CatalogError>;
     /// Record the size and times of a file written through the mount.
-    fn commit_file(&self, ino: Ino, size: u64, mtime: SystemTime, ctime: SystemTime) -> Result<(), CatalogError>;
+    fn commit_file(
+        &self,
+        ino: Ino,
+        size: u64,
+        mtime: SystemTime,
+        ctime: SystemTime,
+    ) -> Result<(), CatalogError>;
     /// Correct stale catalog sizes (the content file's size wins).
     fn correct_sizes(&self, sizes: &[(Ino, u64)]) -> Result<(), CatalogError>;
     /// Forget an inode whose last link and last handle are gone.
@@ -236,7 +269,14 @@ pub trait Catalog: Send + Sync {
     fn get_xattr(&self, ino: Ino, name: &str) -> Result<Vec<u8>, CatalogError>;
     fn list_xattrs(&self, ino: Ino) -> Result<Vec<String>, CatalogError>;
     /// `flags`: XATTR_CREATE (1) / XATTR_REPLACE (2).
-    fn set_xattr(&self, ino: Ino, name: &str, value: &[u8], flags: i32, now: SystemTime) -> Result<(), CatalogError>;
+    fn set_xattr(
+        &self,
+        ino: Ino,
+        name: &str,
+        value: &[u8],
+        flags: i32,
+        now: SystemTime,
+    ) -> Result<(), CatalogError>;
     fn remove_xattr(&self, ino: Ino, name: &str, now: SystemTime) -> Result<(), CatalogError>;
 
     /// Make every committed change durable (after an `fsync`).

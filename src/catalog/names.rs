@@ -79,18 +79,19 @@ fn fit(name: &str, suffix: &str, max: usize) -> String {
 }
 
 /// Render a directory: give each child a unique name. Deterministic: the
-/// same children (in any order) always get the same names.
-pub fn render<T>(mut children: Vec<RawChild<T>>) -> Vec<(String, T)> {
+/// same children (in any order) always get the same names. The flag says the
+/// name was generated to resolve a collision.
+pub fn render<T>(mut children: Vec<RawChild<T>>) -> Vec<(String, bool, T)> {
     children.sort_by(|a, b| {
         (a.priority, &a.created_at, &a.node_id).cmp(&(b.priority, &b.created_at, &b.node_id))
     });
     let bases: Vec<String> = children.iter().map(|c| base_name(&c.label)).collect();
     let mut taken: HashSet<String> = HashSet::with_capacity(children.len());
-    let mut names: Vec<Option<String>> = vec![None; children.len()];
+    let mut names: Vec<Option<(String, bool)>> = vec![None; children.len()];
     // Pass 1: the first child asking for a name gets it exactly.
     for (i, base) in bases.iter().enumerate() {
         if taken.insert(base.clone()) {
-            names[i] = Some(base.clone());
+            names[i] = Some((base.clone(), false));
         }
     }
     // Pass 2: the rest get "stem (n).ext", avoiding every name already held.
@@ -102,7 +103,7 @@ pub fn render<T>(mut children: Vec<RawChild<T>>) -> Vec<(String, T)> {
         loop {
             let candidate = fit(base, &format!(" ({n})"), NAME_MAX);
             if taken.insert(candidate.clone()) {
-                names[i] = Some(candidate);
+                names[i] = Some((candidate, true));
                 break;
             }
             n += 1;
@@ -111,7 +112,10 @@ pub fn render<T>(mut children: Vec<RawChild<T>>) -> Vec<(String, T)> {
     children
         .into_iter()
         .zip(names)
-        .map(|(c, n)| (n.unwrap_or_default(), c.payload))
+        .map(|(c, n)| {
+            let (name, generated) = n.unwrap_or_default();
+            (name, generated, c.payload)
+        })
         .collect()
 }
 
@@ -151,8 +155,8 @@ mod tests {
         }
     }
 
-    fn names(v: Vec<(String, String)>) -> Vec<(String, String)> {
-        let mut v = v;
+    fn names(v: Vec<(String, bool, String)>) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = v.into_iter().map(|(n, _, p)| (n, p)).collect();
         v.sort_by(|a, b| a.1.cmp(&b.1));
         v
     }
@@ -194,8 +198,8 @@ mod tests {
         let b = base_name(&uni);
         assert!(b.len() <= 255 && b.ends_with(".mov"));
         let out = render(vec![child(&long, "1", "a"), child(&long, "2", "b")]);
-        assert!(out.iter().all(|(n, _)| n.len() <= 255));
-        assert!(out.iter().any(|(n, _)| n.ends_with(" (2).mov")));
+        assert!(out.iter().all(|(n, _, _)| n.len() <= 255));
+        assert!(out.iter().any(|(n, g, _)| *g && n.ends_with(" (2).mov")));
     }
 
     #[test]
@@ -216,7 +220,14 @@ mod tests {
 
     #[test]
     fn junk() {
-        for j in ["._foo", ".DS_Store", "Thumbs.db", "desktop.ini", ".Trashes", ".fseventsd"] {
+        for j in [
+            "._foo",
+            ".DS_Store",
+            "Thumbs.db",
+            "desktop.ini",
+            ".Trashes",
+            ".fseventsd",
+        ] {
             assert!(is_os_junk(j), "{j}");
         }
         for ok in ["foo.mov", ".bashrc", "_x"] {

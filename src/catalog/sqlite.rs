@@ -31,15 +31,16 @@ use super::names::{self, RawChild};
 use super::*;
 
 /// Schema version of the `mb_*` side tables this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 const INO_BATCH: u64 = 1024;
 const FIRST_INO: u64 = 16;
 const ROOT_NODE_ID: &str = "(root)";
 const MAX_READERS: usize = 8;
 
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE IF NOT EXISTS mb_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE IF NOT EXISTS mb_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
      CREATE TABLE IF NOT EXISTS mb_inodes(
         ino INTEGER PRIMARY KEY,
         node_id TEXT NOT NULL UNIQUE,
@@ -57,7 +58,14 @@ const MIGRATIONS: &[(i64, &str)] = &[(
      CREATE TABLE IF NOT EXISTS mb_xattrs(
         ino INTEGER NOT NULL, name TEXT NOT NULL, value BLOB NOT NULL,
         PRIMARY KEY(ino, name));",
-)];
+    ),
+    // A folder's link count counts its subfolders: an index range, not a walk
+    // over every child.
+    (
+        2,
+        "CREATE INDEX IF NOT EXISTS mb_file_nodes_parent_type ON file_nodes(parent_id, node_type);",
+    ),
+];
 
 /// Options for opening a catalog.
 #[derive(Clone, Debug)]
@@ -215,7 +223,10 @@ fn precise(text_ns: Option<i64>, stored_ns: Option<i64>) -> Option<i64> {
 // ---------------------------------------------------------------- open
 
 fn sqlite_header_ok(path: &Path) -> Result<(), CatalogError> {
-    let not = |why: &str| CatalogError::NotACatalog { path: path.to_path_buf(), why: why.to_string() };
+    let not = |why: &str| CatalogError::NotACatalog {
+        path: path.to_path_buf(),
+        why: why.to_string(),
+    };
     let meta = std::fs::metadata(path).map_err(|e| not(&e.to_string()))?;
     if !meta.is_file() {
         return Err(not("not a regular file"));
@@ -272,8 +283,12 @@ impl SqliteCatalog {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| map_open_err(path, e))?;
-        conn.busy_timeout(Duration::from_millis(500)).map_err(|e| map_open_err(path, e))?;
-        let not = |why: &str| CatalogError::NotACatalog { path: path.to_path_buf(), why: why.into() };
+        conn.busy_timeout(Duration::from_millis(500))
+            .map_err(|e| map_open_err(path, e))?;
+        let not = |why: &str| CatalogError::NotACatalog {
+            path: path.to_path_buf(),
+            why: why.into(),
+        };
         for t in ["file_nodes", "file_locations"] {
             if !table_exists(&conn, t).map_err(|e| map_open_err(path, e))? {
                 return Err(not(&format!("no table {t}")));
@@ -281,21 +296,31 @@ impl SqliteCatalog {
         }
         if table_exists(&conn, "mb_meta").map_err(|e| map_open_err(path, e))? {
             let found: Option<i64> = conn
-                .query_row("SELECT value FROM mb_meta WHERE key='schema_version'", [], |r| {
-                    r.get::<_, String>(0)
-                })
+                .query_row(
+                    "SELECT value FROM mb_meta WHERE key='schema_version'",
+                    [],
+                    |r| r.get::<_, String>(0),
+                )
                 .optional()
                 .map_err(|e| map_open_err(path, e))?
                 .and_then(|v| v.parse().ok());
             if let Some(found) = found.filter(|f| *f > SCHEMA_VERSION) {
-                return Err(CatalogError::FutureSchema { path: path.to_path_buf(), found, known: SCHEMA_VERSION });
+                return Err(CatalogError::FutureSchema {
+                    path: path.to_path_buf(),
+                    found,
+                    known: SCHEMA_VERSION,
+                });
             }
         }
         // Take the write lock once to see that nobody else holds it.
-        conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;").map_err(|e| map_open_err(path, e))?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| map_open_err(path, e))?;
+        conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
+            .map_err(|e| map_open_err(path, e))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| map_open_err(path, e))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
+        // Checkpoint (and so sync) every 8 Ki pages rather than every 1 Ki.
+        conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         let mut conn = conn;
         Self::migrate(&mut conn)?;
@@ -304,11 +329,16 @@ impl SqliteCatalog {
             [],
             |r| r.get::<_, i64>(0),
         )? as u64;
-        let max: Option<i64> = conn.query_row("SELECT max(ino) FROM mb_inodes", [], |r| r.get(0))?;
+        let max: Option<i64> =
+            conn.query_row("SELECT max(ino) FROM mb_inodes", [], |r| r.get(0))?;
         next = next.max(max.unwrap_or(0) as u64 + 1).max(FIRST_INO);
         let cat = SqliteCatalog {
             path: path.to_path_buf(),
-            writer: Mutex::new(Writer { conn, next_ino: next, end_ino: next }),
+            writer: Mutex::new(Writer {
+                conn,
+                next_ino: next,
+                end_ino: next,
+            }),
             readers: Mutex::new(Vec::new()),
             uid: opts.uid,
             gid: opts.gid,
@@ -325,12 +355,19 @@ impl SqliteCatalog {
         let now = format_iso(to_ns(SystemTime::now()));
         for (version, sql) in MIGRATIONS {
             let done: bool = tx
-                .query_row("SELECT 1 FROM mb_migrations WHERE version=?1", [version], |_| Ok(()))
+                .query_row(
+                    "SELECT 1 FROM mb_migrations WHERE version=?1",
+                    [version],
+                    |_| Ok(()),
+                )
                 .optional()?
                 .is_some();
             if !done {
                 tx.execute_batch(sql)?;
-                tx.execute("INSERT INTO mb_migrations(version, applied_at) VALUES(?1, ?2)", params![version, now])?;
+                tx.execute(
+                    "INSERT INTO mb_migrations(version, applied_at) VALUES(?1, ?2)",
+                    params![version, now],
+                )?;
             }
         }
         // Indexes the v1 format usually has; add them only where missing.
@@ -350,7 +387,9 @@ impl SqliteCatalog {
                 .optional()?
                 .is_some();
             if !has {
-                tx.execute_batch(&format!("CREATE INDEX IF NOT EXISTS {index} ON {table}({column})"))?;
+                tx.execute_batch(&format!(
+                    "CREATE INDEX IF NOT EXISTS {index} ON {table}({column})"
+                ))?;
             }
         }
         tx.execute(
@@ -358,7 +397,10 @@ impl SqliteCatalog {
              ON CONFLICT(key) DO UPDATE SET value=excluded.value WHERE CAST(value AS INTEGER) < ?1",
             [SCHEMA_VERSION],
         )?;
-        tx.execute("INSERT OR IGNORE INTO mb_meta(key, value) VALUES('next_ino', ?1)", [FIRST_INO.to_string()])?;
+        tx.execute(
+            "INSERT OR IGNORE INTO mb_meta(key, value) VALUES('next_ino', ?1)",
+            [FIRST_INO.to_string()],
+        )?;
         let now_ns = to_ns(SystemTime::now());
         tx.execute(
             "INSERT OR IGNORE INTO mb_inodes(ino, node_id, kind, mode, atime_ns, mtime_ns, ctime_ns, btime_ns, claimed)
@@ -386,7 +428,10 @@ impl SqliteCatalog {
                 c
             }
         };
-        Ok(PooledReader { cat: self, conn: Some(conn) })
+        Ok(PooledReader {
+            cat: self,
+            conn: Some(conn),
+        })
     }
 
     /// Reserve an inode number; batches are reserved in their own commit so
@@ -446,12 +491,27 @@ impl SqliteCatalog {
                 ))
             })
             .optional()?;
-        let Some((node_id, kind, [mode, uid, gid], rdev, [atime, mtime, ctime, btime], side_size, target, content, unlinked, in_catalog, (node_type, cat_size), (created, updated))) = row
+        let Some((
+            node_id,
+            kind,
+            [mode, uid, gid],
+            rdev,
+            [atime, mtime, ctime, btime],
+            side_size,
+            target,
+            content,
+            unlinked,
+            in_catalog,
+            (node_type, cat_size),
+            (created, updated),
+        )) = row
         else {
             return Err(CatalogError::NotFound);
         };
         let kind = match (in_catalog, &kind) {
-            (true, _) => Kind::from_code(node_type.as_deref().unwrap_or("file")).unwrap_or(Kind::File),
+            (true, _) => {
+                Kind::from_code(node_type.as_deref().unwrap_or("file")).unwrap_or(Kind::File)
+            }
             (false, Some(k)) => Kind::from_code(k).unwrap_or(Kind::File),
             // A catalog node deleted behind the mount's back.
             (false, None) => return Err(CatalogError::NotFound),
@@ -465,7 +525,9 @@ impl SqliteCatalog {
             let m = mtime.unwrap_or(0);
             (m, btime.unwrap_or(m))
         };
-        let size = if in_catalog { cat_size } else { side_size }.unwrap_or(0).max(0) as u64;
+        let size = if in_catalog { cat_size } else { side_size }
+            .unwrap_or(0)
+            .max(0) as u64;
         let nlink = if unlinked {
             0
         } else if kind == Kind::Dir {
@@ -477,9 +539,14 @@ impl SqliteCatalog {
             edges as u32 + in_catalog as u32
         };
         let locations = if in_catalog && kind == Kind::File {
-            let mut st = conn.prepare_cached("SELECT location FROM file_locations WHERE file_uuid=?1 ORDER BY rowid")?;
+            let mut st = conn.prepare_cached(
+                "SELECT location FROM file_locations WHERE file_uuid=?1 ORDER BY rowid",
+            )?;
             let rows = st.query_map([&node_id], |r| r.get::<_, String>(0))?;
-            rows.collect::<Result<Vec<_>, _>>()?.into_iter().map(PathBuf::from).collect()
+            rows.collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .map(PathBuf::from)
+                .collect()
         } else {
             vec![]
         };
@@ -505,7 +572,12 @@ impl SqliteCatalog {
         })
     }
 
-    fn subdir_count(&self, conn: &Connection, ino: Ino, node_id: Option<&str>) -> Result<u32, CatalogError> {
+    fn subdir_count(
+        &self,
+        conn: &Connection,
+        ino: Ino,
+        node_id: Option<&str>,
+    ) -> Result<u32, CatalogError> {
         let side: i64 = conn
             .prepare_cached(
                 "SELECT count(*) FROM mb_edges e JOIN mb_inodes i ON i.ino = e.ino WHERE e.parent=?1 AND i.kind='d'",
@@ -525,7 +597,9 @@ impl SqliteCatalog {
 
     fn has_orphans(conn: &Connection) -> Result<bool, CatalogError> {
         Ok(conn
-            .prepare_cached(&format!("SELECT 1 FROM file_nodes n WHERE {ORPHAN} LIMIT 1"))?
+            .prepare_cached(&format!(
+                "SELECT 1 FROM file_nodes n WHERE {ORPHAN} LIMIT 1"
+            ))?
             .query_row([], |_| Ok(()))
             .optional()?
             .is_some())
@@ -578,7 +652,11 @@ struct Meta {
 
 fn meta(conn: &Connection, ino: Ino) -> Result<Meta, CatalogError> {
     if ino == UNFILED_INO {
-        return Ok(Meta { node_id: "(unfiled)".into(), kind: Kind::Dir, in_catalog: false });
+        return Ok(Meta {
+            node_id: "(unfiled)".into(),
+            kind: Kind::Dir,
+            in_catalog: false,
+        });
     }
     let row = conn
         .prepare_cached(
@@ -586,7 +664,11 @@ fn meta(conn: &Connection, ino: Ino) -> Result<Meta, CatalogError> {
              LEFT JOIN file_nodes n ON n.node_id = i.node_id WHERE i.ino=?1",
         )?
         .query_row([ino as i64], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, Option<String>>(2)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
         })
         .optional()?
         .ok_or(CatalogError::NotFound)?;
@@ -596,7 +678,11 @@ fn meta(conn: &Connection, ino: Ino) -> Result<Meta, CatalogError> {
         Some(k) => Kind::from_code(&k).unwrap_or(Kind::File),
         None => return Err(CatalogError::NotFound),
     };
-    Ok(Meta { node_id, kind, in_catalog })
+    Ok(Meta {
+        node_id,
+        kind,
+        in_catalog,
+    })
 }
 
 fn place(conn: &Connection, dir: Ino) -> Result<Place, CatalogError> {
@@ -626,7 +712,12 @@ fn catalog_parent(place: &Place, kind: Kind, name: &str) -> Option<Option<String
     }
 }
 
-fn set_times(conn: &Connection, ino: Ino, mtime: Option<i64>, ctime: Option<i64>) -> Result<(), CatalogError> {
+fn set_times(
+    conn: &Connection,
+    ino: Ino,
+    mtime: Option<i64>,
+    ctime: Option<i64>,
+) -> Result<(), CatalogError> {
     if ino == UNFILED_INO {
         return Ok(());
     }
@@ -679,17 +770,33 @@ fn to_side(conn: &Connection, ino: Ino, m: &Meta) -> Result<(), CatalogError> {
          WHERE ino=?1",
     )?
     .execute(params![ino as i64, m.kind.code(), size, first_loc, updated, created])?;
-    conn.prepare_cached("DELETE FROM file_locations WHERE file_uuid=?1")?.execute([&m.node_id])?;
-    conn.prepare_cached("DELETE FROM file_nodes WHERE node_id=?1")?.execute([&m.node_id])?;
+    conn.prepare_cached("DELETE FROM file_locations WHERE file_uuid=?1")?
+        .execute([&m.node_id])?;
+    conn.prepare_cached("DELETE FROM file_nodes WHERE node_id=?1")?
+        .execute([&m.node_id])?;
     Ok(())
 }
 
 /// Put a side node into `file_nodes` under `parent_id` as `label`.
-fn to_catalog(conn: &Connection, ino: Ino, m: &Meta, parent_id: Option<&str>, name: &str) -> Result<(), CatalogError> {
-    let (size, mtime, btime, content): (Option<i64>, Option<i64>, Option<i64>, Option<String>) = conn
-        .prepare_cached("SELECT size, mtime_ns, btime_ns, content FROM mb_inodes WHERE ino=?1")?
-        .query_row([ino as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-    let node_type = if m.kind == Kind::Dir { "folder" } else { "file" };
+fn to_catalog(
+    conn: &Connection,
+    ino: Ino,
+    m: &Meta,
+    parent_id: Option<&str>,
+    name: &str,
+) -> Result<(), CatalogError> {
+    let (size, mtime, btime, content): (Option<i64>, Option<i64>, Option<i64>, Option<String>) =
+        conn.prepare_cached(
+            "SELECT size, mtime_ns, btime_ns, content FROM mb_inodes WHERE ino=?1",
+        )?
+        .query_row([ino as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+    let node_type = if m.kind == Kind::Dir {
+        "folder"
+    } else {
+        "file"
+    };
     let mtime = mtime.unwrap_or(0);
     conn.prepare_cached(
         "INSERT INTO file_nodes(node_id, parent_id, label, node_type, size, created_at, updated_at)
@@ -700,7 +807,11 @@ fn to_catalog(conn: &Connection, ino: Ino, m: &Meta, parent_id: Option<&str>, na
         parent_id,
         names::label_for(name),
         node_type,
-        if m.kind == Kind::Dir { None } else { Some(size.unwrap_or(0)) },
+        if m.kind == Kind::Dir {
+            None
+        } else {
+            Some(size.unwrap_or(0))
+        },
         format_iso(btime.unwrap_or(mtime)),
         format_iso(mtime)
     ])?;
@@ -710,7 +821,8 @@ fn to_catalog(conn: &Connection, ino: Ino, m: &Meta, parent_id: Option<&str>, na
         )?
         .execute(params![m.node_id, c, format_iso(to_ns(SystemTime::now()))])?;
     }
-    conn.prepare_cached("UPDATE mb_inodes SET kind=NULL, claimed=1 WHERE ino=?1")?.execute([ino as i64])?;
+    conn.prepare_cached("UPDATE mb_inodes SET kind=NULL, claimed=1 WHERE ino=?1")?
+        .execute([ino as i64])?;
     Ok(())
 }
 
@@ -723,7 +835,14 @@ fn remaining_links(conn: &Connection, ino: Ino) -> Result<u32, CatalogError> {
 }
 
 /// Remove one name of `ino`. The core has checked that (`parent`, `name`) is `ino`.
-fn unlink_in(conn: &Connection, parent: Ino, name: &str, ino: Ino, now: i64) -> Result<Unlinked, CatalogError> {
+fn unlink_in(
+    conn: &Connection,
+    parent: Ino,
+    name: &str,
+    ino: Ino,
+    open: bool,
+    now: i64,
+) -> Result<Unlinked, CatalogError> {
     let m = meta(conn, ino)?;
     if m.kind == Kind::Dir && count_children(conn, ino, &m)? > 0 {
         return Err(CatalogError::NotEmpty);
@@ -737,17 +856,26 @@ fn unlink_in(conn: &Connection, parent: Ino, name: &str, ino: Ino, now: i64) -> 
         }
         // The file_nodes row is this name. Another name, if any, takes its place.
         let other: Option<(i64, String)> = conn
-            .prepare_cached("SELECT parent, name FROM mb_edges WHERE ino=?1 ORDER BY rowid LIMIT 1")?
+            .prepare_cached(
+                "SELECT parent, name FROM mb_edges WHERE ino=?1 ORDER BY rowid LIMIT 1",
+            )?
             .query_row([ino as i64], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let promoted = match &other {
             Some((op, oname)) => match catalog_parent(&place(conn, *op as Ino)?, m.kind, oname) {
                 Some(parent_id) => {
-                    conn.prepare_cached("UPDATE file_nodes SET parent_id=?2, label=?3 WHERE node_id=?1")?
-                        .execute(params![m.node_id, parent_id, names::label_for(oname)])?;
+                    conn.prepare_cached(
+                        "UPDATE file_nodes SET parent_id=?2, label=?3 WHERE node_id=?1",
+                    )?
+                    .execute(params![
+                        m.node_id,
+                        parent_id,
+                        names::label_for(oname)
+                    ])?;
                     conn.prepare_cached("DELETE FROM mb_edges WHERE parent=?1 AND name=?2")?
                         .execute(params![op, oname])?;
-                    conn.prepare_cached("UPDATE mb_inodes SET claimed=1 WHERE ino=?1")?.execute([ino as i64])?;
+                    conn.prepare_cached("UPDATE mb_inodes SET claimed=1 WHERE ino=?1")?
+                        .execute([ino as i64])?;
                     true
                 }
                 None => false,
@@ -759,21 +887,50 @@ fn unlink_in(conn: &Connection, parent: Ino, name: &str, ino: Ino, now: i64) -> 
         }
     }
     let nlink = remaining_links(conn, ino)?;
-    if nlink == 0 {
-        conn.prepare_cached("UPDATE mb_inodes SET unlinked=1 WHERE ino=?1")?.execute([ino as i64])?;
-    }
     touch_dir(conn, parent, now)?;
-    set_times(conn, ino, None, Some(now))?;
-    Ok(Unlinked { ino, nlink })
+    let mut purged = None;
+    if nlink == 0 && !open {
+        let content: Option<String> = conn
+            .prepare_cached("SELECT content FROM mb_inodes WHERE ino=?1")?
+            .query_row([ino as i64], |r| r.get(0))?;
+        purge_in(conn, ino)?;
+        purged = Some(content.map(PathBuf::from));
+    } else {
+        if nlink == 0 {
+            conn.prepare_cached("UPDATE mb_inodes SET unlinked=1 WHERE ino=?1")?
+                .execute([ino as i64])?;
+        }
+        set_times(conn, ino, None, Some(now))?;
+    }
+    Ok(Unlinked { ino, nlink, purged })
+}
+
+/// Forget an inode with no links left (its number is never handed out again).
+fn purge_in(conn: &Connection, ino: Ino) -> Result<(), CatalogError> {
+    conn.prepare_cached("DELETE FROM mb_xattrs WHERE ino=?1")?
+        .execute([ino as i64])?;
+    conn.prepare_cached("DELETE FROM mb_inodes WHERE ino=?1 AND NOT EXISTS (SELECT 1 FROM mb_edges WHERE ino=?1)
+                         AND NOT EXISTS (SELECT 1 FROM file_nodes n WHERE n.node_id = mb_inodes.node_id)")?
+        .execute([ino as i64])?;
+    Ok(())
 }
 
 /// Move the name (`parent`, `name`) of `ino` to (`new_parent`, `new_name`),
 /// which the caller has made free.
-fn move_edge(conn: &Connection, parent: Ino, name: &str, ino: Ino, new_parent: Ino, new_name: &str) -> Result<(), CatalogError> {
+fn move_edge(
+    conn: &Connection,
+    parent: Ino,
+    name: &str,
+    ino: Ino,
+    new_parent: Ino,
+    new_name: &str,
+) -> Result<(), CatalogError> {
     let m = meta(conn, ino)?;
     let dest = place(conn, new_parent)?;
     if matches!(dest, Place::Unfiled) {
-        return Err(CatalogError::NotPermitted("Unfiled only holds what the catalog left there"));
+        return Err(CatalogError::NotPermitted(
+            "Unfiled only holds what the catalog left there",
+        ));
     }
     let target_parent = catalog_parent(&dest, m.kind, new_name);
     let side = conn
@@ -790,9 +947,12 @@ fn move_edge(conn: &Connection, parent: Ino, name: &str, ino: Ino, new_parent: I
     } else if m.in_catalog {
         match target_parent {
             Some(pid) => {
-                conn.prepare_cached("UPDATE file_nodes SET parent_id=?2, label=?3 WHERE node_id=?1")?
-                    .execute(params![m.node_id, pid, names::label_for(new_name)])?;
-                conn.prepare_cached("UPDATE mb_inodes SET claimed=1 WHERE ino=?1")?.execute([ino as i64])?;
+                conn.prepare_cached(
+                    "UPDATE file_nodes SET parent_id=?2, label=?3 WHERE node_id=?1",
+                )?
+                .execute(params![m.node_id, pid, names::label_for(new_name)])?;
+                conn.prepare_cached("UPDATE mb_inodes SET claimed=1 WHERE ino=?1")?
+                    .execute([ino as i64])?;
             }
             None => {
                 if m.kind == Kind::Dir {
@@ -800,7 +960,9 @@ fn move_edge(conn: &Connection, parent: Ino, name: &str, ino: Ino, new_parent: I
                         .prepare_cached("SELECT count(*) FROM file_nodes WHERE parent_id=?1")?
                         .query_row([&m.node_id], |r| r.get(0))?;
                     if cat_children > 0 {
-                        return Err(CatalogError::CrossesBoundary("a catalog folder with contents"));
+                        return Err(CatalogError::CrossesBoundary(
+                            "a catalog folder with contents",
+                        ));
                     }
                 }
                 to_side(conn, ino, &m)?;
@@ -815,9 +977,14 @@ fn move_edge(conn: &Connection, parent: Ino, name: &str, ino: Ino, new_parent: I
 }
 
 impl SqliteCatalog {
-    fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T, CatalogError>) -> Result<T, CatalogError> {
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, CatalogError>,
+    ) -> Result<T, CatalogError> {
         let mut w = self.writer.lock();
-        let tx = w.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = w
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
         Ok(out)
@@ -830,7 +997,9 @@ impl SqliteCatalog {
         for _ in node_ids {
             inos.push(Self::alloc_ino(&mut w)?);
         }
-        let tx = w.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = w
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut out = Vec::with_capacity(node_ids.len());
         for (id, ino) in node_ids.iter().zip(inos) {
             // Another thread may have assigned one meanwhile: keep the first.
@@ -937,7 +1106,12 @@ impl Catalog for SqliteCatalog {
         }
         Ok(names::render(raw)
             .into_iter()
-            .map(|(name, (ino, kind, _))| DirEntry { name, ino: ino.unwrap_or(0) as Ino, kind })
+            .map(|(name, disambiguated, (ino, kind, _))| DirEntry {
+                name,
+                ino: ino.unwrap_or(0) as Ino,
+                kind,
+                disambiguated,
+            })
             .collect())
     }
 
@@ -957,7 +1131,9 @@ impl Catalog for SqliteCatalog {
         let parent_id: Option<String> = r
             .prepare_cached("SELECT parent_id FROM file_nodes WHERE node_id=?1")?
             .query_row([&m.node_id], |row| row.get(0))?;
-        let Some(pid) = parent_id else { return Ok(ROOT_INO) };
+        let Some(pid) = parent_id else {
+            return Ok(ROOT_INO);
+        };
         let found: Option<(Option<i64>, String)> = r
             .prepare_cached(
                 "SELECT i.ino, n.node_type FROM file_nodes n LEFT JOIN mb_inodes i ON i.node_id=n.node_id
@@ -973,18 +1149,31 @@ impl Catalog for SqliteCatalog {
         }
     }
 
-    fn create(&self, parent: Ino, name: &str, new: &NewNode, now: SystemTime) -> Result<NodeRecord, CatalogError> {
+    fn create(
+        &self,
+        parent: Ino,
+        name: &str,
+        new: &NewNode,
+        now: SystemTime,
+    ) -> Result<NodeRecord, CatalogError> {
         let now_ns = to_ns(now);
         let mut w = self.writer.lock();
         let ino = Self::alloc_ino(&mut w)?;
-        let tx = w.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = w
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let dest = place(&tx, parent)?;
         if matches!(dest, Place::Unfiled) {
-            return Err(CatalogError::NotPermitted("Unfiled only holds what the catalog left there"));
+            return Err(CatalogError::NotPermitted(
+                "Unfiled only holds what the catalog left there",
+            ));
         }
         let node_id = uuid::Uuid::new_v4().to_string();
         let iso = format_iso(now_ns);
-        let content = new.content.as_ref().map(|p| p.to_string_lossy().into_owned());
+        let content = new
+            .content
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned());
         let cat_parent = catalog_parent(&dest, new.kind, name);
         tx.prepare_cached(
             "INSERT INTO mb_inodes(ino, node_id, kind, mode, uid, gid, rdev, atime_ns, mtime_ns, ctime_ns, btime_ns,
@@ -1005,7 +1194,11 @@ impl Catalog for SqliteCatalog {
         ])?;
         match cat_parent {
             Some(pid) => {
-                let node_type = if new.kind == Kind::Dir { "folder" } else { "file" };
+                let node_type = if new.kind == Kind::Dir {
+                    "folder"
+                } else {
+                    "file"
+                };
                 tx.prepare_cached(
                     "INSERT INTO file_nodes(node_id, parent_id, label, node_type, size, created_at, updated_at)
                      VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6)",
@@ -1040,8 +1233,15 @@ impl Catalog for SqliteCatalog {
         Ok(rec)
     }
 
-    fn unlink(&self, parent: Ino, name: &str, ino: Ino, now: SystemTime) -> Result<Unlinked, CatalogError> {
-        self.write(|tx| unlink_in(tx, parent, name, ino, to_ns(now)))
+    fn unlink(
+        &self,
+        parent: Ino,
+        name: &str,
+        ino: Ino,
+        open: bool,
+        now: SystemTime,
+    ) -> Result<Unlinked, CatalogError> {
+        self.write(|tx| unlink_in(tx, parent, name, ino, open, to_ns(now)))
     }
 
     fn rename(
@@ -1057,7 +1257,7 @@ impl Catalog for SqliteCatalog {
         let now_ns = to_ns(now);
         self.write(|tx| {
             let replaced = match replaced {
-                Some(old) => Some(unlink_in(tx, new_parent, new_name, old, now_ns)?),
+                Some(old) => Some(unlink_in(tx, new_parent, new_name, old, true, now_ns)?),
                 None => None,
             };
             move_edge(tx, parent, name, ino, new_parent, new_name)?;
@@ -1094,7 +1294,13 @@ impl Catalog for SqliteCatalog {
         })
     }
 
-    fn link(&self, ino: Ino, new_parent: Ino, new_name: &str, now: SystemTime) -> Result<NodeRecord, CatalogError> {
+    fn link(
+        &self,
+        ino: Ino,
+        new_parent: Ino,
+        new_name: &str,
+        now: SystemTime,
+    ) -> Result<NodeRecord, CatalogError> {
         let now_ns = to_ns(now);
         self.write(|tx| {
             let m = meta(tx, ino)?;
@@ -1102,7 +1308,9 @@ impl Catalog for SqliteCatalog {
                 return Err(CatalogError::NotPermitted("hard links to directories"));
             }
             if matches!(place(tx, new_parent)?, Place::Unfiled) {
-                return Err(CatalogError::NotPermitted("Unfiled only holds what the catalog left there"));
+                return Err(CatalogError::NotPermitted(
+                    "Unfiled only holds what the catalog left there",
+                ));
             }
             tx.prepare_cached("INSERT INTO mb_edges(parent, name, ino) VALUES(?1, ?2, ?3)")?
                 .execute(params![new_parent as i64, new_name, ino as i64])
@@ -1150,9 +1358,23 @@ impl Catalog for SqliteCatalog {
         })
     }
 
-    fn commit_file(&self, ino: Ino, size: u64, mtime: SystemTime, ctime: SystemTime) -> Result<(), CatalogError> {
-        self.set_attrs(ino, &SetAttrs { size: Some(size), mtime: Some(mtime), ctime: Some(ctime), ..Default::default() })
-            .map(|_| ())
+    fn commit_file(
+        &self,
+        ino: Ino,
+        size: u64,
+        mtime: SystemTime,
+        ctime: SystemTime,
+    ) -> Result<(), CatalogError> {
+        self.set_attrs(
+            ino,
+            &SetAttrs {
+                size: Some(size),
+                mtime: Some(mtime),
+                ctime: Some(ctime),
+                ..Default::default()
+            },
+        )
+        .map(|_| ())
     }
 
     fn correct_sizes(&self, sizes: &[(Ino, u64)]) -> Result<(), CatalogError> {
@@ -1169,18 +1391,23 @@ impl Catalog for SqliteCatalog {
     }
 
     fn purge(&self, ino: Ino) -> Result<(), CatalogError> {
-        self.write(|tx| {
-            tx.prepare_cached("DELETE FROM mb_xattrs WHERE ino=?1")?.execute([ino as i64])?;
-            tx.prepare_cached("DELETE FROM mb_inodes WHERE ino=?1 AND unlinked=1")?.execute([ino as i64])?;
-            Ok(())
-        })
+        self.write(|tx| purge_in(tx, ino))
     }
 
     fn leftovers(&self) -> Result<Vec<(Ino, Option<PathBuf>)>, CatalogError> {
         let r = self.reader()?;
         let mut st = r.prepare_cached("SELECT ino, content FROM mb_inodes WHERE unlinked=1")?;
-        let rows = st.query_map([], |row| Ok((row.get::<_, i64>(0)? as Ino, row.get::<_, Option<String>>(1)?)))?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?.into_iter().map(|(i, c)| (i, c.map(PathBuf::from))).collect())
+        let rows = st.query_map([], |row| {
+            Ok((
+                row.get::<_, i64>(0)? as Ino,
+                row.get::<_, Option<String>>(1)?,
+            ))
+        })?;
+        Ok(rows
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .map(|(i, c)| (i, c.map(PathBuf::from)))
+            .collect())
     }
 
     fn get_xattr(&self, ino: Ino, name: &str) -> Result<Vec<u8>, CatalogError> {
@@ -1199,7 +1426,14 @@ impl Catalog for SqliteCatalog {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    fn set_xattr(&self, ino: Ino, name: &str, value: &[u8], flags: i32, now: SystemTime) -> Result<(), CatalogError> {
+    fn set_xattr(
+        &self,
+        ino: Ino,
+        name: &str,
+        value: &[u8],
+        flags: i32,
+        now: SystemTime,
+    ) -> Result<(), CatalogError> {
         self.write(|tx| {
             let exists = tx
                 .prepare_cached("SELECT 1 FROM mb_xattrs WHERE ino=?1 AND name=?2")?
@@ -1212,8 +1446,10 @@ impl Catalog for SqliteCatalog {
             if !exists && flags & libc::XATTR_REPLACE != 0 {
                 return Err(CatalogError::NoAttr);
             }
-            tx.prepare_cached("INSERT OR REPLACE INTO mb_xattrs(ino, name, value) VALUES(?1, ?2, ?3)")?
-                .execute(params![ino as i64, name, value])?;
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO mb_xattrs(ino, name, value) VALUES(?1, ?2, ?3)",
+            )?
+            .execute(params![ino as i64, name, value])?;
             set_times(tx, ino, None, Some(to_ns(now)))
         })
     }
@@ -1258,7 +1494,10 @@ mod tests {
         assert_eq!(format_iso(ns), "2024-03-01T10:22:31.000000Z");
         assert_eq!(parse_iso("2024-03-01 10:22:31"), Some(ns));
         assert_eq!(parse_iso("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_iso("2024-03-01T10:22:31.5+00:00"), Some(ns + 500_000_000));
+        assert_eq!(
+            parse_iso("2024-03-01T10:22:31.5+00:00"),
+            Some(ns + 500_000_000)
+        );
         assert_eq!(parse_iso("garbage"), None);
         assert_eq!(format_iso(-1), "1969-12-31T23:59:59.999999Z");
     }

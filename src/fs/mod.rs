@@ -39,7 +39,10 @@ use lru::LruCache;
 use parking_lot::{Mutex, MutexGuard};
 use serde::Serialize;
 
-use crate::catalog::{Catalog, CatalogError, DirEntry, Ino, Kind, NewNode, NodeRecord, SetAttrs, ROOT_INO, UNFILED_INO};
+use crate::catalog::{
+    Catalog, CatalogError, DirEntry, Ino, Kind, NewNode, NodeRecord, SetAttrs, ROOT_INO,
+    UNFILED_INO,
+};
 use crate::store::{ContentStore, SpaceInfo, StoreError};
 
 pub use crate::catalog::names::NAME_MAX;
@@ -193,7 +196,11 @@ impl FsError {
     pub fn is_routine(&self) -> bool {
         !matches!(
             self,
-            FsError::Io(_) | FsError::Catalog(_) | FsError::Store(_) | FsError::MissingContent { .. } | FsError::NoMemory(_)
+            FsError::Io(_)
+                | FsError::Catalog(_)
+                | FsError::Store(_)
+                | FsError::MissingContent { .. }
+                | FsError::NoMemory(_)
         )
     }
 }
@@ -241,25 +248,69 @@ pub struct FsConfig {
 
 impl Default for FsConfig {
     fn default() -> Self {
-        FsConfig { attr_entries: 10_000, path_entries: 10_000, dir_entries: 1_000, ttl: Duration::from_secs(60) }
+        FsConfig {
+            attr_entries: 10_000,
+            path_entries: 10_000,
+            dir_entries: 1_000,
+            ttl: Duration::from_secs(60),
+        }
     }
 }
 
 /// A rendered directory, with a name index.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Listing {
     pub entries: Vec<DirEntry>,
     by_name: HashMap<String, usize>,
+    /// No name in it was generated to resolve a collision, so adding or
+    /// removing one entry leaves every other name as a fresh rendering would.
+    exact: bool,
+}
+
+/// A change to one cached directory listing.
+enum DirEdit {
+    Add(DirEntry),
+    Remove(String),
 }
 
 impl Listing {
     fn new(entries: Vec<DirEntry>) -> Listing {
-        let by_name = entries.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
-        Listing { entries, by_name }
+        let by_name = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.name.clone(), i))
+            .collect();
+        let exact = !entries.iter().any(|e| e.disambiguated);
+        Listing {
+            entries,
+            by_name,
+            exact,
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&DirEntry> {
         self.by_name.get(name).map(|&i| &self.entries[i])
+    }
+
+    fn apply(&mut self, edit: DirEdit) {
+        match edit {
+            DirEdit::Add(e) => {
+                if let Some(&i) = self.by_name.get(&e.name) {
+                    self.entries[i] = e;
+                } else {
+                    self.by_name.insert(e.name.clone(), self.entries.len());
+                    self.entries.push(e);
+                }
+            }
+            DirEdit::Remove(name) => {
+                if let Some(i) = self.by_name.remove(&name) {
+                    self.entries.swap_remove(i);
+                    if let Some(moved) = self.entries.get(i) {
+                        self.by_name.insert(moved.name.clone(), i);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -279,7 +330,16 @@ struct FileState {
 
 impl FileState {
     fn new(size: u64, mtime: SystemTime, ctime: SystemTime, base: (u64, SystemTime)) -> FileState {
-        FileState { size, mtime, ctime, dirty: false, handles: 0, unlinked: false, passthrough: false, base }
+        FileState {
+            size,
+            mtime,
+            ctime,
+            dirty: false,
+            handles: 0,
+            unlinked: false,
+            passthrough: false,
+            base,
+        }
     }
 }
 
@@ -442,6 +502,37 @@ impl MarkBaseFs {
         }
     }
 
+    /// A change made through the mount: edit the cached listings it touched in
+    /// place where that is exact (the common case: no collided names in the
+    /// folder), drop them otherwise; drop the attributes of `inodes` and of
+    /// the edited directories.
+    fn edited(&self, edits: Vec<(Ino, DirEdit)>, inodes: &[Ino]) {
+        self.epoch.fetch_add(1, Relaxed);
+        let mut touched = Vec::with_capacity(edits.len());
+        {
+            let mut d = self.dirs.lock();
+            for (dir, edit) in edits {
+                touched.push(dir);
+                match d.get_mut(&dir) {
+                    Some(t) if t.value.exact => Arc::make_mut(&mut t.value).apply(edit),
+                    Some(_) => {
+                        d.pop(&dir);
+                    }
+                    None => {}
+                }
+            }
+        }
+        let mut a = self.attrs.lock();
+        for i in touched.iter().chain(inodes) {
+            a.pop(i);
+        }
+        drop(a);
+        let mut p = self.paths.lock();
+        for i in inodes {
+            p.pop(i);
+        }
+    }
+
     fn changed(&self, dirs: &[Ino], inodes: &[Ino]) {
         self.epoch.fetch_add(1, Relaxed);
         {
@@ -473,13 +564,25 @@ impl MarkBaseFs {
         let rec = self.catalog.get(ino)?;
         let mut a = self.attrs.lock();
         if self.epoch.load(Relaxed) == epoch {
-            a.put(ino, Timed { at: Instant::now(), value: rec.clone() });
+            a.put(
+                ino,
+                Timed {
+                    at: Instant::now(),
+                    value: rec.clone(),
+                },
+            );
         }
         Ok(rec)
     }
 
     fn fresh_record(&self, rec: NodeRecord) -> NodeRecord {
-        self.attrs.lock().put(rec.ino, Timed { at: Instant::now(), value: rec.clone() });
+        self.attrs.lock().put(
+            rec.ino,
+            Timed {
+                at: Instant::now(),
+                value: rec.clone(),
+            },
+        );
         rec
     }
 
@@ -500,7 +603,13 @@ impl MarkBaseFs {
         let l = Arc::new(Listing::new(self.catalog.list(dir)?));
         let mut d = self.dirs.lock();
         if self.epoch.load(Relaxed) == epoch {
-            d.put(dir, Timed { at: Instant::now(), value: l.clone() });
+            d.put(
+                dir,
+                Timed {
+                    at: Instant::now(),
+                    value: l.clone(),
+                },
+            );
         }
         Ok(l)
     }
@@ -515,10 +624,21 @@ impl MarkBaseFs {
         }
         self.counters.path_misses.fetch_add(1, Relaxed);
         let epoch = self.epoch.load(Relaxed);
-        let p = self.store.resolve(rec.content.iter().chain(rec.locations.iter()).map(|p| p.as_path()));
+        let p = self.store.resolve(
+            rec.content
+                .iter()
+                .chain(rec.locations.iter())
+                .map(|p| p.as_path()),
+        );
         let mut c = self.paths.lock();
         if self.epoch.load(Relaxed) == epoch {
-            c.put(rec.ino, Timed { at: Instant::now(), value: p.clone() });
+            c.put(
+                rec.ino,
+                Timed {
+                    at: Instant::now(),
+                    value: p.clone(),
+                },
+            );
         }
         p
     }
@@ -628,23 +748,45 @@ impl MarkBaseFs {
         let l = self.listing(ino)?;
         let parent = self.parent_of(ino)?;
         let mut entries = Vec::with_capacity(l.entries.len() + 2);
-        entries.push(DirEntry { name: ".".into(), ino, kind: Kind::Dir });
-        entries.push(DirEntry { name: "..".into(), ino: parent, kind: Kind::Dir });
+        entries.push(DirEntry {
+            name: ".".into(),
+            ino,
+            kind: Kind::Dir,
+            disambiguated: false,
+        });
+        entries.push(DirEntry {
+            name: "..".into(),
+            ino: parent,
+            kind: Kind::Dir,
+            disambiguated: false,
+        });
         entries.extend(l.entries.iter().cloned());
         let fh = self.next_fh.fetch_add(1, Relaxed);
-        self.dir_handles.lock().insert(fh, Arc::new(DirHandle { ino, entries }));
+        self.dir_handles
+            .lock()
+            .insert(fh, Arc::new(DirHandle { ino, entries }));
         Ok(fh)
     }
 
     pub fn dir_handle(&self, fh: u64) -> FsResult<Arc<DirHandle>> {
-        self.dir_handles.lock().get(&fh).cloned().ok_or(FsError::BadHandle)
+        self.dir_handles
+            .lock()
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle)
     }
 
     pub fn releasedir(&self, fh: u64) {
         self.dir_handles.lock().remove(&fh);
     }
 
-    fn new_owner(&self, parent: &NodeRecord, caller: Caller, mode: u32, is_dir: bool) -> (u32, u32, u16) {
+    fn new_owner(
+        &self,
+        parent: &NodeRecord,
+        caller: Caller,
+        mode: u32,
+        is_dir: bool,
+    ) -> (u32, u32, u16) {
         let mut perm = (mode & 0o7777) as u16;
         let gid = if parent.perm & 0o2000 != 0 {
             if is_dir {
@@ -657,7 +799,17 @@ impl MarkBaseFs {
         (caller.uid, gid, perm)
     }
 
-    fn make(&self, parent: Ino, name: &OsStr, kind: Kind, mode: u32, umask: u32, rdev: u32, target: Option<Vec<u8>>, caller: Caller) -> FsResult<(NodeRecord, Option<File>)> {
+    fn make(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        kind: Kind,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        target: Option<Vec<u8>>,
+        caller: Caller,
+    ) -> FsResult<(NodeRecord, Option<File>)> {
         let name = check_name(name)?;
         let _g = self.lock_dir(parent);
         let prec = self.record(parent)?;
@@ -665,7 +817,9 @@ impl MarkBaseFs {
             return Err(FsError::NotDir);
         }
         if parent == UNFILED_INO {
-            return Err(FsError::Access("Unfiled only holds what the catalog left there"));
+            return Err(FsError::Access(
+                "Unfiled only holds what the catalog left there",
+            ));
         }
         if self.listing(parent)?.get(name).is_some() {
             return Err(FsError::Exists);
@@ -677,7 +831,15 @@ impl MarkBaseFs {
         } else {
             (None, None)
         };
-        let new = NewNode { kind, perm, uid, gid, rdev, target, content: content.clone() };
+        let new = NewNode {
+            kind,
+            perm,
+            uid,
+            gid,
+            rdev,
+            target,
+            content: content.clone(),
+        };
         let rec = match self.catalog.create(parent, name, &new, SystemTime::now()) {
             Ok(r) => r,
             Err(e) => {
@@ -687,16 +849,37 @@ impl MarkBaseFs {
                 return Err(e.into());
             }
         };
-        self.changed(&[parent], &[]);
+        let entry = DirEntry {
+            name: name.to_string(),
+            ino: rec.ino,
+            kind,
+            disambiguated: false,
+        };
+        self.edited(vec![(parent, DirEdit::Add(entry))], &[]);
         Ok((self.fresh_record(rec), file))
     }
 
-    pub fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32, umask: u32, caller: Caller) -> FsResult<Attr> {
+    pub fn mkdir(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        caller: Caller,
+    ) -> FsResult<Attr> {
         let (rec, _) = self.make(parent, name, Kind::Dir, mode, umask, 0, None, caller)?;
         Ok(self.attr_of(&rec))
     }
 
-    pub fn mknod(&self, parent: Ino, name: &OsStr, mode: u32, umask: u32, rdev: u32, caller: Caller) -> FsResult<Attr> {
+    pub fn mknod(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        caller: Caller,
+    ) -> FsResult<Attr> {
         let kind = match mode & libc::S_IFMT {
             libc::S_IFREG | 0 => Kind::File,
             libc::S_IFIFO => Kind::Fifo,
@@ -710,16 +893,39 @@ impl MarkBaseFs {
         Ok(self.attr_of(&rec))
     }
 
-    pub fn symlink(&self, parent: Ino, name: &OsStr, target: &[u8], caller: Caller) -> FsResult<Attr> {
+    pub fn symlink(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        target: &[u8],
+        caller: Caller,
+    ) -> FsResult<Attr> {
         if target.len() > 4095 {
             return Err(FsError::NameTooLong);
         }
-        let (rec, _) = self.make(parent, name, Kind::Symlink, 0o777, 0, 0, Some(target.to_vec()), caller)?;
+        let (rec, _) = self.make(
+            parent,
+            name,
+            Kind::Symlink,
+            0o777,
+            0,
+            0,
+            Some(target.to_vec()),
+            caller,
+        )?;
         Ok(self.attr_of(&rec))
     }
 
     /// Create and open a regular file.
-    pub fn create(&self, parent: Ino, name: &OsStr, mode: u32, umask: u32, flags: i32, caller: Caller) -> FsResult<(Attr, u64)> {
+    pub fn create(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        caller: Caller,
+    ) -> FsResult<(Attr, u64)> {
         let (rec, file) = self.make(parent, name, Kind::File, mode, umask, 0, None, caller)?;
         let file = file.ok_or(FsError::Invalid("create without content"))?;
         let file_base = file.try_clone()?;
@@ -729,7 +935,12 @@ impl MarkBaseFs {
             file,
             path,
             writable: true,
-            state: Mutex::new(FileState::new(0, rec.mtime, rec.ctime, backing_now(&file_base)?)),
+            state: Mutex::new(FileState::new(
+                0,
+                rec.mtime,
+                rec.ctime,
+                backing_now(&file_base)?,
+            )),
         });
         self.open.lock().insert(rec.ino, of);
         let fh = self.open_handle(rec.ino, flags)?;
@@ -747,7 +958,11 @@ impl MarkBaseFs {
     fn remove(&self, parent: Ino, name: &OsStr, dir: bool) -> FsResult<()> {
         let name = check_name(name)?;
         let _g = self.lock_dir(parent);
-        let e = self.listing(parent)?.get(name).cloned().ok_or(FsError::NotFound)?;
+        let e = self
+            .listing(parent)?
+            .get(name)
+            .cloned()
+            .ok_or(FsError::NotFound)?;
         if e.ino == UNFILED_INO {
             return Err(FsError::Perm("Unfiled is virtual"));
         }
@@ -761,10 +976,20 @@ impl MarkBaseFs {
             }
             _ => {}
         }
-        let un = self.catalog.unlink(parent, name, e.ino, SystemTime::now())?;
-        self.changed(&[parent, e.ino], &[e.ino]);
-        if un.nlink == 0 {
-            self.forget_inode(e.ino)?;
+        let open = self.open.lock().contains_key(&e.ino);
+        let un = self
+            .catalog
+            .unlink(parent, name, e.ino, open, SystemTime::now())?;
+        self.changed(&[e.ino], &[]);
+        self.edited(vec![(parent, DirEdit::Remove(name.to_string()))], &[e.ino]);
+        match un.purged {
+            Some(content) => {
+                if let Some(p) = content {
+                    self.store.remove(&p)?;
+                }
+            }
+            None if un.nlink == 0 => self.forget_inode(e.ino)?,
+            None => {}
         }
         Ok(())
     }
@@ -805,12 +1030,20 @@ impl MarkBaseFs {
         Err(FsError::Invalid("directory tree too deep"))
     }
 
-    pub fn rename(&self, parent: Ino, name: &OsStr, new_parent: Ino, new_name: &OsStr, flags: u32) -> FsResult<()> {
+    pub fn rename(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        new_parent: Ino,
+        new_name: &OsStr,
+        flags: u32,
+    ) -> FsResult<()> {
         let name = check_name(name)?;
         let new_name = check_name(new_name)?;
         let noreplace = flags & libc::RENAME_NOREPLACE != 0;
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
-        if flags & !(libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE) != 0 || (noreplace && exchange) {
+        if flags & !(libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE) != 0 || (noreplace && exchange)
+        {
             return Err(FsError::Invalid("rename flags"));
         }
         let _g = self.lock_two(parent, new_parent);
@@ -821,7 +1054,9 @@ impl MarkBaseFs {
             return Err(FsError::Perm("Unfiled is virtual"));
         }
         if new_parent == UNFILED_INO {
-            return Err(FsError::Access("Unfiled only holds what the catalog left there"));
+            return Err(FsError::Access(
+                "Unfiled only holds what the catalog left there",
+            ));
         }
         if let Some(d) = &dst {
             if d.ino == src.ino {
@@ -837,7 +1072,8 @@ impl MarkBaseFs {
             if d.kind == Kind::Dir && self.is_ancestor(d.ino, parent)? {
                 return Err(FsError::Invalid("cannot move a directory into itself"));
             }
-            self.catalog.exchange(parent, name, src.ino, new_parent, new_name, d.ino, now)?;
+            self.catalog
+                .exchange(parent, name, src.ino, new_parent, new_name, d.ino, now)?;
             self.changed(&[parent, new_parent, src.ino, d.ino], &[src.ino, d.ino]);
             return Ok(());
         }
@@ -848,18 +1084,38 @@ impl MarkBaseFs {
             match (src.kind == Kind::Dir, d.kind == Kind::Dir) {
                 (true, false) => return Err(FsError::NotDir),
                 (false, true) => return Err(FsError::IsDir),
-                (true, true) if !self.listing(d.ino)?.entries.is_empty() => return Err(FsError::NotEmpty),
+                (true, true) if !self.listing(d.ino)?.entries.is_empty() => {
+                    return Err(FsError::NotEmpty)
+                }
                 _ => {}
             }
         }
-        let r = self.catalog.rename(parent, name, src.ino, new_parent, new_name, dst.as_ref().map(|d| d.ino), now)?;
+        let r = self.catalog.rename(
+            parent,
+            name,
+            src.ino,
+            new_parent,
+            new_name,
+            dst.as_ref().map(|d| d.ino),
+            now,
+        )?;
         let mut inos = vec![src.ino];
         inos.extend(dst.as_ref().map(|d| d.ino));
-        let mut dirs = vec![parent, new_parent];
         if src.kind == Kind::Dir {
-            dirs.push(src.ino);
+            self.changed(&[src.ino], &[]);
         }
-        self.changed(&dirs, &inos);
+        let moved = DirEntry {
+            name: new_name.to_string(),
+            disambiguated: false,
+            ..src.clone()
+        };
+        self.edited(
+            vec![
+                (parent, DirEdit::Remove(name.to_string())),
+                (new_parent, DirEdit::Add(moved)),
+            ],
+            &inos,
+        );
         if let Some(un) = r.replaced {
             if un.nlink == 0 {
                 self.forget_inode(un.ino)?;
@@ -881,8 +1137,16 @@ impl MarkBaseFs {
         if self.listing(new_parent)?.get(new_name).is_some() {
             return Err(FsError::Exists);
         }
-        let rec = self.catalog.link(ino, new_parent, new_name, SystemTime::now())?;
-        self.changed(&[new_parent], &[ino]);
+        let rec = self
+            .catalog
+            .link(ino, new_parent, new_name, SystemTime::now())?;
+        let entry = DirEntry {
+            name: new_name.to_string(),
+            ino,
+            kind: rec.kind,
+            disambiguated: false,
+        };
+        self.edited(vec![(new_parent, DirEdit::Add(entry))], &[ino]);
         let rec = self.fresh_record(rec);
         Ok(self.attr_of(&rec))
     }
@@ -962,13 +1226,21 @@ impl MarkBaseFs {
     }
 
     fn missing(&self, rec: &NodeRecord) -> FsError {
-        FsError::MissingContent { ino: rec.ino, node_id: rec.node_id.clone() }
+        FsError::MissingContent {
+            ino: rec.ino,
+            node_id: rec.node_id.clone(),
+        }
     }
 
     // ------------------------------------------------------------ files
 
     fn open_handle(&self, ino: Ino, flags: i32) -> FsResult<u64> {
-        let of = self.open.lock().get(&ino).cloned().ok_or(FsError::BadHandle)?;
+        let of = self
+            .open
+            .lock()
+            .get(&ino)
+            .cloned()
+            .ok_or(FsError::BadHandle)?;
         let write = (flags & libc::O_ACCMODE) != libc::O_RDONLY;
         if write && !of.writable {
             return Err(FsError::Access("content file is read-only"));
@@ -1010,7 +1282,13 @@ impl MarkBaseFs {
         let fh = self.open_handle(ino, flags)?;
         if write && flags & libc::O_TRUNC != 0 {
             // FUSE_ATOMIC_O_TRUNC: the truncation is ours to do.
-            if let Err(e) = self.setattr(ino, &SetAttrReq { size: Some(0), ..Default::default() }) {
+            if let Err(e) = self.setattr(
+                ino,
+                &SetAttrReq {
+                    size: Some(0),
+                    ..Default::default()
+                },
+            ) {
                 let _ = self.release(fh);
                 return Err(e);
             }
@@ -1019,7 +1297,11 @@ impl MarkBaseFs {
     }
 
     fn handle(&self, fh: u64) -> FsResult<(Arc<OpenFile>, bool)> {
-        self.handles.lock().get(&fh).map(|h| (h.of.clone(), h.write)).ok_or(FsError::BadHandle)
+        self.handles
+            .lock()
+            .get(&fh)
+            .map(|h| (h.of.clone(), h.write))
+            .ok_or(FsError::BadHandle)
     }
 
     /// The open file behind a handle (for kernel passthrough).
@@ -1070,7 +1352,9 @@ impl MarkBaseFs {
         st.ctime = now;
         st.dirty = true;
         drop(st);
-        self.counters.bytes_written.fetch_add(data.len() as u64, Relaxed);
+        self.counters
+            .bytes_written
+            .fetch_add(data.len() as u64, Relaxed);
         Ok(data.len() as u32)
     }
 
@@ -1128,7 +1412,9 @@ impl MarkBaseFs {
         if last {
             let mut open = self.open.lock();
             // A new open may have raced in; only drop the entry if still idle.
-            let idle = open.get(&of.ino).is_some_and(|o| Arc::ptr_eq(o, &of) && o.state.lock().handles == 0);
+            let idle = open
+                .get(&of.ino)
+                .is_some_and(|o| Arc::ptr_eq(o, &of) && o.state.lock().handles == 0);
             if idle {
                 open.remove(&of.ino);
                 drop(open);
@@ -1174,7 +1460,11 @@ impl MarkBaseFs {
         let open: Vec<Arc<OpenFile>> = self.open.lock().values().cloned().collect();
         let mut first_err = None;
         for of in open {
-            let r = of.file.sync_data().map_err(FsError::from).and_then(|_| self.commit(&of));
+            let r = of
+                .file
+                .sync_data()
+                .map_err(FsError::from)
+                .and_then(|_| self.commit(&of));
             if let Err(e) = r {
                 tracing::error!(ino = of.ino, path = %of.path.display(), "flush at shutdown failed: {e}");
                 first_err.get_or_insert(e);
@@ -1227,7 +1517,8 @@ impl MarkBaseFs {
             return Err(FsError::Perm("Unfiled is virtual"));
         }
         self.record(ino)?;
-        self.catalog.set_xattr(ino, n, value, flags, SystemTime::now())?;
+        self.catalog
+            .set_xattr(ino, n, value, flags, SystemTime::now())?;
         self.changed(&[], &[ino]);
         Ok(())
     }
@@ -1257,7 +1548,11 @@ impl MarkBaseFs {
             dir_misses: g(&c.dir_misses),
             path_hits: g(&c.path_hits),
             path_misses: g(&c.path_misses),
-            cache_hit_rate: if all == 0 { 0.0 } else { hits as f64 / all as f64 },
+            cache_hit_rate: if all == 0 {
+                0.0
+            } else {
+                hits as f64 / all as f64
+            },
             bytes_read: g(&c.bytes_read),
             bytes_written: g(&c.bytes_written),
             opens: g(&c.opens),

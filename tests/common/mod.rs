@@ -29,11 +29,18 @@ pub struct TestLib {
 impl TestLib {
     /// A library made by the shared `make_library.py`.
     pub fn fixture(user: &str, nodes: Option<u32>, anomalies: bool) -> TestLib {
-        let tmp = tempfile::Builder::new().prefix("mbtest-").tempdir().expect("tempdir");
+        let tmp = tempfile::Builder::new()
+            .prefix("mbtest-")
+            .tempdir()
+            .expect("tempdir");
         let data = tmp.path().join("data");
         let script = fixtures_dir().join("make_library.py");
         let mut cmd = Command::new("python3");
-        cmd.arg(&script).arg("--data-dir").arg(&data).arg("--user").arg(user);
+        cmd.arg(&script)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--user")
+            .arg(user);
         if let Some(n) = nodes {
             cmd.arg("--nodes").arg(n.to_string());
         }
@@ -41,22 +48,43 @@ impl TestLib {
             cmd.arg("--anomalies");
         }
         let out = cmd.output().expect("run make_library.py");
-        assert!(out.status.success(), "make_library.py: {}", String::from_utf8_lossy(&out.stderr));
-        TestLib { tmp, data, user: user.to_string() }
+        assert!(
+            out.status.success(),
+            "make_library.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        TestLib {
+            tmp,
+            data,
+            user: user.to_string(),
+        }
     }
 
     /// A new empty library (`markbase library create`).
     pub fn empty(user: &str) -> TestLib {
-        let tmp = tempfile::Builder::new().prefix("mbtest-").tempdir().expect("tempdir");
+        let tmp = tempfile::Builder::new()
+            .prefix("mbtest-")
+            .tempdir()
+            .expect("tempdir");
         let data = tmp.path().join("data");
-        let lib = TestLib { tmp, data, user: user.to_string() };
+        let lib = TestLib {
+            tmp,
+            data,
+            user: user.to_string(),
+        };
         let out = lib.markbase(&["library", "create", "--user", user]);
-        assert!(out.status.success(), "library create: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "library create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         lib
     }
 
     pub fn catalog(&self) -> PathBuf {
-        self.data.join("users").join(format!("{}.sqlite", self.user))
+        self.data
+            .join("users")
+            .join(format!("{}.sqlite", self.user))
     }
 
     pub fn content_dir(&self) -> PathBuf {
@@ -84,8 +112,14 @@ impl TestLib {
         let mut args = vec!["fuse", "--mount", "--user", &self.user, "--dir", &d];
         args.extend_from_slice(extra);
         let out = self.markbase(&args);
-        let m = Mounted { dir: dir.to_path_buf() };
-        assert!(out.status.success(), "mount failed: {}", String::from_utf8_lossy(&out.stderr));
+        let m = Mounted {
+            dir: dir.to_path_buf(),
+        };
+        assert!(
+            out.status.success(),
+            "mount failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         m
     }
 }
@@ -108,8 +142,16 @@ impl Mounted {
 
     /// Unmount now and check that it worked.
     pub fn unmount(self) {
-        let out = Command::new(bin()).args(["fuse", "--unmount", "--dir"]).arg(&self.dir).output().expect("run");
-        assert!(out.status.success(), "unmount: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(bin())
+            .args(["fuse", "--unmount", "--dir"])
+            .arg(&self.dir)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "unmount: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(!is_mounted(&self.dir), "still mounted after --unmount");
         std::mem::forget(self);
     }
@@ -117,7 +159,10 @@ impl Mounted {
 
 impl Drop for Mounted {
     fn drop(&mut self) {
-        let _ = Command::new(bin()).args(["fuse", "--unmount", "--dir"]).arg(&self.dir).output();
+        let _ = Command::new(bin())
+            .args(["fuse", "--unmount", "--dir"])
+            .arg(&self.dir)
+            .output();
         if is_mounted(&self.dir) {
             let _ = nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH);
         }
@@ -127,7 +172,8 @@ impl Drop for Mounted {
 pub fn is_mounted(dir: &Path) -> bool {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let d = dir.to_string_lossy().replace(' ', "\\040");
-    text.lines().any(|l| l.split(' ').nth(4) == Some(d.as_str()))
+    text.lines()
+        .any(|l| l.split(' ').nth(4) == Some(d.as_str()))
 }
 
 /// The fixture's content formula: block `idx` of file `uuid`.
