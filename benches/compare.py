@@ -36,7 +36,7 @@ def drop_caches():
 
 def fio(directory, rw, size, direct=False):
     out = sh("fio", "--name=bench", f"--filename={os.path.join(directory, 'bench.dat')}", f"--rw={rw}",
-             "--bs=1M", f"--size={size}", "--ioengine=psync", f"--direct={int(direct)}",
+             "--bs=1M", f"--size={size}", "--ioengine=psync", f"--direct={int(direct)}", "--fallocate=none",
              "--end_fsync=1" if rw == "write" else "--end_fsync=0", "--output-format=json", check=False)
     if out.returncode != 0:
         return None
@@ -136,7 +136,9 @@ def setup(tmp, names):
     if "rclone" in names and shutil.which("rclone"):
         backing, mp = os.path.join(tmp, "rc-src"), os.path.join(tmp, "rc")
         os.mkdir(backing), os.mkdir(mp)
-        subprocess.Popen(["rclone", "mount", backing, mp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # --vfs-cache-mode writes: what rclone needs for random-access writes (fio, editors).
+        subprocess.Popen(["rclone", "mount", backing, mp, "--vfs-cache-mode", "writes"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(100):
             if os.path.ismount(mp):
                 break

@@ -88,21 +88,7 @@ pub fn test_mount(data_dir: &Path, user: Option<&str>, passthrough: bool) -> Res
         threads: 4,
         passthrough,
     };
-    let mut args = vec![
-        "--data-dir".to_string(),
-        data_dir.to_string_lossy().into_owned(),
-        "fuse".into(),
-        "--mount".into(),
-        "--foreground".into(),
-        "--user".into(),
-        user,
-        "--dir".into(),
-        mp.to_string_lossy().into_owned(),
-    ];
-    if !passthrough {
-        args.push("--no-passthrough".into());
-    }
-    mount::spawn_daemon(&spec, &args)?;
+    mount::spawn_daemon(&spec)?;
     let backing = lib.content_dir().join("markbase-test-native");
     std::fs::create_dir_all(&backing)?;
     Ok(TestMount {

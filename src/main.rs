@@ -156,26 +156,7 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
         if a.foreground {
             return Ok(mount::serve(&spec, mount::ready_fd_from_env())?);
         }
-        let mut args = vec![
-            "--data-dir".to_string(),
-            data_dir.to_string_lossy().into_owned(),
-            "fuse".into(),
-            "--mount".into(),
-            "--foreground".into(),
-            "--user".into(),
-            user.into(),
-            "--dir".into(),
-            dir.to_string_lossy().into_owned(),
-            "--threads".into(),
-            a.threads.to_string(),
-        ];
-        if a.allow_other {
-            args.push("--allow-other".into());
-        }
-        if a.no_passthrough {
-            args.push("--no-passthrough".into());
-        }
-        let pid = mount::spawn_daemon(&spec, &args)?;
+        let pid = mount::spawn_daemon(&spec)?;
         println!("mounted {user} at {} (daemon pid {pid})", dir.display());
         return Ok(());
     }

@@ -436,10 +436,35 @@ fn tune_readahead(mountpoint: &Path, content: &Path) {
     }
 }
 
-/// Start the daemon for `spec` in the background and return once the mount
-/// answers. `exe_args` are the arguments that make this binary serve `spec`
-/// in the foreground.
-pub fn spawn_daemon(spec: &MountSpec, exe_args: &[String]) -> Result<u32, MountError> {
+impl MountSpec {
+    /// The arguments that make this binary serve `self` in the foreground.
+    pub fn daemon_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--data-dir".to_string(),
+            self.library.data_dir.to_string_lossy().into_owned(),
+            "fuse".into(),
+            "--mount".into(),
+            "--foreground".into(),
+            "--user".into(),
+            self.library.user.clone(),
+            "--dir".into(),
+            self.mountpoint.to_string_lossy().into_owned(),
+            "--threads".into(),
+            self.threads.to_string(),
+        ];
+        if self.allow_other {
+            args.push("--allow-other".into());
+        }
+        if !self.passthrough {
+            args.push("--no-passthrough".into());
+        }
+        args
+    }
+}
+
+/// Start the daemon for `spec` (this binary, in the foreground, in its own
+/// session) and return its pid once the mount answers.
+pub fn spawn_daemon(spec: &MountSpec) -> Result<u32, MountError> {
     let mountpoint = check_mountpoint(&spec.mountpoint)?;
     // Fail here, in the user's terminal, for a bad catalog.
     drop(open_fs(spec)?);
@@ -457,7 +482,7 @@ pub fn spawn_daemon(spec: &MountSpec, exe_args: &[String]) -> Result<u32, MountE
     let wfd = w.as_raw_fd();
     let exe = std::env::current_exe().map_err(io_err("current executable"))?;
     let mut cmd = Command::new(exe);
-    cmd.args(exe_args)
+    cmd.args(spec.daemon_args())
         .env("MARKBASE_READY_FD", wfd.to_string())
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(io_err("log"))?)
