@@ -12,5 +12,6 @@ pub mod catalog;
 pub mod fs;
 pub mod fuse;
 pub mod library;
+pub mod manager;
 pub mod mount;
 pub mod store;

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use markbase::library::Library;
+use markbase::manager;
 use markbase::mount::{self, MountSpec};
 
 mod bench;
@@ -54,7 +55,7 @@ enum LibraryCommand {
 }
 
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("action").required(true).args(["mount", "unmount", "stats", "test"])))]
+#[command(group(ArgGroup::new("action").required(true).args(["mount", "unmount", "stats", "status", "test"])))]
 struct FuseArgs {
     /// Mount a user's library at --dir (returns once the mount answers).
     #[arg(long)]
@@ -65,6 +66,17 @@ struct FuseArgs {
     /// Print the cache and traffic counters of the mount at --dir.
     #[arg(long)]
     stats: bool,
+    /// Every MarkBase mount of this machine: user, path, pid, state, backend,
+    /// uptime, open files, bytes in/out, cache hit rate.
+    #[arg(long)]
+    status: bool,
+    /// With --mount: every users/*.sqlite, each at --dir/MarkBase_<user>;
+    /// with --unmount: every MarkBase mount.
+    #[arg(long)]
+    all: bool,
+    /// With --mount: these users (comma-separated), each at --dir/MarkBase_<user>.
+    #[arg(long, value_delimiter = ',')]
+    users: Vec<String>,
     /// Built-in throughput test through a mount, against the backing directory.
     #[arg(long)]
     test: bool,
@@ -143,6 +155,124 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
+    if a.mount && (a.all || !a.users.is_empty()) {
+        let base = a
+            .dir
+            .clone()
+            .context("--mount --all needs --dir (the folder to mount users in)")?;
+        let users = if a.all {
+            manager::users(data_dir)
+        } else {
+            a.users.clone()
+        };
+        if users.is_empty() {
+            bail!("no users in {}", data_dir.join("users").display());
+        }
+        let mut specs = Vec::new();
+        for u in &users {
+            specs.push(MountSpec {
+                library: Library::new(data_dir, u)?,
+                mountpoint: manager::mountpoint_for(&base, u),
+                allow_other: a.allow_other,
+                threads: a.threads,
+                passthrough: !a.no_passthrough,
+            });
+        }
+        let t = std::time::Instant::now();
+        let results = manager::mount_many(specs);
+        let failed = results.iter().filter(|r| r.result.is_err()).count();
+        for r in &results {
+            match &r.result {
+                Ok(pid) => println!(
+                    "{:<16} mounted at {} (pid {pid})",
+                    r.user,
+                    r.mountpoint.display()
+                ),
+                Err(e) => eprintln!("{:<16} FAILED: {e}", r.user),
+            }
+        }
+        println!(
+            "{} of {} mounted in {} ms",
+            results.len() - failed,
+            results.len(),
+            t.elapsed().as_millis()
+        );
+        if failed > 0 {
+            bail!("{failed} mount(s) failed; the others stay mounted");
+        }
+        return Ok(());
+    }
+    if a.unmount && (a.all || a.user.is_some()) && a.dir.is_none() {
+        let dirs: Vec<PathBuf> = match &a.user {
+            Some(u) => manager::mounts_of(u),
+            None => mount::markbase_mounts()
+                .into_iter()
+                .map(|m| m.mountpoint)
+                .collect(),
+        };
+        if dirs.is_empty() {
+            bail!(
+                "no MarkBase mounts{}",
+                a.user
+                    .as_ref()
+                    .map(|u| format!(" of user {u}"))
+                    .unwrap_or_default()
+            );
+        }
+        let mut failed = 0;
+        for (d, r) in manager::unmount_many(dirs) {
+            match r {
+                Ok(()) => println!("unmounted {}", d.display()),
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("{}: {e}", d.display());
+                }
+            }
+        }
+        if failed > 0 {
+            bail!("{failed} unmount(s) failed");
+        }
+        return Ok(());
+    }
+    if a.status {
+        let st = manager::status();
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&st)?);
+        } else {
+            println!(
+                "{:<12} {:<32} {:>8} {:<13} {:<11} {:>9} {:>5} {:>12} {:>12} {:>6}",
+                "user",
+                "mountpoint",
+                "pid",
+                "state",
+                "backend",
+                "uptime s",
+                "open",
+                "read B",
+                "written B",
+                "hits"
+            );
+            let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+            for s in st {
+                println!(
+                    "{:<12} {:<32} {:>8} {:<13} {:<11} {:>9} {:>5} {:>12} {:>12} {:>6}",
+                    s.user,
+                    s.mountpoint.display(),
+                    opt(s.pid.map(u64::from)),
+                    s.state,
+                    s.backend,
+                    s.uptime_s,
+                    opt(s.open_files),
+                    opt(s.bytes_read),
+                    opt(s.bytes_written),
+                    s.cache_hit_rate
+                        .map(|r| format!("{:.0}%", r * 100.0))
+                        .unwrap_or_else(|| "-".into())
+                );
+            }
+        }
+        return Ok(());
+    }
     if a.mount {
         let user = a.user.as_deref().context("--mount needs --user")?;
         let dir = a.dir.clone().context("--mount needs --dir")?;

@@ -158,6 +158,17 @@ fn absolute(p: &Path) -> PathBuf {
     out
 }
 
+/// Is the MarkBase mount at `mp` one whose daemon is gone? (Its runtime
+/// record names a dead process, or, without a record, the kernel says the
+/// transport is not connected. `stat` cannot tell: the kernel may answer it
+/// from its attribute cache.)
+pub fn is_dead(mp: &Path) -> bool {
+    match read_record(mp) {
+        Some(r) => !pid_alive(r.pid),
+        None => std::fs::read_dir(mp).err().and_then(|e| e.raw_os_error()) == Some(libc::ENOTCONN),
+    }
+}
+
 /// Check a mount point: it exists, is an empty directory, and nothing is mounted on it.
 pub fn check_mountpoint(p: &Path) -> Result<PathBuf, MountError> {
     let abs = absolute(p);
@@ -167,9 +178,10 @@ pub fn check_mountpoint(p: &Path) -> Result<PathBuf, MountError> {
         .find(|m| m.mountpoint == abs)
     {
         if m.is_markbase() {
-            return Err(match std::fs::metadata(&abs) {
-                Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => MountError::DeadMount(abs),
-                _ => MountError::AlreadyMounted(abs),
+            return Err(if is_dead(&abs) {
+                MountError::DeadMount(abs)
+            } else {
+                MountError::AlreadyMounted(abs)
             });
         }
         return Err(MountError::Busy(
@@ -198,6 +210,21 @@ pub fn check_mountpoint(p: &Path) -> Result<PathBuf, MountError> {
         return Err(MountError::Busy(canon, "the directory is not empty".into()));
     }
     Ok(canon)
+}
+
+/// [`check_mountpoint`], after cleaning up a MarkBase mount whose daemon died.
+fn usable_mountpoint(p: &Path) -> Result<PathBuf, MountError> {
+    match check_mountpoint(p) {
+        Err(MountError::DeadMount(dead)) => {
+            tracing::info!(
+                "{}: cleaning up a mount whose daemon is gone",
+                dead.display()
+            );
+            unmount(&dead)?;
+            check_mountpoint(p)
+        }
+        other => other,
+    }
 }
 
 /// Open the library of `spec` as a file system core (catalog checks and migrations run here).
@@ -283,7 +310,8 @@ fn remove_record(mountpoint: &Path) {
     let _ = std::fs::remove_file(record_path(mountpoint));
 }
 
-fn pid_alive(pid: u32) -> bool {
+/// Is `pid` a live (not zombie) process?
+pub fn pid_alive(pid: u32) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .map(|s| {
@@ -307,7 +335,7 @@ pub fn serve(spec: &MountSpec, ready: Option<OwnedFd>) -> Result<(), MountError>
 }
 
 fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountError> {
-    let mountpoint = check_mountpoint(&spec.mountpoint)?;
+    let mountpoint = usable_mountpoint(&spec.mountpoint)?;
     let fs = open_fs(spec)?;
     let mut config = fuser::Config::default();
     config.mount_options = vec![
@@ -465,7 +493,7 @@ impl MountSpec {
 /// Start the daemon for `spec` (this binary, in the foreground, in its own
 /// session) and return its pid once the mount answers.
 pub fn spawn_daemon(spec: &MountSpec) -> Result<u32, MountError> {
-    let mountpoint = check_mountpoint(&spec.mountpoint)?;
+    let mountpoint = usable_mountpoint(&spec.mountpoint)?;
     // Fail here, in the user's terminal, for a bad catalog.
     drop(open_fs(spec)?);
     let log_path = spec.library.log_path();

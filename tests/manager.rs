@@ -1,0 +1,176 @@
+//! The mount manager as a new user meets it: ten libraries mounted with one
+//! command, seen in `--status`, written to all at once; one daemon killed with
+//! SIGKILL while the other nine keep working; the dead mount reported and
+//! cleaned; everything unmounted with one command and nothing left behind.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+struct Base {
+    dir: PathBuf,
+}
+
+impl Drop for Base {
+    fn drop(&mut self) {
+        for m in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let p = m.path();
+            let _ = Command::new(bin())
+                .args(["fuse", "--unmount", "--dir"])
+                .arg(&p)
+                .output();
+            if is_mounted(&p) {
+                let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+    }
+}
+
+fn markbase(data: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .expect("run markbase")
+}
+
+fn status(data: &Path) -> Vec<serde_json::Value> {
+    let out = markbase(data, &["fuse", "--status", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+}
+
+#[test]
+fn ten_users_mounted_written_killed_and_cleaned() {
+    let lib = TestLib::fixture("user01", Some(200), false);
+    let data = lib.data.clone();
+    let users: Vec<String> = (1..=10).map(|i| format!("user{i:02}")).collect();
+    for u in &users[1..] {
+        let out = Command::new("python3")
+            .arg(fixtures_dir().join("make_library.py"))
+            .args(["--nodes", "200", "--data-dir"])
+            .arg(&data)
+            .args(["--user", u])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    let base = Base {
+        dir: lib.tmp.path().join("mnt"),
+    };
+    let b = base.dir.to_str().unwrap();
+
+    let out = markbase(&data, &["fuse", "--mount", "--all", "--dir", b]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = status(&data);
+    let mine: Vec<&serde_json::Value> = st
+        .iter()
+        .filter(|s| s["mountpoint"].as_str().unwrap().starts_with(b))
+        .collect();
+    assert_eq!(mine.len(), 10);
+    for s in &mine {
+        assert_eq!(s["state"], "mounted");
+        for k in [
+            "user",
+            "pid",
+            "backend",
+            "uptime_s",
+            "bytes_read",
+            "bytes_written",
+            "cache_hit_rate",
+        ] {
+            assert!(!s[k].is_null(), "{k} missing in {s}");
+        }
+    }
+
+    // Everyone writes at once.
+    let mp = |u: &str| base.dir.join(format!("MarkBase_{u}"));
+    let writers: Vec<_> = users
+        .iter()
+        .map(|u| {
+            let p = mp(u).join("Inbox/big.bin");
+            std::thread::spawn(move || {
+                let data: Vec<u8> = (0..8u32 << 20).map(|i| (i % 253) as u8).collect();
+                fs::write(&p, &data).unwrap();
+                assert_eq!(fs::read(&p).unwrap(), data);
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+
+    // SIGKILL one daemon: the other nine keep working, the dead one is reported.
+    let victim = mine.iter().find(|s| s["user"] == "user05").unwrap();
+    let pid = victim["pid"].as_u64().unwrap() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+    for _ in 0..100 {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for u in users.iter().filter(|u| *u != "user05") {
+        let p = mp(u).join("Inbox/after.txt");
+        fs::write(&p, u.as_bytes()).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), u.as_bytes());
+    }
+    let st = status(&data);
+    let dead: Vec<&serde_json::Value> = st.iter().filter(|s| s["user"] == "user05").collect();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["state"], "dead");
+    assert_eq!(errno_of(fs::read_dir(mp("user05"))), Some(libc::ENOTCONN));
+
+    // Mounting over the dead mount point cleans it up first.
+    let out = markbase(&data, &["fuse", "--mount", "--users", "user05", "--dir", b]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        mp("user05").join("Inbox/big.bin").exists(),
+        "what was written before the kill is there"
+    );
+
+    // Kill it again and clean with --unmount --user.
+    let st = status(&data);
+    let pid = st.iter().find(|s| s["user"] == "user05").unwrap()["pid"]
+        .as_u64()
+        .unwrap() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let out = markbase(&data, &["fuse", "--unmount", "--user", "user05"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!is_mounted(&mp("user05")));
+
+    let out = markbase(&data, &["fuse", "--unmount", "--all"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for u in &users {
+        assert!(!is_mounted(&mp(u)), "{u} still mounted");
+    }
+    assert!(status(&data)
+        .iter()
+        .all(|s| !s["mountpoint"].as_str().unwrap().starts_with(b)));
+}
