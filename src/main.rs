@@ -71,7 +71,7 @@ struct FuseArgs {
     #[arg(long)]
     status: bool,
     /// With --mount: every users/*.sqlite, each at --dir/MarkBase_<user>;
-    /// with --unmount: every MarkBase mount.
+    /// with --unmount: every mount served from --data-dir.
     #[arg(long)]
     all: bool,
     /// With --mount: these users (comma-separated), each at --dir/MarkBase_<user>.
@@ -205,10 +205,7 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
     if a.unmount && (a.all || a.user.is_some()) && a.dir.is_none() {
         let dirs: Vec<PathBuf> = match &a.user {
             Some(u) => manager::mounts_of(u),
-            None => mount::markbase_mounts()
-                .into_iter()
-                .map(|m| m.mountpoint)
-                .collect(),
+            None => manager::mounts_in(data_dir),
         };
         if dirs.is_empty() {
             bail!(

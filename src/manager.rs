@@ -169,3 +169,21 @@ pub fn mounts_of(user: &str) -> Vec<PathBuf> {
         .map(|m| m.mountpoint)
         .collect()
 }
+
+/// Mount points of the MarkBase mounts served from `data_dir` (by their
+/// runtime records; a mount without one counts when its user has a catalog
+/// there).
+pub fn mounts_in(data_dir: &Path) -> Vec<PathBuf> {
+    let canon = data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| data_dir.to_path_buf());
+    let here = users(data_dir);
+    mount::markbase_mounts()
+        .into_iter()
+        .filter(|m| match mount::read_record(&m.mountpoint) {
+            Some(r) => r.data_dir == canon,
+            None => m.user().is_some_and(|u| here.iter().any(|h| h == u)),
+        })
+        .map(|m| m.mountpoint)
+        .collect()
+}
