@@ -160,6 +160,18 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
             .dir
             .clone()
             .context("--mount --all needs --dir (the folder to mount users in)")?;
+        if a.all && a.foreground {
+            let spec_for = |u: &str| -> Result<MountSpec, mount::MountError> {
+                Ok(MountSpec {
+                    library: Library::new(data_dir, u)?,
+                    mountpoint: manager::mountpoint_for(&base, u),
+                    allow_other: a.allow_other,
+                    threads: a.threads,
+                    passthrough: !a.no_passthrough,
+                })
+            };
+            return Ok(manager::supervise(data_dir, spec_for)?);
+        }
         let users = if a.all {
             manager::users(data_dir)
         } else {

@@ -187,3 +187,68 @@ pub fn mounts_in(data_dir: &Path) -> Vec<PathBuf> {
         .map(|m| m.mountpoint)
         .collect()
 }
+
+/// `--mount --all --foreground`: mount every user, then stay: SIGHUP re-reads
+/// the users (new catalogs mounted, removed ones unmounted), SIGTERM/SIGINT
+/// unmount every mount (each daemon flushes its open files first) and return.
+pub fn supervise(
+    data_dir: &Path,
+    spec_for: impl Fn(&str) -> Result<MountSpec, MountError>,
+) -> Result<(), MountError> {
+    use std::collections::BTreeMap;
+    let mut signals =
+        signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
+            .map_err(|e| MountError::Io("signal handlers".into(), e))?;
+    let mut mounted: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let sync = |mounted: &mut BTreeMap<String, PathBuf>| {
+        let want = users(data_dir);
+        let gone: Vec<String> = mounted
+            .keys()
+            .filter(|u| !want.contains(u))
+            .cloned()
+            .collect();
+        for (dir, r) in unmount_many(
+            gone.iter()
+                .filter_map(|u| mounted.get(u).cloned())
+                .collect(),
+        ) {
+            match r {
+                Ok(()) => tracing::info!("unmounted {} (catalog removed)", dir.display()),
+                Err(e) => tracing::error!("unmount {}: {e}", dir.display()),
+            }
+        }
+        for u in gone {
+            mounted.remove(&u);
+        }
+        let specs: Vec<MountSpec> = want
+            .iter()
+            .filter(|u| !mounted.contains_key(*u))
+            .filter_map(|u| spec_for(u).map_err(|e| tracing::error!("{u}: {e}")).ok())
+            .collect();
+        for m in mount_many(specs) {
+            match m.result {
+                Ok(pid) => {
+                    tracing::info!(user = %m.user, pid, "mounted at {}", m.mountpoint.display());
+                    mounted.insert(m.user, m.mountpoint);
+                }
+                Err(e) => tracing::error!(user = %m.user, "mount failed: {e}"),
+            }
+        }
+    };
+    sync(&mut mounted);
+    for sig in signals.forever() {
+        if sig == libc::SIGHUP {
+            tracing::info!("SIGHUP: re-reading the users of {}", data_dir.display());
+            sync(&mut mounted);
+            continue;
+        }
+        tracing::info!(signal = sig, "unmounting every mount");
+        for (dir, r) in unmount_many(mounted.values().cloned().collect()) {
+            if let Err(e) = r {
+                tracing::error!("unmount {}: {e}", dir.display());
+            }
+        }
+        return Ok(());
+    }
+    Ok(())
+}

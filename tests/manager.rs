@@ -174,3 +174,81 @@ fn ten_users_mounted_written_killed_and_cleaned() {
         .iter()
         .all(|s| !s["mountpoint"].as_str().unwrap().starts_with(b)));
 }
+
+fn wait_for(what: &str, f: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn supervisor_follows_sighup_and_unmounts_on_sigterm() {
+    let lib = TestLib::fixture("alpha", Some(100), false);
+    let data = lib.data.clone();
+    let add = |u: &str| {
+        let out = Command::new("python3")
+            .arg(fixtures_dir().join("make_library.py"))
+            .args(["--nodes", "100", "--data-dir"])
+            .arg(&data)
+            .args(["--user", u])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    };
+    add("beta");
+    let base = Base {
+        dir: lib.tmp.path().join("sup"),
+    };
+    let mp = |u: &str| base.dir.join(format!("MarkBase_{u}"));
+    let mut child = Command::new(bin())
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["fuse", "--mount", "--all", "--foreground", "--dir"])
+        .arg(&base.dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    wait_for("two mounts", || {
+        is_mounted(&mp("alpha")) && is_mounted(&mp("beta"))
+    });
+
+    add("gamma");
+    nix::sys::signal::kill(pid, nix::sys::signal::SIGHUP).unwrap();
+    wait_for("gamma mounted after SIGHUP", || is_mounted(&mp("gamma")));
+
+    fs::rename(
+        data.join("users/alpha.sqlite"),
+        data.join("alpha.sqlite.off"),
+    )
+    .unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::SIGHUP).unwrap();
+    wait_for("alpha unmounted after SIGHUP", || !is_mounted(&mp("alpha")));
+    assert!(is_mounted(&mp("beta")));
+
+    // An open, unflushed file is committed before the unmount.
+    let mut f = fs::File::create(mp("beta").join("Inbox/open.bin")).unwrap();
+    std::io::Write::write_all(&mut f, &[1u8; 4096]).unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "supervisor exited with {status}");
+    drop(f);
+    for u in ["alpha", "beta", "gamma"] {
+        assert!(!is_mounted(&mp(u)), "{u} still mounted");
+    }
+    let size: i64 = rusqlite::Connection::open(data.join("users/beta.sqlite"))
+        .unwrap()
+        .query_row(
+            "SELECT size FROM file_nodes WHERE label='open.bin'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(size, 4096);
+}
