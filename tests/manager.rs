@@ -55,14 +55,7 @@ fn ten_users_mounted_written_killed_and_cleaned() {
     let data = lib.data.clone();
     let users: Vec<String> = (1..=10).map(|i| format!("user{i:02}")).collect();
     for u in &users[1..] {
-        let out = Command::new("python3")
-            .arg(fixtures_dir().join("make_library.py"))
-            .args(["--nodes", "200", "--data-dir"])
-            .arg(&data)
-            .args(["--user", u])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
+        make_library(&data, u, Some(200), false);
     }
     let base = Base {
         dir: lib.tmp.path().join("mnt"),
@@ -189,16 +182,7 @@ fn wait_for(what: &str, f: impl Fn() -> bool) {
 fn supervisor_follows_sighup_and_unmounts_on_sigterm() {
     let lib = TestLib::fixture("alpha", Some(100), false);
     let data = lib.data.clone();
-    let add = |u: &str| {
-        let out = Command::new("python3")
-            .arg(fixtures_dir().join("make_library.py"))
-            .args(["--nodes", "100", "--data-dir"])
-            .arg(&data)
-            .args(["--user", u])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-    };
+    let add = |u: &str| make_library(&data, u, Some(100), false);
     add("beta");
     let base = Base {
         dir: lib.tmp.path().join("sup"),

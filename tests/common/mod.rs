@@ -19,6 +19,28 @@ pub fn fixtures_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"))
 }
 
+/// Add `user`'s library to `data` with the shared `make_library.py`.
+pub fn make_library(data: &Path, user: &str, nodes: Option<u32>, anomalies: bool) {
+    let mut cmd = Command::new("python3");
+    cmd.arg(fixtures_dir().join("make_library.py"))
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--user")
+        .arg(user);
+    if let Some(n) = nodes {
+        cmd.arg("--nodes").arg(n.to_string());
+    }
+    if anomalies {
+        cmd.arg("--anomalies");
+    }
+    let out = cmd.output().expect("run make_library.py");
+    assert!(
+        out.status.success(),
+        "make_library.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A library in a temporary data directory.
 pub struct TestLib {
     pub tmp: TempDir,
@@ -34,25 +56,7 @@ impl TestLib {
             .tempdir()
             .expect("tempdir");
         let data = tmp.path().join("data");
-        let script = fixtures_dir().join("make_library.py");
-        let mut cmd = Command::new("python3");
-        cmd.arg(&script)
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--user")
-            .arg(user);
-        if let Some(n) = nodes {
-            cmd.arg("--nodes").arg(n.to_string());
-        }
-        if anomalies {
-            cmd.arg("--anomalies");
-        }
-        let out = cmd.output().expect("run make_library.py");
-        assert!(
-            out.status.success(),
-            "make_library.py: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        make_library(&data, user, nodes, anomalies);
         TestLib {
             tmp,
             data,
