@@ -9,6 +9,7 @@
 //! unmounts running ones; [`library`] makes new catalogs.
 
 pub mod catalog;
+pub mod config;
 pub mod fs;
 pub mod fuse;
 pub mod library;

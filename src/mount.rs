@@ -51,6 +51,8 @@ pub enum MountError {
     Catalog(#[from] crate::catalog::CatalogError),
     #[error("{0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
     #[error("the mount daemon failed: {0}")]
     Daemon(String),
     #[error("{0}: {1}")]
@@ -230,10 +232,13 @@ fn usable_mountpoint(p: &Path) -> Result<PathBuf, MountError> {
 /// Open the library of `spec` as a file system core (catalog checks and migrations run here).
 pub fn open_fs(spec: &MountSpec) -> Result<Arc<MarkBaseFs>, MountError> {
     let path = spec.library.existing_catalog()?;
-    let (uid, gid) = (
-        nix::unistd::getuid().as_raw(),
-        nix::unistd::getgid().as_raw(),
-    );
+    let settings = crate::config::user_settings(&spec.library.data_dir, &spec.library.user)?;
+    let uid = settings
+        .uid
+        .unwrap_or_else(|| nix::unistd::getuid().as_raw());
+    let gid = settings
+        .gid
+        .unwrap_or_else(|| nix::unistd::getgid().as_raw());
     let catalog = SqliteCatalog::open(
         &path,
         &OpenOptions {
@@ -242,7 +247,9 @@ pub fn open_fs(spec: &MountSpec) -> Result<Arc<MarkBaseFs>, MountError> {
             create: false,
         },
     )?;
-    let store = ContentStore::new(&spec.library.content_dir(), &[spec.library.media_dir()])?;
+    let mut roots = vec![spec.library.media_dir()];
+    roots.extend(settings.media_roots);
+    let store = ContentStore::new(&spec.library.content_dir(), &roots)?;
     Ok(Arc::new(MarkBaseFs::new(
         Arc::new(catalog),
         store,
@@ -344,6 +351,11 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountEr
         fuser::MountOption::DefaultPermissions,
         fuser::MountOption::NoAtime,
     ];
+    if crate::config::user_settings(&spec.library.data_dir, &spec.library.user)?.read_only
+        == Some(true)
+    {
+        config.mount_options.push(fuser::MountOption::RO);
+    }
     if spec.allow_other {
         config.acl = fuser::SessionACL::All;
     }

@@ -236,3 +236,59 @@ fn supervisor_follows_sighup_and_unmounts_on_sigterm() {
         .unwrap();
     assert_eq!(size, 4096);
 }
+
+#[test]
+fn per_user_settings_from_markbase_toml() {
+    use std::os::unix::fs::MetadataExt;
+    let lib = TestLib::fixture("ro", Some(50), false);
+    let extra = lib.tmp.path().join("archive");
+    fs::create_dir_all(&extra).unwrap();
+    fs::write(extra.join("old.mov"), b"archived bytes").unwrap();
+    let extra = extra.canonicalize().unwrap();
+    let c = rusqlite::Connection::open(lib.catalog()).unwrap();
+    c.execute_batch(&format!(
+        "INSERT INTO file_nodes VALUES('aaaaaaaa-0000-4000-8000-000000000001', NULL, 'old.mov', 'file', 14, NULL, NULL);
+         INSERT INTO file_locations VALUES('aaaaaaaa-0000-4000-8000-000000000001', '{}', 'Archive', NULL);",
+        extra.join("old.mov").display()
+    ))
+    .unwrap();
+    drop(c);
+    fs::write(
+        lib.data.join("markbase.toml"),
+        format!(
+            "[users.ro]\nread_only = true\nuid = 4242\nmedia_roots = [\"{}\"]\n",
+            extra.display()
+        ),
+    )
+    .unwrap();
+    let m = lib.mount(&[]);
+    assert_eq!(
+        fs::read(m.path("old.mov")).unwrap(),
+        b"archived bytes",
+        "a configured media root is allowed"
+    );
+    assert_eq!(fs::metadata(m.path("Projects")).unwrap().uid(), 4242);
+    assert_eq!(
+        errno_of(fs::write(m.path("new.txt"), b"x")),
+        Some(libc::EROFS)
+    );
+    drop(m);
+    // A bad settings file is one clear line and no mount.
+    fs::write(
+        lib.data.join("markbase.toml"),
+        "[users.ro]\nquota_typo = 1\n",
+    )
+    .unwrap();
+    let empty = lib.tmp.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    let out = lib.markbase(&[
+        "fuse",
+        "--mount",
+        "--user",
+        "ro",
+        "--dir",
+        empty.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("markbase.toml"));
+}
