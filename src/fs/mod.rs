@@ -33,9 +33,8 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use lru::LruCache;
 use parking_lot::{Mutex, MutexGuard};
 use serde::Serialize;
 
@@ -46,6 +45,9 @@ use crate::catalog::{
 use crate::store::{ContentStore, SpaceInfo, StoreError};
 
 pub use crate::catalog::names::NAME_MAX;
+
+mod cache;
+use cache::TtlCache;
 
 /// Attributes of one inode, as the file system reports them.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -207,21 +209,15 @@ impl FsError {
 
 pub type FsResult<T> = Result<T, FsError>;
 
-/// Cache and traffic counters.
+/// Traffic counters (the caches count their own hits and misses).
 #[derive(Default, Debug)]
 pub struct Counters {
-    pub attr_hits: AtomicU64,
-    pub attr_misses: AtomicU64,
-    pub dir_hits: AtomicU64,
-    pub dir_misses: AtomicU64,
-    pub path_hits: AtomicU64,
-    pub path_misses: AtomicU64,
     pub bytes_read: AtomicU64,
     pub bytes_written: AtomicU64,
     pub opens: AtomicU64,
 }
 
-/// A snapshot of [`Counters`], for `--stats` and the unmount log line.
+/// A snapshot of the cache and traffic counters, for `--stats` and the unmount log line.
 #[derive(Clone, Debug, Serialize)]
 pub struct Stats {
     pub attr_hits: u64,
@@ -399,11 +395,6 @@ pub struct DirHandle {
     pub entries: Vec<DirEntry>,
 }
 
-struct Timed<T> {
-    at: Instant,
-    value: T,
-}
-
 const LOCK_STRIPES: usize = 64;
 /// Most links one inode may have (ext4's limit).
 pub const LINK_MAX: u32 = 65_000;
@@ -414,10 +405,9 @@ pub const STATS_XATTR: &str = "user.markbase.stats";
 pub struct MarkBaseFs {
     catalog: Arc<dyn Catalog>,
     store: ContentStore,
-    cfg: FsConfig,
-    attrs: Mutex<LruCache<Ino, Timed<NodeRecord>>>,
-    paths: Mutex<LruCache<Ino, Timed<Option<PathBuf>>>>,
-    dirs: Mutex<LruCache<Ino, Timed<Arc<Listing>>>>,
+    attrs: TtlCache<NodeRecord>,
+    paths: TtlCache<Option<PathBuf>>,
+    dirs: TtlCache<Arc<Listing>>,
     epoch: AtomicU64,
     open: Mutex<HashMap<Ino, Arc<OpenFile>>>,
     handles: Mutex<HashMap<u64, Handle>>,
@@ -426,10 +416,6 @@ pub struct MarkBaseFs {
     locks: Vec<Mutex<()>>,
     size_fixes: Mutex<HashMap<Ino, u64>>,
     pub counters: Counters,
-}
-
-fn cap(n: usize) -> std::num::NonZeroUsize {
-    std::num::NonZeroUsize::new(n.max(1)).unwrap_or(std::num::NonZeroUsize::MIN)
 }
 
 /// Check a name given to the file system: UTF-8, at most 255 bytes.
@@ -447,12 +433,11 @@ pub fn check_name(name: &OsStr) -> FsResult<&str> {
 impl MarkBaseFs {
     pub fn new(catalog: Arc<dyn Catalog>, store: ContentStore, cfg: FsConfig) -> MarkBaseFs {
         MarkBaseFs {
-            attrs: Mutex::new(LruCache::new(cap(cfg.attr_entries))),
-            paths: Mutex::new(LruCache::new(cap(cfg.path_entries))),
-            dirs: Mutex::new(LruCache::new(cap(cfg.dir_entries))),
+            attrs: TtlCache::new(cfg.attr_entries, cfg.ttl),
+            paths: TtlCache::new(cfg.path_entries, cfg.ttl),
+            dirs: TtlCache::new(cfg.dir_entries, cfg.ttl),
             catalog,
             store,
-            cfg,
             epoch: AtomicU64::new(0),
             open: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
@@ -508,139 +493,64 @@ impl MarkBaseFs {
     /// the edited directories.
     fn edited(&self, edits: Vec<(Ino, DirEdit)>, inodes: &[Ino]) {
         self.epoch.fetch_add(1, Relaxed);
-        let mut touched = Vec::with_capacity(edits.len());
-        {
-            let mut d = self.dirs.lock();
-            for (dir, edit) in edits {
-                touched.push(dir);
-                match d.get_mut(&dir) {
-                    Some(t) if t.value.exact => Arc::make_mut(&mut t.value).apply(edit),
-                    Some(_) => {
-                        d.pop(&dir);
-                    }
-                    None => {}
+        let touched: Vec<Ino> = edits.iter().map(|(dir, _)| *dir).collect();
+        for (dir, edit) in edits {
+            self.dirs.edit(dir, |l| {
+                if l.exact {
+                    Arc::make_mut(l).apply(edit);
                 }
-            }
+                l.exact
+            });
         }
-        let mut a = self.attrs.lock();
-        for i in touched.iter().chain(inodes) {
-            a.pop(i);
-        }
-        drop(a);
-        let mut p = self.paths.lock();
-        for i in inodes {
-            p.pop(i);
-        }
+        self.forget(&touched, inodes);
     }
 
+    /// A change made through the mount: drop the listings of `dirs`, and what
+    /// is cached of `dirs` and `inodes`.
     fn changed(&self, dirs: &[Ino], inodes: &[Ino]) {
         self.epoch.fetch_add(1, Relaxed);
-        {
-            let mut d = self.dirs.lock();
-            for i in dirs {
-                d.pop(i);
-            }
-        }
-        let mut a = self.attrs.lock();
-        for i in dirs.iter().chain(inodes) {
-            a.pop(i);
-        }
-        drop(a);
-        let mut p = self.paths.lock();
-        for i in inodes {
-            p.pop(i);
-        }
+        self.dirs.pop(dirs);
+        self.forget(dirs, inodes);
+    }
+
+    fn forget(&self, dirs: &[Ino], inodes: &[Ino]) {
+        self.attrs.pop(dirs.iter().chain(inodes));
+        self.paths.pop(inodes);
     }
 
     fn record(&self, ino: Ino) -> FsResult<NodeRecord> {
-        if let Some(t) = self.attrs.lock().get(&ino) {
-            if t.at.elapsed() < self.cfg.ttl {
-                self.counters.attr_hits.fetch_add(1, Relaxed);
-                return Ok(t.value.clone());
-            }
-        }
-        self.counters.attr_misses.fetch_add(1, Relaxed);
-        let epoch = self.epoch.load(Relaxed);
-        let rec = self.catalog.get(ino)?;
-        let mut a = self.attrs.lock();
-        if self.epoch.load(Relaxed) == epoch {
-            a.put(
-                ino,
-                Timed {
-                    at: Instant::now(),
-                    value: rec.clone(),
-                },
-            );
-        }
-        Ok(rec)
+        self.attrs.get_or_load(ino, &self.epoch, || {
+            self.catalog.get(ino).map_err(FsError::from)
+        })
     }
 
     fn fresh_record(&self, rec: NodeRecord) -> NodeRecord {
-        self.attrs.lock().put(
-            rec.ino,
-            Timed {
-                at: Instant::now(),
-                value: rec.clone(),
-            },
-        );
+        self.attrs.put(rec.ino, rec.clone());
         rec
     }
 
     /// A directory, rendered (cached).
     pub fn listing(&self, dir: Ino) -> FsResult<Arc<Listing>> {
-        if let Some(t) = self.dirs.lock().get(&dir) {
-            if t.at.elapsed() < self.cfg.ttl {
-                self.counters.dir_hits.fetch_add(1, Relaxed);
-                return Ok(t.value.clone());
+        self.dirs.get_or_load(dir, &self.epoch, || {
+            if self.record(dir)?.kind != Kind::Dir {
+                return Err(FsError::NotDir);
             }
-        }
-        self.counters.dir_misses.fetch_add(1, Relaxed);
-        let epoch = self.epoch.load(Relaxed);
-        let rec = self.record(dir)?;
-        if rec.kind != Kind::Dir {
-            return Err(FsError::NotDir);
-        }
-        let l = Arc::new(Listing::new(self.catalog.list(dir)?));
-        let mut d = self.dirs.lock();
-        if self.epoch.load(Relaxed) == epoch {
-            d.put(
-                dir,
-                Timed {
-                    at: Instant::now(),
-                    value: l.clone(),
-                },
-            );
-        }
-        Ok(l)
+            Ok(Arc::new(Listing::new(self.catalog.list(dir)?)))
+        })
     }
 
     /// The content file of a record: first allowed, existing location (cached).
     fn content_path(&self, rec: &NodeRecord) -> Option<PathBuf> {
-        if let Some(t) = self.paths.lock().get(&rec.ino) {
-            if t.at.elapsed() < self.cfg.ttl {
-                self.counters.path_hits.fetch_add(1, Relaxed);
-                return t.value.clone();
-            }
-        }
-        self.counters.path_misses.fetch_add(1, Relaxed);
-        let epoch = self.epoch.load(Relaxed);
-        let p = self.store.resolve(
-            rec.content
-                .iter()
-                .chain(rec.locations.iter())
-                .map(|p| p.as_path()),
-        );
-        let mut c = self.paths.lock();
-        if self.epoch.load(Relaxed) == epoch {
-            c.put(
-                rec.ino,
-                Timed {
-                    at: Instant::now(),
-                    value: p.clone(),
-                },
-            );
-        }
-        p
+        let found: Result<_, std::convert::Infallible> =
+            self.paths.get_or_load(rec.ino, &self.epoch, || {
+                Ok(self.store.resolve(
+                    rec.content
+                        .iter()
+                        .chain(rec.locations.iter())
+                        .map(|p| p.as_path()),
+                ))
+            });
+        found.unwrap_or_else(|never| match never {})
     }
 
     fn attr_of(&self, rec: &NodeRecord) -> Attr {
@@ -706,11 +616,7 @@ impl MarkBaseFs {
         let fixes: Vec<(Ino, u64)> = self.size_fixes.lock().drain().collect();
         if !fixes.is_empty() {
             self.catalog.correct_sizes(&fixes)?;
-            let inos: Vec<Ino> = fixes.iter().map(|f| f.0).collect();
-            let mut a = self.attrs.lock();
-            for i in inos {
-                a.pop(&i);
-            }
+            self.attrs.pop(fixes.iter().map(|f| &f.0));
         }
         Ok(())
     }
@@ -1373,7 +1279,7 @@ impl MarkBaseFs {
             of.state.lock().dirty = true;
             return Err(e.into());
         }
-        self.attrs.lock().pop(&of.ino);
+        self.attrs.pop([&of.ino]);
         Ok(())
     }
 
@@ -1421,7 +1327,7 @@ impl MarkBaseFs {
                 if of.state.lock().unlinked {
                     self.purge(of.ino)?;
                 }
-                self.attrs.lock().pop(&of.ino);
+                self.attrs.pop([&of.ino]);
             }
         }
         res
@@ -1539,15 +1445,16 @@ impl MarkBaseFs {
     pub fn stats(&self) -> Stats {
         let c = &self.counters;
         let g = |a: &AtomicU64| a.load(Relaxed);
-        let hits = g(&c.attr_hits) + g(&c.dir_hits) + g(&c.path_hits);
-        let all = hits + g(&c.attr_misses) + g(&c.dir_misses) + g(&c.path_misses);
+        let (a, d, p) = (&self.attrs, &self.dirs, &self.paths);
+        let hits = a.hits() + d.hits() + p.hits();
+        let all = hits + a.misses() + d.misses() + p.misses();
         Stats {
-            attr_hits: g(&c.attr_hits),
-            attr_misses: g(&c.attr_misses),
-            dir_hits: g(&c.dir_hits),
-            dir_misses: g(&c.dir_misses),
-            path_hits: g(&c.path_hits),
-            path_misses: g(&c.path_misses),
+            attr_hits: a.hits(),
+            attr_misses: a.misses(),
+            dir_hits: d.hits(),
+            dir_misses: d.misses(),
+            path_hits: p.hits(),
+            path_misses: p.misses(),
             cache_hit_rate: if all == 0 {
                 0.0
             } else {

@@ -1,0 +1,137 @@
+//! One bounded, expiring cache by inode, with hit and miss counters.
+//!
+//! The core keeps three of them (attributes, content paths, directory
+//! listings). All share the same rule against a racing reader caching stale
+//! data: a value loaded from the catalog is kept only if no change happened
+//! while it was loaded (the core's `epoch` did not move). A change bumps the
+//! epoch first and then drops or edits the entries it affects, both under
+//! this cache's lock, so either the loader sees the new epoch or the change
+//! sees the loader's entry.
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+use parking_lot::Mutex;
+
+use crate::catalog::Ino;
+
+struct Timed<V> {
+    at: Instant,
+    value: V,
+}
+
+pub(crate) struct TtlCache<V> {
+    map: Mutex<LruCache<Ino, Timed<V>>>,
+    ttl: Duration,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl<V: Clone> TtlCache<V> {
+    pub(crate) fn new(entries: usize, ttl: Duration) -> TtlCache<V> {
+        let cap = NonZeroUsize::new(entries.max(1)).unwrap_or(NonZeroUsize::MIN);
+        TtlCache {
+            map: Mutex::new(LruCache::new(cap)),
+            ttl,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// The cached value of `key`, or what `load` gives, cached unless `epoch`
+    /// moved while loading.
+    pub(crate) fn get_or_load<E>(
+        &self,
+        key: Ino,
+        epoch: &AtomicU64,
+        load: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, E> {
+        if let Some(t) = self.map.lock().get(&key) {
+            if t.at.elapsed() < self.ttl {
+                self.hits.fetch_add(1, Relaxed);
+                return Ok(t.value.clone());
+            }
+        }
+        self.misses.fetch_add(1, Relaxed);
+        let before = epoch.load(Relaxed);
+        let value = load()?;
+        let mut map = self.map.lock();
+        if epoch.load(Relaxed) == before {
+            map.put(
+                key,
+                Timed {
+                    at: Instant::now(),
+                    value: value.clone(),
+                },
+            );
+        }
+        Ok(value)
+    }
+
+    /// Cache a value known to be current (just written by this mount).
+    pub(crate) fn put(&self, key: Ino, value: V) {
+        self.map.lock().put(
+            key,
+            Timed {
+                at: Instant::now(),
+                value,
+            },
+        );
+    }
+
+    pub(crate) fn pop<'a>(&self, keys: impl IntoIterator<Item = &'a Ino>) {
+        let mut map = self.map.lock();
+        for k in keys {
+            map.pop(k);
+        }
+    }
+
+    /// Edit a cached value in place; `edit` returns false to drop it instead.
+    pub(crate) fn edit(&self, key: Ino, edit: impl FnOnce(&mut V) -> bool) {
+        let mut map = self.map.lock();
+        if let Some(t) = map.get_mut(&key) {
+            if !edit(&mut t.value) {
+                map.pop(&key);
+            }
+        }
+    }
+
+    pub(crate) fn hits(&self) -> u64 {
+        self.hits.load(Relaxed)
+    }
+
+    pub(crate) fn misses(&self) -> u64 {
+        self.misses.load(Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_loads_are_not_cached() {
+        let c: TtlCache<u32> = TtlCache::new(4, Duration::from_secs(60));
+        let epoch = AtomicU64::new(0);
+        // A change lands while the value is being loaded: not cached.
+        let v: Result<u32, ()> = c.get_or_load(1, &epoch, || {
+            epoch.fetch_add(1, Relaxed);
+            Ok(7)
+        });
+        assert_eq!(v, Ok(7));
+        let v: Result<u32, ()> = c.get_or_load(1, &epoch, || Ok(8));
+        assert_eq!(v, Ok(8), "reloaded");
+        let v: Result<u32, ()> = c.get_or_load(1, &epoch, || Ok(9));
+        assert_eq!(v, Ok(8), "cached");
+        assert_eq!((c.hits(), c.misses()), (1, 2));
+        c.edit(1, |v| {
+            *v = 10;
+            true
+        });
+        assert_eq!(c.get_or_load::<()>(1, &epoch, || Ok(0)), Ok(10));
+        c.edit(1, |_| false);
+        assert_eq!(c.get_or_load::<()>(1, &epoch, || Ok(11)), Ok(11));
+    }
+}
