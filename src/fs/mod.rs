@@ -340,17 +340,29 @@ impl FileState {
 }
 
 fn backing_now(f: &File) -> io::Result<(u64, SystemTime)> {
-    let m = f.metadata()?;
+    stamp(&f.metadata()?)
+}
+
+fn stamp(m: &std::fs::Metadata) -> io::Result<(u64, SystemTime)> {
     Ok((m.len(), m.modified()?))
 }
 
 impl OpenFile {
     /// Bring the state up to date with writes the kernel did by passthrough.
     fn sync_from_backing(&self, st: &mut FileState) {
+        if st.passthrough {
+            if let Ok(m) = self.file.metadata() {
+                Self::sync_from(st, &m);
+            }
+        }
+    }
+
+    /// As [`Self::sync_from_backing`], from the content file's metadata already read.
+    fn sync_from(st: &mut FileState, m: &std::fs::Metadata) {
         if !st.passthrough {
             return;
         }
-        if let Ok(now) = backing_now(&self.file) {
+        if let Ok(now) = stamp(m) {
             if now != st.base {
                 st.size = now.0;
                 if now.1 != st.base.1 {
@@ -582,16 +594,16 @@ impl MarkBaseFs {
             Kind::File => {
                 let open = self.open.lock().get(&rec.ino).cloned();
                 if let Some(of) = open {
+                    // Read under the lock, so concurrent readers apply stats in order.
                     let mut st = of.state.lock();
-                    of.sync_from_backing(&mut st);
+                    if let Ok(m) = &of.file.metadata() {
+                        OpenFile::sync_from(&mut st, m);
+                        a.blocks = std::os::unix::fs::MetadataExt::blocks(m);
+                    }
                     a.size = st.size;
                     a.mtime = st.mtime;
                     a.ctime = st.ctime;
                     a.nlink = if st.unlinked { 0 } else { a.nlink };
-                    drop(st);
-                    if let Ok(m) = of.file.metadata() {
-                        a.blocks = std::os::unix::fs::MetadataExt::blocks(&m);
-                    }
                 } else if let Some(p) = self.content_path(rec) {
                     if let Ok(m) = std::fs::metadata(&p) {
                         a.size = m.len();
