@@ -28,24 +28,7 @@ use markbase::mount::{self, MountSpec};
 
 /// Parse "512MB", "6GB", "1GiB", "4096".
 pub fn parse_size(s: &str) -> Result<u64> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().with_context(|| format!("size {s:?}"))?;
-    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "K" | "KB" => 1000,
-        "KIB" => 1 << 10,
-        "M" | "MB" => 1_000_000,
-        "MIB" => 1 << 20,
-        "G" | "GB" => 1_000_000_000,
-        "GIB" => 1 << 30,
-        "T" | "TB" => 1_000_000_000_000,
-        _ => bail!("size {s:?}: unknown unit"),
-    };
-    Ok((n * mult as f64) as u64)
+    markbase::config::parse_size(s).map_err(anyhow::Error::msg)
 }
 
 // ---------------------------------------------------------------- setup
@@ -87,6 +70,7 @@ pub fn test_mount(data_dir: &Path, user: Option<&str>, passthrough: bool) -> Res
         allow_other: false,
         threads: 4,
         passthrough,
+        backend: None,
     };
     mount::spawn_daemon(&spec)?;
     let backing = lib.content_dir().join("markbase-test-native");

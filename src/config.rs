@@ -9,16 +9,22 @@
 //! read_only = true
 //! uid = 501                             # owner of nodes with none recorded
 //! gid = 20
+//! quota = "2TB"                         # bytes of file content (or a number)
+//! backend = "auto"                      # auto, kernel, nfs, smb, fskit
 //! ```
 //!
 //! With no file, the defaults work: the media root `<data-dir>/media/<user>/`,
-//! read-write, nodes owned by the mounting user. Re-read at every mount and on
-//! the supervisor's SIGHUP.
+//! read-write, nodes owned by the mounting user, no quota, this platform's
+//! backend. Re-read at every mount and on the supervisor's SIGHUP. A value
+//! that does not parse (an unknown key, `quota = "lots"`, `backend = "afp"`)
+//! refuses the mount with one line naming the file and the key.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+
+use crate::platform::BackendChoice;
 
 /// Errors reading the settings file.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +50,54 @@ pub struct UserSettings {
     pub read_only: Option<bool>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// Most bytes of file content the user's library may hold.
+    #[serde(default, deserialize_with = "de_size")]
+    pub quota: Option<u64>,
+    #[serde(default, deserialize_with = "de_backend")]
+    pub backend: Option<BackendChoice>,
+}
+
+/// `"500GB"`, `"2TiB"`, `"1.5T"` or a plain number of bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("size {s:?}: not a number"))?;
+    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" => 1000,
+        "KIB" => 1 << 10,
+        "M" | "MB" => 1_000_000,
+        "MIB" => 1 << 20,
+        "G" | "GB" => 1_000_000_000,
+        "GIB" => 1 << 30,
+        "T" | "TB" => 1_000_000_000_000,
+        "TIB" => 1 << 40,
+        _ => return Err(format!("size {s:?}: unknown unit")),
+    };
+    Ok((n * mult as f64) as u64)
+}
+
+fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Bytes(n) => Ok(Some(n)),
+        Size::Text(t) => parse_size(&t).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+fn de_backend<'de, D: Deserializer<'de>>(d: D) -> Result<Option<BackendChoice>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -71,6 +125,8 @@ pub fn user_settings(data_dir: &Path, user: &str) -> Result<UserSettings, Config
         read_only: u.read_only.or(d.read_only),
         uid: u.uid.or(d.uid),
         gid: u.gid.or(d.gid),
+        quota: u.quota.or(d.quota),
+        backend: u.backend.or(d.backend),
     })
 }
 
@@ -104,5 +160,28 @@ mod tests {
         )
         .unwrap();
         assert!(user_settings(t.path(), "a").is_err());
+        std::fs::write(
+            t.path().join("markbase.toml"),
+            "[defaults]\nquota = \"2TB\"\n[users.a]\nquota = 1048576\nbackend = \"kernel\"\n",
+        )
+        .unwrap();
+        let a = user_settings(t.path(), "a").unwrap();
+        assert_eq!(a.quota, Some(1 << 20));
+        assert_eq!(
+            a.backend,
+            Some(BackendChoice::Fixed(crate::platform::Backend::Kernel))
+        );
+        assert_eq!(
+            user_settings(t.path(), "b").unwrap().quota,
+            Some(2_000_000_000_000)
+        );
+        for bad in [
+            "[users.a]\nquota = \"lots\"\n",
+            "[users.a]\nbackend = \"afp\"\n",
+        ] {
+            std::fs::write(t.path().join("markbase.toml"), bad).unwrap();
+            let e = user_settings(t.path(), "a").unwrap_err().to_string();
+            assert!(e.contains("markbase.toml"), "{e}");
+        }
     }
 }

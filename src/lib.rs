@@ -6,7 +6,8 @@
 //! * [`catalog`] (metadata, SQLite today) and [`store`] (content files).
 //!
 //! [`mount`] runs a mount as a daemon process and finds, flushes and
-//! unmounts running ones; [`library`] makes new catalogs.
+//! unmounts running ones; [`platform`] picks the FUSE backend; [`library`]
+//! makes new catalogs.
 
 pub mod catalog;
 pub mod config;
@@ -15,4 +16,5 @@ pub mod fuse;
 pub mod library;
 pub mod manager;
 pub mod mount;
+pub mod platform;
 pub mod store;

@@ -95,6 +95,10 @@ struct FuseArgs {
     /// macOS and kernels before 6.9 get).
     #[arg(long)]
     no_passthrough: bool,
+    /// FUSE backend: auto, kernel (Linux FUSE, macFUSE), nfs or smb (FUSE-T),
+    /// fskit (macOS 26). Overrides `backend` in markbase.toml.
+    #[arg(long)]
+    backend: Option<markbase::platform::BackendChoice>,
     /// FUSE worker threads.
     #[arg(long, default_value_t = 4)]
     threads: usize,
@@ -155,21 +159,23 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
+    let make_spec = |u: &str, mountpoint: PathBuf| -> Result<MountSpec, mount::MountError> {
+        Ok(MountSpec {
+            library: Library::new(data_dir, u)?,
+            mountpoint,
+            allow_other: a.allow_other,
+            threads: a.threads,
+            passthrough: !a.no_passthrough,
+            backend: a.backend,
+        })
+    };
     if a.mount && (a.all || !a.users.is_empty()) {
         let base = a
             .dir
             .clone()
             .context("--mount --all needs --dir (the folder to mount users in)")?;
         if a.all && a.foreground {
-            let spec_for = |u: &str| -> Result<MountSpec, mount::MountError> {
-                Ok(MountSpec {
-                    library: Library::new(data_dir, u)?,
-                    mountpoint: manager::mountpoint_for(&base, u),
-                    allow_other: a.allow_other,
-                    threads: a.threads,
-                    passthrough: !a.no_passthrough,
-                })
-            };
+            let spec_for = |u: &str| make_spec(u, manager::mountpoint_for(&base, u));
             return Ok(manager::supervise(data_dir, spec_for)?);
         }
         let users = if a.all {
@@ -182,13 +188,7 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
         }
         let mut specs = Vec::new();
         for u in &users {
-            specs.push(MountSpec {
-                library: Library::new(data_dir, u)?,
-                mountpoint: manager::mountpoint_for(&base, u),
-                allow_other: a.allow_other,
-                threads: a.threads,
-                passthrough: !a.no_passthrough,
-            });
+            specs.push(make_spec(u, manager::mountpoint_for(&base, u))?);
         }
         let t = std::time::Instant::now();
         let results = manager::mount_many(specs);
@@ -285,13 +285,7 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
     if a.mount {
         let user = a.user.as_deref().context("--mount needs --user")?;
         let dir = a.dir.clone().context("--mount needs --dir")?;
-        let spec = MountSpec {
-            library: Library::new(data_dir, user)?,
-            mountpoint: dir.clone(),
-            allow_other: a.allow_other,
-            threads: a.threads,
-            passthrough: !a.no_passthrough,
-        };
+        let spec = make_spec(user, dir.clone())?;
         if a.foreground {
             return Ok(mount::serve(&spec, mount::ready_fd_from_env())?);
         }

@@ -143,7 +143,7 @@ pub fn status() -> Vec<MountStatus> {
             backend: rec
                 .as_ref()
                 .map(|r| r.backend.clone())
-                .unwrap_or_else(|| "fuse-linux".into()),
+                .unwrap_or_else(|| "kernel".into()),
             uptime_s: rec
                 .as_ref()
                 .map(|r| now.saturating_sub(r.started_unix))

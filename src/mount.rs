@@ -25,6 +25,7 @@ use crate::catalog::sqlite::{OpenOptions, SqliteCatalog};
 use crate::fs::{FsConfig, MarkBaseFs, STATS_XATTR};
 use crate::fuse::FuseAdapter;
 use crate::library::Library;
+use crate::platform::Backend;
 use crate::store::ContentStore;
 
 /// The file system type the kernel shows (`fuse.markbase`).
@@ -53,6 +54,8 @@ pub enum MountError {
     Store(#[from] crate::store::StoreError),
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Backend(#[from] crate::platform::BackendError),
     #[error("the mount daemon failed: {0}")]
     Daemon(String),
     #[error("{0}: {1}")]
@@ -74,6 +77,8 @@ pub struct MountSpec {
     /// Let the kernel do file I/O directly on content files (FUSE passthrough)
     /// where it can.
     pub passthrough: bool,
+    /// The backend asked for on the command line (else markbase.toml's, else auto).
+    pub backend: Option<crate::platform::BackendChoice>,
 }
 
 /// A running mount as the kernel lists it.
@@ -229,10 +234,24 @@ fn usable_mountpoint(p: &Path) -> Result<PathBuf, MountError> {
     }
 }
 
+/// The backend `spec` mounts with: the command line's, else the settings', else
+/// this platform's default; refused if this machine cannot serve it.
+pub fn backend_of(
+    spec: &MountSpec,
+    settings: &crate::config::UserSettings,
+) -> Result<Backend, MountError> {
+    Ok(spec
+        .backend
+        .or(settings.backend)
+        .unwrap_or_default()
+        .resolve()?)
+}
+
 /// Open the library of `spec` as a file system core (catalog checks and migrations run here).
 pub fn open_fs(spec: &MountSpec) -> Result<Arc<MarkBaseFs>, MountError> {
     let path = spec.library.existing_catalog()?;
     let settings = crate::config::user_settings(&spec.library.data_dir, &spec.library.user)?;
+    backend_of(spec, &settings)?;
     let uid = settings
         .uid
         .unwrap_or_else(|| nix::unistd::getuid().as_raw());
@@ -253,7 +272,10 @@ pub fn open_fs(spec: &MountSpec) -> Result<Arc<MarkBaseFs>, MountError> {
     Ok(Arc::new(MarkBaseFs::new(
         Arc::new(catalog),
         store,
-        FsConfig::default(),
+        FsConfig {
+            quota: settings.quota,
+            ..FsConfig::default()
+        },
     )))
 }
 
@@ -344,6 +366,14 @@ pub fn serve(spec: &MountSpec, ready: Option<OwnedFd>) -> Result<(), MountError>
 fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountError> {
     let mountpoint = usable_mountpoint(&spec.mountpoint)?;
     let fs = open_fs(spec)?;
+    let settings = crate::config::user_settings(&spec.library.data_dir, &spec.library.user)?;
+    let backend = backend_of(spec, &settings)?;
+    let mut passthrough = spec.passthrough && backend.passthrough_possible();
+    if passthrough && fs.has_quota() {
+        // The kernel would write passthrough files without asking us.
+        tracing::info!("quota set: serving writes through the daemon (no passthrough)");
+        passthrough = false;
+    }
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         fuser::MountOption::FSName(format!("markbase:{}", spec.library.user)),
@@ -351,10 +381,11 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountEr
         fuser::MountOption::DefaultPermissions,
         fuser::MountOption::NoAtime,
     ];
-    if crate::config::user_settings(&spec.library.data_dir, &spec.library.user)?.read_only
-        == Some(true)
-    {
+    if settings.read_only == Some(true) {
         config.mount_options.push(fuser::MountOption::RO);
+    }
+    for o in backend.mount_options() {
+        config.mount_options.push(fuser::MountOption::CUSTOM(o));
     }
     if spec.allow_other {
         config.acl = fuser::SessionACL::All;
@@ -362,7 +393,7 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountEr
     config.n_threads = Some(spec.threads.max(1));
     config.clone_fd = true;
     let mut session = fuser::Session::new(
-        FuseAdapter::new(fs.clone(), spec.passthrough),
+        FuseAdapter::new(fs.clone(), passthrough),
         &mountpoint,
         &config,
     )
@@ -380,7 +411,7 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountEr
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
-        backend: "fuse-linux".into(),
+        backend: backend.name().into(),
     };
     if let Err(e) = write_record(&record) {
         tracing::warn!("cannot write runtime record: {e}");
@@ -497,6 +528,10 @@ impl MountSpec {
         }
         if !self.passthrough {
             args.push("--no-passthrough".into());
+        }
+        if let Some(b) = self.backend {
+            args.push("--backend".into());
+            args.push(b.to_string());
         }
         args
     }

@@ -292,3 +292,77 @@ fn per_user_settings_from_markbase_toml() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("markbase.toml"));
 }
+
+#[test]
+fn quota_and_backend_from_markbase_toml() {
+    use std::io::Write;
+    let lib = TestLib::empty("q");
+    fs::write(
+        lib.data.join("markbase.toml"),
+        "[users.q]\nquota = \"8MB\"\nbackend = \"auto\"\n",
+    )
+    .unwrap();
+    let m = lib.mount(&[]);
+    // df shows the quota as the size of the drive.
+    let st = nix::sys::statvfs::statvfs(&m.dir).unwrap();
+    let total = st.blocks() as u64 * st.fragment_size() as u64;
+    assert!(
+        (7_000_000..=8_000_000).contains(&total),
+        "df size {total} should be the 8 MB quota"
+    );
+    let mib = vec![7u8; 1 << 20];
+    let mut a = fs::File::create(m.path("a.mov")).unwrap();
+    for _ in 0..6 {
+        a.write_all(&mib).unwrap();
+    }
+    a.sync_all().unwrap();
+    drop(a);
+    // The next file fills the quota and stops with EDQUOT; what fit stays.
+    let mut b = fs::File::create(m.path("b.mov")).unwrap();
+    let mut err = None;
+    for _ in 0..4 {
+        if let Err(e) = b.write_all(&mib) {
+            err = e.raw_os_error();
+            break;
+        }
+    }
+    let err = err.or_else(|| b.sync_all().err().and_then(|e| e.raw_os_error()));
+    assert_eq!(err, Some(libc::EDQUOT), "writing past the quota");
+    drop(b);
+    assert_eq!(fs::read(m.path("a.mov")).unwrap().len(), 6 << 20);
+    let b_len = fs::metadata(m.path("b.mov")).unwrap().len();
+    assert!(b_len <= 2_000_000, "b.mov holds {b_len} bytes");
+    // Deleting gives the bytes back.
+    fs::remove_file(m.path("a.mov")).unwrap();
+    fs::write(m.path("c.mov"), vec![1u8; 4 << 20]).unwrap();
+    drop(m);
+
+    // The backend is reported; one this machine cannot serve is refused in one line.
+    let m = lib.mount(&["--backend", "kernel"]);
+    let mine: Vec<_> = status(&lib.data)
+        .into_iter()
+        .filter(|s| s["mountpoint"].as_str() == m.dir.to_str())
+        .collect();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0]["backend"], "kernel");
+    drop(m);
+    fs::write(
+        lib.data.join("markbase.toml"),
+        "[users.q]\nbackend = \"smb\"\n",
+    )
+    .unwrap();
+    let empty = lib.tmp.path().join("smb");
+    fs::create_dir(&empty).unwrap();
+    let out = lib.markbase(&[
+        "fuse",
+        "--mount",
+        "--user",
+        "q",
+        "--dir",
+        empty.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(msg.contains("smb") && msg.contains("macOS"), "{msg}");
+    assert!(!is_mounted(&empty));
+}

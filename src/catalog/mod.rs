@@ -279,6 +279,9 @@ pub trait Catalog: Send + Sync {
     ) -> Result<(), CatalogError>;
     fn remove_xattr(&self, ino: Ino, name: &str, now: SystemTime) -> Result<(), CatalogError>;
 
+    /// Bytes of file content the catalog holds (the sum of its files' sizes).
+    fn usage(&self) -> Result<u64, CatalogError>;
+
     /// Make every committed change durable (after an `fsync`).
     fn sync(&self) -> Result<(), CatalogError>;
 }

@@ -1394,6 +1394,20 @@ impl Catalog for SqliteCatalog {
         self.write(|tx| purge_in(tx, ino))
     }
 
+    fn usage(&self) -> Result<u64, CatalogError> {
+        let r = self.reader()?;
+        let n: i64 = r
+            .prepare_cached(
+                "SELECT coalesce((SELECT sum(max(coalesce(size, 0), 0)) FROM file_nodes
+                                  WHERE node_type = 'file'), 0)
+                      + coalesce((SELECT sum(max(coalesce(i.size, 0), 0)) FROM mb_inodes i
+                                  WHERE i.kind = 'f' AND NOT EXISTS
+                                    (SELECT 1 FROM file_nodes n WHERE n.node_id = i.node_id)), 0)",
+            )?
+            .query_row([], |row| row.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+
     fn leftovers(&self) -> Result<Vec<(Ino, Option<PathBuf>)>, CatalogError> {
         let r = self.reader()?;
         let mut st = r.prepare_cached("SELECT ino, content FROM mb_inodes WHERE unlinked=1")?;

@@ -47,7 +47,9 @@ use crate::store::{ContentStore, SpaceInfo, StoreError};
 pub use crate::catalog::names::NAME_MAX;
 
 mod cache;
+pub mod quota;
 use cache::TtlCache;
+use quota::{Quota, TakeError};
 
 /// Attributes of one inode, as the file system reports them.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -133,6 +135,8 @@ pub enum FsError {
     TooManyLinks,
     #[error("the system is low on memory: {0}")]
     NoMemory(&'static str),
+    #[error("quota exceeded: {used} of {limit} bytes in use")]
+    QuotaExceeded { used: u64, limit: u64 },
     #[error("io: {0}")]
     Io(#[from] io::Error),
     #[error("catalog: {0}")]
@@ -180,6 +184,7 @@ impl FsError {
             FsError::NotSupported(_) => EOPNOTSUPP,
             FsError::MissingContent { .. } => EIO,
             FsError::NoMemory(_) => ENOMEM,
+            FsError::QuotaExceeded { .. } => libc::EDQUOT,
             FsError::TooManyLinks => EMLINK,
             FsError::Io(e) => e.raw_os_error().unwrap_or(EIO),
             FsError::Store(StoreError::Io { source, .. }) => source.raw_os_error().unwrap_or(EIO),
@@ -203,6 +208,7 @@ impl FsError {
                 | FsError::Store(_)
                 | FsError::MissingContent { .. }
                 | FsError::NoMemory(_)
+                | FsError::QuotaExceeded { .. }
         )
     }
 }
@@ -240,6 +246,8 @@ pub struct FsConfig {
     pub path_entries: usize,
     pub dir_entries: usize,
     pub ttl: Duration,
+    /// Most bytes of file content (`quota` in markbase.toml).
+    pub quota: Option<u64>,
 }
 
 impl Default for FsConfig {
@@ -249,6 +257,7 @@ impl Default for FsConfig {
             path_entries: 10_000,
             dir_entries: 1_000,
             ttl: Duration::from_secs(60),
+            quota: None,
         }
     }
 }
@@ -427,6 +436,7 @@ pub struct MarkBaseFs {
     next_fh: AtomicU64,
     locks: Vec<Mutex<()>>,
     size_fixes: Mutex<HashMap<Ino, u64>>,
+    quota: Option<Quota>,
     pub counters: Counters,
 }
 
@@ -457,6 +467,7 @@ impl MarkBaseFs {
             next_fh: AtomicU64::new(1),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             size_fixes: Mutex::new(HashMap::new()),
+            quota: cfg.quota.map(Quota::new),
             counters: Counters::default(),
         }
     }
@@ -467,6 +478,34 @@ impl MarkBaseFs {
 
     pub fn store(&self) -> &ContentStore {
         &self.store
+    }
+
+    /// Does a quota apply? (Then every write must come through the daemon.)
+    pub fn has_quota(&self) -> bool {
+        self.quota.is_some()
+    }
+
+    /// Take `bytes` of growth from the quota, if there is one.
+    fn quota_take(&self, bytes: u64) -> FsResult<()> {
+        match &self.quota {
+            Some(q) => q.take(self.catalog.as_ref(), bytes).map_err(|e| match e {
+                TakeError::Exceeded { used, limit } => FsError::QuotaExceeded { used, limit },
+                TakeError::Catalog(e) => e.into(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// A file went from `old` to `new` bytes: take or give the difference.
+    fn quota_resize(&self, old: u64, new: u64) -> FsResult<()> {
+        if new > old {
+            self.quota_take(new - old)
+        } else {
+            if let Some(q) = &self.quota {
+                q.give(old - new);
+            }
+            Ok(())
+        }
     }
 
     /// Finish what an earlier run left: inodes unlinked while open.
@@ -895,6 +934,10 @@ impl MarkBaseFs {
             _ => {}
         }
         let open = self.open.lock().contains_key(&e.ino);
+        let size = match (&self.quota, e.kind) {
+            (Some(_), Kind::File) => self.record(e.ino).map(|r| r.size).unwrap_or(0),
+            _ => 0,
+        };
         let un = self
             .catalog
             .unlink(parent, name, e.ino, open, SystemTime::now())?;
@@ -902,6 +945,7 @@ impl MarkBaseFs {
         self.edited(vec![(parent, DirEdit::Remove(name.to_string()))], &[e.ino]);
         match un.purged {
             Some(content) => {
+                let _ = self.quota_resize(size, 0);
                 if let Some(p) = content {
                     self.store.remove(&p)?;
                 }
@@ -927,6 +971,11 @@ impl MarkBaseFs {
         let rec = self.catalog.get(ino);
         if let Ok(rec) = &rec {
             if let Some(p) = &rec.content {
+                if self.quota.is_some() {
+                    // An unlinked open file's growth never reached the catalog.
+                    let real = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+                    let _ = self.quota_resize(rec.size.max(real), 0);
+                }
                 self.store.remove(p)?;
             }
         }
@@ -1095,12 +1144,25 @@ impl MarkBaseFs {
             if rec.kind != Kind::File {
                 return Err(FsError::Invalid("truncate of a special file"));
             }
-            match &open {
-                Some(of) if of.writable => of.file.set_len(size)?,
-                _ => {
-                    let p = self.content_path(&rec).ok_or_else(|| self.missing(&rec))?;
-                    self.store.open(&p, true)?.set_len(size)?;
-                }
+            let old = match &open {
+                Some(of) => of.state.lock().size,
+                None => rec.size,
+            };
+            self.quota_resize(old, size)?;
+            let done = match &open {
+                Some(of) if of.writable => of.file.set_len(size).map_err(FsError::from),
+                _ => match self.content_path(&rec) {
+                    Some(p) => self
+                        .store
+                        .open(&p, true)
+                        .map_err(FsError::from)
+                        .and_then(|f| Ok(f.set_len(size)?)),
+                    None => Err(self.missing(&rec)),
+                },
+            };
+            if let Err(e) = done {
+                let _ = self.quota_resize(size, old);
+                return Err(e);
             }
             set.size = Some(size);
             if req.mtime.is_none() {
@@ -1260,7 +1322,16 @@ impl MarkBaseFs {
         if !write {
             return Err(FsError::BadHandle);
         }
-        of.file.write_all_at(data, offset)?;
+        let mut taken = 0;
+        if self.quota.is_some() && !data.is_empty() {
+            let size = of.state.lock().size;
+            taken = (offset + data.len() as u64).saturating_sub(size);
+            self.quota_take(taken)?;
+        }
+        if let Err(e) = of.file.write_all_at(data, offset) {
+            let _ = self.quota_resize(taken, 0);
+            return Err(e.into());
+        }
         let now = SystemTime::now();
         let mut st = of.state.lock();
         if !data.is_empty() {
@@ -1335,7 +1406,11 @@ impl MarkBaseFs {
                 .is_some_and(|o| Arc::ptr_eq(o, &of) && o.state.lock().handles == 0);
             if idle {
                 open.remove(&of.ino);
+                let writers = open.values().any(|o| o.writable);
                 drop(open);
+                if let (Some(q), false) = (&self.quota, writers) {
+                    q.resync(self.catalog.as_ref());
+                }
                 if of.state.lock().unlinked {
                     self.purge(of.ino)?;
                 }
@@ -1350,9 +1425,19 @@ impl MarkBaseFs {
         if !write {
             return Err(FsError::BadHandle);
         }
+        let before = of.state.lock().size;
+        let grows = mode & libc::FALLOC_FL_KEEP_SIZE == 0;
+        let taken = if grows {
+            (offset + length).saturating_sub(before)
+        } else {
+            0
+        };
+        self.quota_take(taken)?;
         let r = unsafe { libc::fallocate(of.file.as_raw_fd(), mode, offset as i64, length as i64) };
         if r != 0 {
-            return Err(io::Error::last_os_error().into());
+            let e = io::Error::last_os_error();
+            let _ = self.quota_resize(taken, 0);
+            return Err(e.into());
         }
         let real = of.file.metadata()?.len();
         let now = SystemTime::now();
@@ -1450,8 +1535,19 @@ impl MarkBaseFs {
 
     // ------------------------------------------------------------ misc
 
+    /// Space as `df` shows it: the content disk's, or with a quota, the
+    /// quota's (no more free than the disk has), as NAS shares report theirs.
     pub fn statfs(&self) -> FsResult<SpaceInfo> {
-        Ok(self.store.space()?)
+        let mut space = self.store.space()?;
+        if let Some(q) = &self.quota {
+            let bs = u64::from(space.frsize.max(1));
+            let used = q.used(self.catalog.as_ref())?;
+            let free = q.limit().saturating_sub(used) / bs;
+            space.blocks = q.limit() / bs;
+            space.bfree = space.bfree.min(free);
+            space.bavail = space.bavail.min(free);
+        }
+        Ok(space)
     }
 
     pub fn stats(&self) -> Stats {

@@ -1,0 +1,158 @@
+//! Where the mount meets the operating system: which FUSE *backend* serves it.
+//!
+//! Linux has one: the kernel's FUSE (`/dev/fuse`), with passthrough on 6.9+.
+//! macOS has several, chosen per user in `markbase.toml` or with `--backend`:
+//! macFUSE's kernel extension (or its FSKit module on macOS 26), and FUSE-T,
+//! which speaks NFSv4 or SMB3 to the system's own client. The core and the
+//! catalog know nothing of this; the adapter asks here for the mount options
+//! a backend needs and whether it can hand files to the kernel (passthrough).
+//! A backend this machine cannot serve is refused before anything is mounted,
+//! with a one-line reason, rather than silently replaced.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A FUSE backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The kernel's own FUSE: Linux `/dev/fuse`, or macFUSE's kernel extension.
+    Kernel,
+    /// FUSE-T serving the mount over a local NFSv4 connection (macOS, any version).
+    FuseTNfs,
+    /// FUSE-T serving the mount over a local SMB3 connection (macOS).
+    FuseTSmb,
+    /// Apple's FSKit, through macFUSE or FUSE-T (macOS 26+).
+    FsKit,
+}
+
+/// What a user may write: a backend, or `auto` for this platform's best.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    #[default]
+    Auto,
+    Fixed(Backend),
+}
+
+/// A backend name that is not one of ours, or one this machine cannot serve.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BackendError {
+    #[error("unknown backend {0:?} (choose auto, kernel, nfs, smb or fskit)")]
+    Unknown(String),
+    #[error(
+        "backend {0} needs macOS with FUSE-T or macFUSE; this machine serves `kernel` (or `auto`)"
+    )]
+    Unsupported(Backend),
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Kernel => "kernel",
+            Backend::FuseTNfs => "nfs",
+            Backend::FuseTSmb => "smb",
+            Backend::FsKit => "fskit",
+        }
+    }
+
+    /// Can this machine serve it?
+    pub fn supported_here(self) -> bool {
+        if cfg!(target_os = "macos") {
+            true
+        } else {
+            self == Backend::Kernel
+        }
+    }
+
+    /// Can files be handed to the kernel (FUSE passthrough)? Only Linux's
+    /// kernel FUSE offers it; the others serve every byte through the daemon.
+    pub fn passthrough_possible(self) -> bool {
+        cfg!(target_os = "linux") && self == Backend::Kernel
+    }
+
+    /// Extra mount options the backend needs (FUSE-T and macFUSE read a
+    /// `backend=` option; Linux needs none).
+    pub fn mount_options(self) -> Vec<String> {
+        match self {
+            Backend::Kernel => vec![],
+            Backend::FuseTNfs => vec!["backend=nfs".into()],
+            Backend::FuseTSmb => vec!["backend=smb".into()],
+            Backend::FsKit => vec!["backend=fskit".into()],
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendChoice::Auto => f.write_str("auto"),
+            BackendChoice::Fixed(b) => b.fmt(f),
+        }
+    }
+}
+
+impl FromStr for BackendChoice {
+    type Err = BackendError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "auto" | "" => BackendChoice::Auto,
+            "kernel" | "fuse" | "macfuse" => BackendChoice::Fixed(Backend::Kernel),
+            "nfs" | "fuse-t" | "fuse-t-nfs" => BackendChoice::Fixed(Backend::FuseTNfs),
+            "smb" | "fuse-t-smb" => BackendChoice::Fixed(Backend::FuseTSmb),
+            "fskit" => BackendChoice::Fixed(Backend::FsKit),
+            other => return Err(BackendError::Unknown(other.to_string())),
+        })
+    }
+}
+
+impl BackendChoice {
+    /// The backend to mount with on this machine.
+    pub fn resolve(self) -> Result<Backend, BackendError> {
+        let b = match self {
+            // macOS: FSKit where the system has it is the direct path; FUSE-T's
+            // NFS works everywhere else. Linux: the kernel.
+            BackendChoice::Auto if cfg!(target_os = "macos") => Backend::FuseTNfs,
+            BackendChoice::Auto => Backend::Kernel,
+            BackendChoice::Fixed(b) => b,
+        };
+        if b.supported_here() {
+            Ok(b)
+        } else {
+            Err(BackendError::Unsupported(b))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_and_resolve() {
+        assert_eq!("auto".parse::<BackendChoice>(), Ok(BackendChoice::Auto));
+        assert_eq!(
+            "FSKit".parse::<BackendChoice>(),
+            Ok(BackendChoice::Fixed(Backend::FsKit))
+        );
+        assert!(matches!(
+            "afp".parse::<BackendChoice>(),
+            Err(BackendError::Unknown(_))
+        ));
+        let here = BackendChoice::Auto.resolve().unwrap();
+        assert!(here.supported_here());
+        if cfg!(target_os = "linux") {
+            assert_eq!(here, Backend::Kernel);
+            assert!(here.passthrough_possible());
+            assert_eq!(
+                BackendChoice::Fixed(Backend::FuseTNfs).resolve(),
+                Err(BackendError::Unsupported(Backend::FuseTNfs))
+            );
+        }
+    }
+}
