@@ -82,7 +82,7 @@ pub fn test_mount(data_dir: &Path, user: Option<&str>, passthrough: bool) -> Res
     })
 }
 
-fn progress(len: u64, what: &str) -> ProgressBar {
+pub fn progress(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         pb.set_draw_target(ProgressDrawTarget::hidden());
@@ -575,7 +575,18 @@ pub fn aja(o: &TestOpts<'_>, config: &str, file_size: u64) -> Result<()> {
 // ---------------------------------------------------------------- chart
 
 /// Throughput over time, one line per series, as AJA's graph draws it.
-fn chart(path: &Path, title: &str, x_label: &str, series: &[(&str, &Vec<f64>)]) -> Result<()> {
+pub fn chart(path: &Path, title: &str, x_label: &str, series: &[(&str, &Vec<f64>)]) -> Result<()> {
+    chart_with(path, title, x_label, "MB/s", series)
+}
+
+/// A line chart of `series` against their index, with `y_label` on the y axis.
+pub fn chart_with(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(&str, &Vec<f64>)],
+) -> Result<()> {
     use plotters::prelude::*;
     let n = series
         .iter()
@@ -600,7 +611,7 @@ fn chart(path: &Path, title: &str, x_label: &str, series: &[(&str, &Vec<f64>)]) 
         .map_err(|e| anyhow::anyhow!("chart: {e}"))?;
     c.configure_mesh()
         .x_desc(x_label)
-        .y_desc("MB/s")
+        .y_desc(y_label)
         .draw()
         .map_err(|e| anyhow::anyhow!("chart: {e}"))?;
     let colors = [

@@ -12,6 +12,7 @@ use markbase::manager;
 use markbase::mount::{self, MountSpec};
 
 mod bench;
+mod stability;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -117,6 +118,15 @@ struct FuseArgs {
     /// --test --aja: file size, as AJA offers (1GB, 4GB, 16GB, 64GB).
     #[arg(long, default_value = "1GB")]
     file_size: String,
+    /// --test: ten mounts under a mixed, verified workload for --duration.
+    #[arg(long)]
+    stability: bool,
+    /// --test --stability: how long (30s, 10m, 24h).
+    #[arg(long, default_value = "30s")]
+    duration: String,
+    /// --test --stability: how many demo users to make and mount.
+    #[arg(long, default_value_t = 10)]
+    mounts: usize,
     /// --test: draw throughput over time into this SVG file.
     #[arg(long)]
     chart: Option<PathBuf>,
@@ -322,6 +332,19 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
             json: a.json,
             chart: a.chart.as_deref(),
         };
+        if a.stability {
+            let mut names = a.users.clone();
+            names.extend(a.user.clone());
+            return stability::run(&stability::StabilityOpts {
+                data_dir,
+                names,
+                users: a.mounts,
+                duration: stability::parse_duration(&a.duration)?,
+                passthrough: !a.no_passthrough,
+                json: a.json,
+                chart: a.chart.as_deref(),
+            });
+        }
         if a.aja {
             return bench::aja(&opts, &a.config, bench::parse_size(&a.file_size)?);
         }

@@ -1,0 +1,418 @@
+//! `markbase fuse --test --stability`: many users, mixed work, every byte checked.
+//!
+//! Ten demo libraries (or the users named) are mounted, each by its own daemon,
+//! and one worker per mount runs a mixed workload until the duration is up:
+//! large sequential writes (fsynced) and reads, small-file churn (create,
+//! read back, delete), renames and directory listings. Every byte read is
+//! compared with what was written (content is a pure function of a seed and
+//! the offset, so nothing is kept in memory), every listing with the worker's
+//! own model of its folder. Once per interval (a minute on runs of ten minutes
+//! and more) the run samples throughput and the daemons' resident memory; at
+//! the end it prints errors (which must be 0), operations, bytes verified,
+//! the two series and whether memory stayed flat (last interval within 10%
+//! of the second).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use markbase::library::Library;
+use markbase::manager;
+use markbase::mount::MountSpec;
+
+/// Options of a stability run.
+pub struct StabilityOpts<'a> {
+    pub data_dir: &'a Path,
+    /// Users to mount from `data_dir`; none: make `users` demo libraries.
+    pub names: Vec<String>,
+    pub users: usize,
+    pub duration: Duration,
+    pub passthrough: bool,
+    pub json: bool,
+    pub chart: Option<&'a Path>,
+}
+
+/// `30s`, `10m`, `24h`, `90` (seconds).
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().with_context(|| format!("duration {s:?}"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" | "min" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => bail!("duration {s:?}: use s, m or h (30s, 10m, 24h)"),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+const BIG: u64 = 16 << 20;
+const BLOCK: usize = 1 << 20;
+const SMALL: usize = 4096;
+
+/// The byte stream of file `seed`: 8-byte words of a splitmix of seed and offset.
+fn fill(seed: u64, offset: u64, buf: &mut [u8]) {
+    debug_assert!(offset % 8 == 0);
+    for (i, chunk) in buf.chunks_mut(8).enumerate() {
+        let mut z = seed ^ (offset / 8 + i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let b = z.to_le_bytes();
+        chunk.copy_from_slice(&b[..chunk.len()]);
+    }
+}
+
+#[derive(Default)]
+struct Totals {
+    ops: AtomicU64,
+    errors: AtomicU64,
+    written: AtomicU64,
+    read: AtomicU64,
+    verified: AtomicU64,
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// One worker's folder in one mount, and what it believes is in it.
+struct Worker {
+    dir: PathBuf,
+    files: BTreeMap<String, u64>, // name -> seed (each BIG bytes)
+    rng: Rng,
+    seq: u64,
+    totals: Arc<Totals>,
+}
+
+impl Worker {
+    fn write_big(&mut self) -> Result<()> {
+        self.seq += 1;
+        let seed = self.rng.next();
+        let name = format!("clip-{:06}.mov", self.seq);
+        let mut f = File::create(self.dir.join(&name))?;
+        let mut buf = vec![0u8; BLOCK];
+        let mut off = 0;
+        while off < BIG {
+            fill(seed, off, &mut buf);
+            f.write_all(&buf)?;
+            off += BLOCK as u64;
+            self.totals.written.fetch_add(BLOCK as u64, Relaxed);
+        }
+        f.sync_all()?;
+        drop(f);
+        self.files.insert(name, seed);
+        if self.files.len() > 4 {
+            let oldest = self.files.keys().next().cloned().unwrap_or_default();
+            fs::remove_file(self.dir.join(&oldest))?;
+            self.files.remove(&oldest);
+        }
+        Ok(())
+    }
+
+    fn pick(&mut self) -> Option<(String, u64)> {
+        if self.files.is_empty() {
+            return None;
+        }
+        let i = self.rng.below(self.files.len() as u64) as usize;
+        self.files.iter().nth(i).map(|(n, s)| (n.clone(), *s))
+    }
+
+    fn read_big(&mut self) -> Result<()> {
+        let Some((name, seed)) = self.pick() else {
+            return self.write_big();
+        };
+        let p = self.dir.join(&name);
+        let f = File::open(&p)?;
+        let len = f.metadata()?.len();
+        if len != BIG {
+            bail!("{}: size {len}, wrote {BIG}", p.display());
+        }
+        let (mut got, mut want) = (vec![0u8; BLOCK], vec![0u8; BLOCK]);
+        let mut off = 0;
+        while off < BIG {
+            f.read_exact_at(&mut got, off)?;
+            fill(seed, off, &mut want);
+            if got != want {
+                bail!("{}: bytes differ in the block at {off}", p.display());
+            }
+            off += BLOCK as u64;
+            self.totals.read.fetch_add(BLOCK as u64, Relaxed);
+            self.totals.verified.fetch_add(BLOCK as u64, Relaxed);
+        }
+        Ok(())
+    }
+
+    fn churn(&mut self) -> Result<()> {
+        let d = self.dir.join("churn");
+        fs::create_dir_all(&d)?;
+        let base = self.rng.next();
+        let mut buf = vec![0u8; SMALL];
+        for i in 0..20u64 {
+            fill(base + i, 0, &mut buf);
+            fs::write(d.join(format!("s{i}.txt")), &buf)?;
+        }
+        let mut names: Vec<String> = fs::read_dir(&d)?
+            .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<_>>()?;
+        names.sort();
+        if names.len() != 20 {
+            bail!("{}: {} entries after 20 creates", d.display(), names.len());
+        }
+        let mut got = Vec::with_capacity(SMALL);
+        for i in 0..20u64 {
+            got.clear();
+            File::open(d.join(format!("s{i}.txt")))?.read_to_end(&mut got)?;
+            fill(base + i, 0, &mut buf);
+            if got != buf {
+                bail!("{}/s{i}.txt: bytes differ", d.display());
+            }
+            self.totals.verified.fetch_add(SMALL as u64, Relaxed);
+        }
+        for i in 0..20u64 {
+            fs::remove_file(d.join(format!("s{i}.txt")))?;
+        }
+        Ok(())
+    }
+
+    fn rename(&mut self) -> Result<()> {
+        let Some((name, seed)) = self.pick() else {
+            return Ok(());
+        };
+        self.seq += 1;
+        let to = format!("clip-{:06}.mov", self.seq);
+        fs::rename(self.dir.join(&name), self.dir.join(&to))?;
+        self.files.remove(&name);
+        self.files.insert(to, seed);
+        Ok(())
+    }
+
+    fn list(&mut self) -> Result<()> {
+        let mut seen: Vec<String> = fs::read_dir(&self.dir)?
+            .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<_>>()?;
+        seen.retain(|n| n != "churn");
+        seen.sort();
+        let want: Vec<String> = self.files.keys().cloned().collect();
+        if seen != want {
+            bail!("{}: lists {seen:?}, expected {want:?}", self.dir.display());
+        }
+        if let Some(root) = self.dir.parent() {
+            fs::read_dir(root)?.count();
+        }
+        Ok(())
+    }
+
+    fn step(&mut self) -> Result<()> {
+        match self.rng.below(10) {
+            0..=2 => self.write_big(),
+            3..=5 => self.read_big(),
+            6 | 7 => self.churn(),
+            8 => self.rename(),
+            _ => self.list(),
+        }
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+pub fn run(o: &StabilityOpts<'_>) -> Result<()> {
+    let tmp = tempfile::Builder::new()
+        .prefix("markbase-stability-")
+        .tempdir()?;
+    let (data_dir, names) = if o.names.is_empty() {
+        let d = tmp.path().join("data");
+        let names: Vec<String> = (1..=o.users.max(1)).map(|i| format!("user{i}")).collect();
+        for n in &names {
+            Library::new(&d, n)?.create(true)?;
+        }
+        (d, names)
+    } else {
+        (o.data_dir.to_path_buf(), o.names.clone())
+    };
+    let base = tmp.path().join("mnt");
+    let mut specs = Vec::new();
+    for n in &names {
+        specs.push(MountSpec {
+            library: Library::new(&data_dir, n)?,
+            mountpoint: manager::mountpoint_for(&base, n),
+            allow_other: false,
+            threads: 4,
+            passthrough: o.passthrough,
+            backend: None,
+        });
+    }
+    let mounted = manager::mount_many(specs);
+    let mut dirs = Vec::new();
+    let mut pids = Vec::new();
+    let mut failed = None;
+    for m in &mounted {
+        match &m.result {
+            Ok(pid) => {
+                dirs.push(m.mountpoint.clone());
+                pids.push(*pid);
+            }
+            Err(e) => failed = Some(format!("{}: {e}", m.user)),
+        }
+    }
+    let result = match failed {
+        Some(f) => Err(anyhow::anyhow!("mount failed: {f}")),
+        None => drive(o, &dirs, &pids),
+    };
+    for (d, r) in manager::unmount_many(dirs) {
+        if let Err(e) = r {
+            eprintln!("markbase: unmount {}: {e}", d.display());
+        }
+    }
+    result
+}
+
+fn drive(o: &StabilityOpts<'_>, dirs: &[PathBuf], pids: &[u32]) -> Result<()> {
+    let totals = Arc::new(Totals::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for (i, d) in dirs.iter().enumerate() {
+        let dir = d.join(format!("stability-{}", std::process::id()));
+        fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+        let mut w = Worker {
+            dir,
+            files: BTreeMap::new(),
+            rng: Rng(0x2545_F491_4F6C_DD1D ^ ((i as u64 + 1) << 32)),
+            seq: 0,
+            totals: totals.clone(),
+        };
+        let stop = stop.clone();
+        workers.push(std::thread::spawn(move || {
+            while !stop.load(Relaxed) {
+                w.totals.ops.fetch_add(1, Relaxed);
+                if let Err(e) = w.step() {
+                    let n = w.totals.errors.fetch_add(1, Relaxed);
+                    if n < 20 {
+                        eprintln!("markbase: stability error: {e:#}");
+                    }
+                }
+            }
+            let _ = fs::remove_dir_all(&w.dir);
+        }));
+    }
+    let interval = if o.duration >= Duration::from_secs(600) {
+        Duration::from_secs(60)
+    } else {
+        (o.duration / 10).max(Duration::from_secs(1))
+    };
+    let pb = crate::bench::progress(o.duration.as_secs(), "stability");
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:>16} [{bar:40}] {pos}/{len} s  {prefix}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let start = Instant::now();
+    let (mut rss_mib, mut mb_per_s) = (Vec::new(), Vec::new());
+    let mut last_bytes = 0u64;
+    let mut next = start + interval;
+    while start.elapsed() < o.duration {
+        std::thread::sleep(Duration::from_millis(250).min(o.duration.saturating_sub(start.elapsed())));
+        pb.set_position(start.elapsed().as_secs());
+        if Instant::now() >= next || start.elapsed() >= o.duration {
+            let bytes = totals.written.load(Relaxed) + totals.read.load(Relaxed);
+            let secs = interval.as_secs_f64();
+            mb_per_s.push((bytes - last_bytes) as f64 / 1e6 / secs);
+            last_bytes = bytes;
+            let rss: u64 = pids.iter().map(|p| rss_kib(*p)).sum();
+            rss_mib.push(rss as f64 / 1024.0);
+            pb.set_prefix(format!(
+                "{:.0} MB/s, daemons {:.0} MiB, {} errors",
+                mb_per_s.last().copied().unwrap_or(0.0),
+                rss as f64 / 1024.0,
+                totals.errors.load(Relaxed)
+            ));
+            next += interval;
+        }
+    }
+    stop.store(true, Relaxed);
+    for w in workers {
+        let _ = w.join();
+    }
+    pb.finish_and_clear();
+    let errors = totals.errors.load(Relaxed);
+    let flat = match (rss_mib.get(1), rss_mib.last()) {
+        (Some(second), Some(last)) if rss_mib.len() >= 3 => (last - second).abs() <= second * 0.10,
+        _ => true,
+    };
+    if let Some(path) = o.chart {
+        crate::bench::chart_with(
+            path,
+            &format!(
+                "Stability: {} mounts, {} s, {errors} errors",
+                dirs.len(),
+                o.duration.as_secs()
+            ),
+            &format!("interval ({} s)", interval.as_secs()),
+            "MB/s; MiB",
+            &[("throughput MB/s", &mb_per_s), ("daemons' memory MiB", &rss_mib)],
+        )?;
+    }
+    let out = serde_json::json!({
+        "mounts": dirs.len(),
+        "duration_s": o.duration.as_secs(),
+        "interval_s": interval.as_secs(),
+        "errors": errors,
+        "operations": totals.ops.load(Relaxed),
+        "bytes_written": totals.written.load(Relaxed),
+        "bytes_read": totals.read.load(Relaxed),
+        "bytes_verified": totals.verified.load(Relaxed),
+        "rss_mib": rss_mib,
+        "mb_per_s": mb_per_s,
+        "memory_flat": flat,
+    });
+    if o.json {
+        println!("{out}");
+    } else {
+        println!(
+            "{} mounts, {} s: {errors} errors, {} operations, {:.1} GB verified",
+            dirs.len(),
+            o.duration.as_secs(),
+            totals.ops.load(Relaxed),
+            totals.verified.load(Relaxed) as f64 / 1e9
+        );
+        println!("{:>10} {:>10} {:>16}", "interval", "MB/s", "daemons' MiB");
+        for (i, (m, r)) in mb_per_s.iter().zip(&rss_mib).enumerate() {
+            println!("{:>10} {:>10.0} {:>16.1}", i + 1, m, r);
+        }
+        println!(
+            "memory {} (last interval within 10% of the second)",
+            if flat { "flat" } else { "NOT flat" }
+        );
+    }
+    if errors > 0 {
+        bail!("{errors} errors");
+    }
+    Ok(())
+}
