@@ -67,6 +67,11 @@ impl Library {
         self.data_dir.join("media").join(&self.user)
     }
 
+    /// Where repair puts content files that no catalog row points at.
+    pub fn lost_found_dir(&self) -> PathBuf {
+        self.data_dir.join("lost+found").join(&self.user)
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.data_dir
             .join("logs")

@@ -42,6 +42,20 @@ enum Command {
     },
     /// Mount, unmount, inspect and test FUSE mounts.
     Fuse(FuseArgs),
+    /// Check a user's library (catalog and content store); exit 1 on damage.
+    Fsck {
+        #[arg(long)]
+        user: String,
+        /// Repair what is found (refused while the library is mounted).
+        #[arg(long)]
+        repair: bool,
+        /// Content files younger than this are not called orphans (a writer
+        /// may be about to commit their row).
+        #[arg(long, default_value = "0s")]
+        grace: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -145,6 +159,23 @@ fn init_logging() {
 fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
+    if let Command::Fsck {
+        user,
+        repair,
+        grace,
+        json,
+    } = &cli.command
+    {
+        // fsck: 0 clean, 1 damage found (repaired or not), 2 could not check.
+        return match fsck(&cli.data_dir, user, *repair, grace, *json) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("markbase: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -165,7 +196,70 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Fuse(args) => fuse(&cli.data_dir, args),
+        Command::Fsck { .. } => unreachable!("handled in main"),
     }
+}
+
+/// Check (and repair) a library; true when it was clean.
+fn fsck(
+    data_dir: &std::path::Path,
+    user: &str,
+    repair: bool,
+    grace: &str,
+    json: bool,
+) -> Result<bool> {
+    let lib = Library::new(data_dir, user)?;
+    if repair {
+        let live: Vec<_> = manager::mounts_in(data_dir)
+            .into_iter()
+            .filter(|m| {
+                mount::kernel_mounts()
+                    .iter()
+                    .any(|k| &k.mountpoint == m && k.user() == Some(user))
+            })
+            .collect();
+        if let Some(m) = live.first() {
+            bail!(
+                "{user} is mounted at {}: unmount it first (markbase fuse --unmount --dir {})",
+                m.display(),
+                m.display()
+            );
+        }
+    }
+    let fs = mount::open_library(&lib)?;
+    let report = fs.check(&markbase::fs::check::CheckOpts {
+        repair,
+        free_leftovers: true,
+        grace: stability::parse_duration(grace)?,
+        lost_found: lib.lost_found_dir(),
+    })?;
+    fs.catalog().sync()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{}: {}",
+            lib.catalog_path().display(),
+            if report.is_clean() {
+                "clean"
+            } else {
+                "DAMAGED"
+            }
+        );
+        for l in &report.damage {
+            println!("  damage:   {l}");
+        }
+        for l in &report.repaired {
+            println!("  repaired: {l}");
+        }
+        for l in &report.notes {
+            println!("  note:     {l}");
+        }
+        if !report.is_clean() && !repair {
+            println!("  run with --repair (with the library unmounted) to repair");
+        }
+    }
+    Ok(report.is_clean())
 }
 
 fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {

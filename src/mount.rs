@@ -247,11 +247,18 @@ pub fn backend_of(
         .resolve()?)
 }
 
-/// Open the library of `spec` as a file system core (catalog checks and migrations run here).
+/// Open the library of `spec` as a file system core (catalog checks and
+/// migrations run here), refusing a backend this machine cannot serve.
 pub fn open_fs(spec: &MountSpec) -> Result<Arc<MarkBaseFs>, MountError> {
-    let path = spec.library.existing_catalog()?;
     let settings = crate::config::user_settings(&spec.library.data_dir, &spec.library.user)?;
     backend_of(spec, &settings)?;
+    open_library(&spec.library)
+}
+
+/// Open a user's library as a file system core (for a mount, or `fsck`).
+pub fn open_library(library: &Library) -> Result<Arc<MarkBaseFs>, MountError> {
+    let path = library.existing_catalog()?;
+    let settings = crate::config::user_settings(&library.data_dir, &library.user)?;
     let uid = settings
         .uid
         .unwrap_or_else(|| nix::unistd::getuid().as_raw());
@@ -266,9 +273,9 @@ pub fn open_fs(spec: &MountSpec) -> Result<Arc<MarkBaseFs>, MountError> {
             create: false,
         },
     )?;
-    let mut roots = vec![spec.library.media_dir()];
+    let mut roots = vec![library.media_dir()];
     roots.extend(settings.media_roots);
-    let store = ContentStore::new(&spec.library.content_dir(), &roots)?;
+    let store = ContentStore::new(&library.content_dir(), &roots)?;
     Ok(Arc::new(MarkBaseFs::new(
         Arc::new(catalog),
         store,
@@ -278,6 +285,10 @@ pub fn open_fs(spec: &MountSpec) -> Result<Arc<MarkBaseFs>, MountError> {
         },
     )))
 }
+
+/// Content files younger than this are not orphans yet (a writer may be
+/// about to commit their row).
+pub const RECOVERY_GRACE: Duration = Duration::from_secs(60);
 
 /// What the runtime file of a running mount says.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -442,6 +453,33 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountEr
             }
         })
         .map_err(io_err("signal thread"))?;
+    // The recovery pass: content files a killed daemon left without a row,
+    // names without inodes, locations of vanished files. In the background,
+    // so that the mount answers at once.
+    {
+        let (fs, lost_found) = (fs.clone(), spec.library.lost_found_dir());
+        let _ = std::thread::Builder::new()
+            .name("markbase-recovery".into())
+            .spawn(move || {
+                let opts = crate::fs::check::CheckOpts {
+                    repair: true,
+                    free_leftovers: false,
+                    grace: RECOVERY_GRACE,
+                    lost_found,
+                };
+                match fs.check(&opts) {
+                    Ok(r) => {
+                        for l in &r.repaired {
+                            tracing::warn!("recovery: {l}");
+                        }
+                        for l in &r.notes {
+                            tracing::info!("catalog: {l}");
+                        }
+                    }
+                    Err(e) => tracing::warn!("recovery pass: {e}"),
+                }
+            });
+    }
     let stop = Arc::new(AtomicBool::new(false));
     {
         let (fs, stop) = (fs.clone(), stop.clone());

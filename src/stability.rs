@@ -328,17 +328,17 @@ fn drive(o: &StabilityOpts<'_>, dirs: &[PathBuf], pids: &[u32]) -> Result<()> {
     };
     let pb = crate::bench::progress(o.duration.as_secs(), "stability");
     pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg:>16} [{bar:40}] {pos}/{len} s  {prefix}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template("{msg:>16} [{bar:40}] {pos}/{len} s  {prefix}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let start = Instant::now();
     let (mut rss_mib, mut mb_per_s) = (Vec::new(), Vec::new());
     let mut last_bytes = 0u64;
     let mut next = start + interval;
     while start.elapsed() < o.duration {
-        std::thread::sleep(Duration::from_millis(250).min(o.duration.saturating_sub(start.elapsed())));
+        std::thread::sleep(
+            Duration::from_millis(250).min(o.duration.saturating_sub(start.elapsed())),
+        );
         pb.set_position(start.elapsed().as_secs());
         if Instant::now() >= next || start.elapsed() >= o.duration {
             let bytes = totals.written.load(Relaxed) + totals.read.load(Relaxed);
@@ -376,7 +376,10 @@ fn drive(o: &StabilityOpts<'_>, dirs: &[PathBuf], pids: &[u32]) -> Result<()> {
             ),
             &format!("interval ({} s)", interval.as_secs()),
             "MB/s; MiB",
-            &[("throughput MB/s", &mb_per_s), ("daemons' memory MiB", &rss_mib)],
+            &[
+                ("throughput MB/s", &mb_per_s),
+                ("daemons' memory MiB", &rss_mib),
+            ],
         )?;
     }
     let out = serde_json::json!({

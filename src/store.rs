@@ -151,6 +151,30 @@ impl ContentStore {
         Ok(())
     }
 
+    /// Every content file of the store (`<root>/<fan>/<name>`, the layout
+    /// [`ContentStore::create`] makes).
+    pub fn files(&self) -> io::Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        let top = match std::fs::read_dir(&self.root) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for fan in top {
+            let fan = fan?;
+            if fan.file_name().len() != 2 || !fan.file_type()?.is_dir() {
+                continue;
+            }
+            for f in std::fs::read_dir(fan.path())? {
+                let f = f?;
+                if f.file_type()?.is_file() {
+                    out.push(f.path());
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Space on the store's file system.
     pub fn space(&self) -> io::Result<SpaceInfo> {
         let s = nix::sys::statvfs::statvfs(&self.root).map_err(io::Error::from)?;

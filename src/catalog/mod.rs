@@ -20,7 +20,7 @@
 pub mod names;
 pub mod sqlite;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 /// Inode number.
@@ -141,6 +141,22 @@ pub struct Unlinked {
     /// The inode was forgotten in the same transaction (no links, not open);
     /// its content file, if the mount wrote one, is the caller's to delete.
     pub purged: Option<Option<PathBuf>>,
+}
+
+/// A content file a catalog row points at.
+#[derive(Clone, Debug)]
+pub struct ContentRef {
+    pub path: PathBuf,
+    pub node_id: String,
+}
+
+/// What [`Catalog::check`] found.
+#[derive(Clone, Debug, Default)]
+pub struct CatalogCheck {
+    /// Damage: left by a crash or a change behind the mount's back; repairable.
+    pub damage: Vec<String>,
+    /// Not damage: what the format allows and the mount renders as documented.
+    pub notes: Vec<String>,
 }
 
 /// Errors of the catalog layer.
@@ -281,6 +297,20 @@ pub trait Catalog: Send + Sync {
 
     /// Bytes of file content the catalog holds (the sum of its files' sizes).
     fn usage(&self) -> Result<u64, CatalogError>;
+
+    // ---- consistency (`markbase fsck` and the recovery pass at mount)
+
+    /// Every content file a live row points at: locations, and the content of
+    /// named or unlinked-but-open inodes.
+    fn content_refs(&self) -> Result<Vec<ContentRef>, CatalogError>;
+    /// What is wrong inside the catalog (damage) and what is odd but rendered
+    /// as the format documents (notes).
+    fn check(&self) -> Result<CatalogCheck, CatalogError>;
+    /// Repair what [`Catalog::check`] calls damage, except leftovers (the file
+    /// system core frees those); returns what was done.
+    fn repair(&self) -> Result<Vec<String>, CatalogError>;
+    /// Forget that `node_id`'s content is at `path` (the file is gone).
+    fn drop_location(&self, node_id: &str, path: &Path) -> Result<(), CatalogError>;
 
     /// Make every committed change durable (after an `fsync`).
     fn sync(&self) -> Result<(), CatalogError>;

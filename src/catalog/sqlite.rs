@@ -91,6 +91,9 @@ pub struct SqliteCatalog {
     uid: u32,
     gid: u32,
     wal: Mutex<Option<File>>,
+    /// One node of each `parent_id` cycle, shown under `Unfiled` (found at the
+    /// first listing of the root, so that mounting never scans the catalog).
+    cycle_heads: Mutex<Option<std::sync::Arc<std::collections::HashSet<String>>>>,
 }
 
 /// The v1 schema, for `markbase library create`.
@@ -343,6 +346,7 @@ impl SqliteCatalog {
             uid: opts.uid,
             gid: opts.gid,
             wal: Mutex::new(None),
+            cycle_heads: Mutex::new(None),
         };
         Ok(cat)
     }
@@ -595,6 +599,20 @@ impl SqliteCatalog {
         Ok((side + cat) as u32)
     }
 
+    /// The cycle heads, found once.
+    fn heads(
+        &self,
+        conn: &Connection,
+    ) -> Result<std::sync::Arc<std::collections::HashSet<String>>, CatalogError> {
+        let mut h = self.cycle_heads.lock();
+        if let Some(h) = h.as_ref() {
+            return Ok(h.clone());
+        }
+        let found = std::sync::Arc::new(cycles(conn)?.1.into_iter().collect());
+        *h = Some(std::sync::Arc::clone(&found));
+        Ok(found)
+    }
+
     fn has_orphans(conn: &Connection) -> Result<bool, CatalogError> {
         Ok(conn
             .prepare_cached(&format!(
@@ -604,6 +622,69 @@ impl SqliteCatalog {
             .optional()?
             .is_some())
     }
+}
+
+/// An inode row that is still in use: named (an edge or a `file_nodes`
+/// row), the root, or unlinked but open.
+const LIVE_INODE: &str = "(i.unlinked = 1 OR i.node_id = '(root)'
+    OR EXISTS (SELECT 1 FROM mb_edges e WHERE e.ino = i.ino)
+    OR EXISTS (SELECT 1 FROM file_nodes n WHERE n.node_id = i.node_id))";
+
+/// Names whose inode is gone.
+const DANGLING_EDGES_COUNT: &str = "SELECT count(*) FROM mb_edges e
+    WHERE NOT EXISTS (SELECT 1 FROM mb_inodes i WHERE i.ino = e.ino)";
+
+/// Names whose folder is gone (the root is inode 1; a folder is an inode row
+/// that is named or the root).
+const HOMELESS_EDGES_COUNT: &str = "SELECT count(*) FROM mb_edges e
+    WHERE e.parent != 1 AND NOT EXISTS (SELECT 1 FROM mb_inodes i WHERE i.ino = e.parent
+      AND (EXISTS (SELECT 1 FROM mb_edges p WHERE p.ino = i.ino)
+           OR EXISTS (SELECT 1 FROM file_nodes n WHERE n.node_id = i.node_id)))";
+
+/// Catalog nodes that never reach the root because their parent chain loops,
+/// and the least node id of each loop (its head, shown under `Unfiled`).
+fn cycles(conn: &Connection) -> Result<(Vec<String>, Vec<String>), CatalogError> {
+    use std::collections::{HashMap, HashSet};
+    let rows: Vec<(String, Option<String>)> = conn
+        .prepare_cached("SELECT node_id, parent_id FROM file_nodes WHERE parent_id IS NOT NULL")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let parent: HashMap<&str, &str> = rows
+        .iter()
+        .filter_map(|(n, p)| p.as_deref().map(|p| (n.as_str(), p)))
+        .collect();
+    let mut in_cycle: HashSet<&str> = HashSet::new();
+    let mut heads: Vec<String> = Vec::new();
+    let mut done: HashSet<&str> = HashSet::new();
+    for start in parent.keys() {
+        let mut path: Vec<&str> = Vec::new();
+        let mut on_path: HashSet<&str> = HashSet::new();
+        let mut cur = *start;
+        loop {
+            if done.contains(cur) {
+                break;
+            }
+            if !on_path.insert(cur) {
+                // `cur` is where the walk came back to: the loop is from there on.
+                let at = path.iter().position(|n| *n == cur).unwrap_or(0);
+                in_cycle.extend(path[at..].iter().copied());
+                if let Some(h) = path[at..].iter().min() {
+                    heads.push(h.to_string());
+                }
+                break;
+            }
+            path.push(cur);
+            match parent.get(cur) {
+                Some(p) => cur = p,
+                None => break,
+            }
+        }
+        done.extend(path);
+    }
+    let mut v: Vec<String> = in_cycle.into_iter().map(String::from).collect();
+    v.sort();
+    heads.sort();
+    Ok((v, heads))
 }
 
 /// A node whose parent does not exist (or is not a folder) sits in `Unfiled`.
@@ -1028,6 +1109,10 @@ impl Catalog for SqliteCatalog {
         {
             let r = self.reader()?;
             let dir_place = place(&r, dir)?;
+            let heads = match dir_place {
+                Place::SideDir => Default::default(),
+                _ => self.heads(&r)?,
+            };
             let (sql, key): (String, Option<String>) = match &dir_place {
                 Place::Root => ("n.parent_id IS NULL".into(), None),
                 Place::CatalogDir(id) => ("n.parent_id = ?1".into(), Some(id.clone())),
@@ -1054,10 +1139,21 @@ impl Catalog for SqliteCatalog {
                         ),
                     })
                 };
-                let rows = match &key {
+                let mut rows = match &key {
                     Some(k) => st.query_map([k], map)?.collect::<Result<Vec<_>, _>>()?,
                     None => st.query_map([], map)?.collect::<Result<Vec<_>, _>>()?,
                 };
+                // A cycle's head leaves its (looping) parent for Unfiled.
+                rows.retain(|c| !heads.contains(&c.payload.2));
+                if matches!(dir_place, Place::Unfiled) {
+                    let mut one = r.prepare_cached(
+                        "SELECT n.node_id, n.label, n.node_type, coalesce(n.created_at, ''), i.ino, coalesce(i.claimed, 0)
+                         FROM file_nodes n LEFT JOIN mb_inodes i ON i.node_id = n.node_id WHERE n.node_id = ?1 LIMIT 1",
+                    )?;
+                    for h in heads.iter() {
+                        rows.extend(one.query_map([h], map)?.collect::<Result<Vec<_>, _>>()?);
+                    }
+                }
                 raw.extend(rows);
             }
             let mut st = r.prepare_cached(
@@ -1082,7 +1178,7 @@ impl Catalog for SqliteCatalog {
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             raw.extend(side);
-            if dir == ROOT_INO && Self::has_orphans(&r)? {
+            if dir == ROOT_INO && (!heads.is_empty() || Self::has_orphans(&r)?) {
                 raw.push(RawChild {
                     label: "Unfiled".into(),
                     priority: 2,
@@ -1128,8 +1224,11 @@ impl Catalog for SqliteCatalog {
                 .optional()?;
             return p.map(|p| p as Ino).ok_or(CatalogError::NotFound);
         }
+        if self.heads(&r)?.contains(&m.node_id) {
+            return Ok(UNFILED_INO);
+        }
         let parent_id: Option<String> = r
-            .prepare_cached("SELECT parent_id FROM file_nodes WHERE node_id=?1")?
+            .prepare_cached("SELECT parent_id FROM file_nodes WHERE node_id=?1 LIMIT 1")?
             .query_row([&m.node_id], |row| row.get(0))?;
         let Some(pid) = parent_id else {
             return Ok(ROOT_INO);
@@ -1406,6 +1505,145 @@ impl Catalog for SqliteCatalog {
             )?
             .query_row([], |row| row.get(0))?;
         Ok(n.max(0) as u64)
+    }
+
+    fn content_refs(&self) -> Result<Vec<ContentRef>, CatalogError> {
+        let r = self.reader()?;
+        let mut st = r.prepare_cached(&format!(
+            "SELECT location, file_uuid FROM file_locations
+             UNION ALL
+             SELECT content, node_id FROM mb_inodes i WHERE content IS NOT NULL AND {LIVE_INODE}"
+        ))?;
+        let rows = st.query_map([], |row| {
+            Ok(ContentRef {
+                path: PathBuf::from(row.get::<_, String>(0)?),
+                node_id: row.get(1)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn check(&self) -> Result<CatalogCheck, CatalogError> {
+        let r = self.reader()?;
+        let mut out = CatalogCheck::default();
+        let lines: Vec<String> = r
+            .prepare("PRAGMA integrity_check")?
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        if lines != ["ok"] {
+            out.damage.push(format!(
+                "SQLite integrity check failed: {} (restore the catalog from a backup)",
+                lines.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
+            ));
+        }
+        let count = |sql: &str| -> Result<i64, CatalogError> {
+            Ok(r.prepare_cached(sql)?.query_row([], |row| row.get(0))?)
+        };
+        let n = count(DANGLING_EDGES_COUNT)?;
+        if n > 0 {
+            out.damage
+                .push(format!("{n} names point at inodes that do not exist"));
+        }
+        let n = count(HOMELESS_EDGES_COUNT)?;
+        if n > 0 {
+            out.damage
+                .push(format!("{n} names sit in folders that do not exist"));
+        }
+        let n = count("SELECT count(*) FROM mb_inodes WHERE unlinked = 1")?;
+        if n > 0 {
+            out.damage.push(format!(
+                "{n} files deleted while open were not freed (the daemon stopped first)"
+            ));
+        }
+        let n = count(&format!("SELECT count(*) FROM file_nodes n WHERE {ORPHAN}"))?;
+        if n > 0 {
+            out.notes.push(format!(
+                "{n} nodes whose parent is missing or not a folder (shown under Unfiled)"
+            ));
+        }
+        let n = count("SELECT count(*) FROM file_nodes WHERE label IS NULL OR label = ''")?;
+        if n > 0 {
+            out.notes
+                .push(format!("{n} nodes without a label (shown as Untitled)"));
+        }
+        let n = count(
+            "SELECT coalesce(sum(c - 1), 0) FROM (SELECT count(*) AS c FROM file_nodes
+             GROUP BY parent_id, label HAVING count(*) > 1)",
+        )?;
+        if n > 0 {
+            out.notes.push(format!(
+                "{n} nodes share a label with another in their folder (shown as `name (2).ext`)"
+            ));
+        }
+        let n = count(
+            "SELECT count(*) FROM (SELECT node_id FROM file_nodes GROUP BY node_id HAVING count(*) > 1)",
+        )?;
+        if n > 0 {
+            out.notes.push(format!(
+                "{n} node ids appear on more than one row (the first is shown)"
+            ));
+        }
+        let n = cycles(&r)?.0.len();
+        if n > 0 {
+            out.notes.push(format!(
+                "{n} nodes in parent_id cycles, unreachable from the root (shown under Unfiled)"
+            ));
+        }
+        Ok(out)
+    }
+
+    fn repair(&self) -> Result<Vec<String>, CatalogError> {
+        self.write(|tx| {
+            let mut done = Vec::new();
+            let n = tx.execute(
+                &DANGLING_EDGES_COUNT.replace(
+                    "SELECT count(*) FROM mb_edges e",
+                    "DELETE FROM mb_edges AS e",
+                ),
+                [],
+            )?;
+            if n > 0 {
+                done.push(format!("removed {n} names of inodes that did not exist"));
+            }
+            // A name in a folder that is gone: the node has no place; free it
+            // (its content file, if any, goes to lost+found with the rest).
+            let homeless: Vec<i64> = tx
+                .prepare(&HOMELESS_EDGES_COUNT.replace("count(*)", "e.ino"))?
+                .query_map([], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            if !homeless.is_empty() {
+                tx.execute(
+                    &HOMELESS_EDGES_COUNT.replace(
+                        "SELECT count(*) FROM mb_edges e",
+                        "DELETE FROM mb_edges AS e",
+                    ),
+                    [],
+                )?;
+                for ino in &homeless {
+                    purge_in(tx, *ino as Ino)?;
+                }
+                done.push(format!(
+                    "removed {} names in folders that did not exist",
+                    homeless.len()
+                ));
+            }
+            Ok(done)
+        })
+    }
+
+    fn drop_location(&self, node_id: &str, path: &Path) -> Result<(), CatalogError> {
+        let p = path.to_string_lossy();
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM file_locations WHERE file_uuid = ?1 AND location = ?2",
+                params![node_id, p],
+            )?;
+            tx.execute(
+                "UPDATE mb_inodes SET content = NULL WHERE node_id = ?1 AND content = ?2",
+                params![node_id, p],
+            )?;
+            Ok(())
+        })
     }
 
     fn leftovers(&self) -> Result<Vec<(Ino, Option<PathBuf>)>, CatalogError> {

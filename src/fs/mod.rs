@@ -47,6 +47,7 @@ use crate::store::{ContentStore, SpaceInfo, StoreError};
 pub use crate::catalog::names::NAME_MAX;
 
 mod cache;
+pub mod check;
 pub mod quota;
 use cache::TtlCache;
 use quota::{Quota, TakeError};
