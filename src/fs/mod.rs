@@ -513,10 +513,13 @@ impl MarkBaseFs {
     pub fn recover(&self) -> FsResult<usize> {
         let left = self.catalog.leftovers()?;
         for (ino, content) in &left {
+            // The row first: a crash in between leaves an unreferenced
+            // content file (which recovery finds), never a row whose file
+            // is gone.
+            self.catalog.purge(*ino)?;
             if let Some(p) = content {
                 self.store.remove(p)?;
             }
-            self.catalog.purge(*ino)?;
         }
         Ok(left.len())
     }
@@ -969,19 +972,18 @@ impl MarkBaseFs {
     }
 
     fn purge(&self, ino: Ino) -> FsResult<()> {
-        let rec = self.catalog.get(ino);
-        if let Ok(rec) = &rec {
-            if let Some(p) = &rec.content {
-                if self.quota.is_some() {
-                    // An unlinked open file's growth never reached the catalog.
-                    let real = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-                    let _ = self.quota_resize(rec.size.max(real), 0);
-                }
-                self.store.remove(p)?;
-            }
-        }
+        let rec = self.catalog.get(ino).ok();
+        // The row first, then the file (see `recover`).
         self.catalog.purge(ino)?;
         self.changed(&[], &[ino]);
+        if let Some(p) = rec.as_ref().and_then(|r| r.content.as_ref()) {
+            if let (Some(_), Some(rec)) = (&self.quota, &rec) {
+                // An unlinked open file's growth never reached the catalog.
+                let real = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+                let _ = self.quota_resize(rec.size.max(real), 0);
+            }
+            self.store.remove(p)?;
+        }
         Ok(())
     }
 

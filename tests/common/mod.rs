@@ -198,3 +198,49 @@ pub fn expected_sparse(uuid: &str, size: u64) -> Vec<u8> {
 pub fn errno_of<T>(r: std::io::Result<T>) -> Option<i32> {
     r.err().and_then(|e| e.raw_os_error())
 }
+
+/// The pid of the daemon serving `dir` (from `markbase fuse --status --json`).
+pub fn daemon_pid(dir: &Path) -> u32 {
+    let out = Command::new(bin())
+        .args(["fuse", "--status", "--json"])
+        .output()
+        .expect("run markbase");
+    let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("status json");
+    all.iter()
+        .find(|m| m["mountpoint"].as_str() == dir.to_str())
+        .and_then(|m| m["pid"].as_u64())
+        .expect("a daemon for the mount") as u32
+}
+
+/// Bytes `offset..offset+len` of the test stream `seed` (cheap, deterministic).
+pub fn stream(seed: u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    let mut x = seed | 1;
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Run `markbase fsck` on `user` of `data`; (exit code, stdout).
+pub fn fsck(data: &Path, user: &str, extra: &[&str]) -> (i32, String) {
+    let out = Command::new(bin())
+        .arg("--data-dir")
+        .arg(data)
+        .args(["fsck", "--user", user])
+        .args(extra)
+        .output()
+        .expect("run markbase fsck");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
