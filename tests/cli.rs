@@ -121,6 +121,17 @@ fn bad_catalogs_are_refused_untouched() {
     holder.execute_batch("ROLLBACK;").unwrap();
     drop(holder);
 
+    // A read-only catalog file: refused (even for root), untouched.
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&cat, fs::Permissions::from_mode(0o444)).unwrap();
+    let before = fs::read(&cat).unwrap();
+    refused(
+        &lib.markbase(&mount_args("carol", mp.to_str().unwrap())),
+        "read-only",
+    );
+    assert_eq!(fs::read(&cat).unwrap(), before);
+    fs::set_permissions(&cat, fs::Permissions::from_mode(0o644)).unwrap();
+
     // From a future version of the side tables.
     let c = rusqlite::Connection::open(&cat).unwrap();
     c.execute_batch(

@@ -100,7 +100,13 @@ fn work(dir: PathBuf, id: u64, stop: Arc<AtomicBool>) -> Model {
                 // The daemon is gone (ENOTCONN) or going: stop here, with
                 // this operation in flight.
                 assert!(
-                    matches!(e.raw_os_error(), Some(libc::ENOTCONN) | Some(libc::ECONNABORTED) | Some(libc::EIO) | Some(libc::ENOENT)),
+                    matches!(
+                        e.raw_os_error(),
+                        Some(libc::ENOTCONN)
+                            | Some(libc::ECONNABORTED)
+                            | Some(libc::EIO)
+                            | Some(libc::ENOENT)
+                    ),
                     "worker {id}: unexpected error {e}"
                 );
                 return m;
@@ -117,10 +123,18 @@ fn verify(dir: &Path, m: &Model) {
         .collect();
     let want: BTreeSet<String> = m.nodes.keys().cloned().collect();
     for extra in seen.difference(&want) {
-        assert!(m.in_flight.contains(extra), "{}: {extra} should not exist", dir.display());
+        assert!(
+            m.in_flight.contains(extra),
+            "{}: {extra} should not exist",
+            dir.display()
+        );
     }
     for lost in want.difference(&seen) {
-        assert!(m.in_flight.contains(lost), "{}: {lost} was lost", dir.display());
+        assert!(
+            m.in_flight.contains(lost),
+            "{}: {lost} was lost",
+            dir.display()
+        );
     }
     for (name, n) in &m.nodes {
         if m.in_flight.contains(name) {
@@ -155,11 +169,18 @@ fn sigkill_mid_operations_loses_nothing_that_returned() {
             let dir = m.dir.join(&rel);
             fs::create_dir(&dir).unwrap();
             let stop = stop.clone();
-            workers.push((rel, std::thread::spawn(move || work(dir, round * 10 + w, stop))));
+            workers.push((
+                rel,
+                std::thread::spawn(move || work(dir, round * 10 + w, stop)),
+            ));
         }
         std::thread::sleep(Duration::from_millis(400 + 300 * round));
         let pid = daemon_pid(&m.dir);
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
         stop.store(true, Ordering::Relaxed);
         for (rel, h) in workers {
             models.push((rel, h.join().expect("worker")));
@@ -188,5 +209,8 @@ fn sigkill_mid_operations_loses_nothing_that_returned() {
         verify(&m.dir.join(rel), model);
     }
     let ops: usize = models.iter().map(|(_, m)| m.nodes.len()).sum();
-    assert!(ops > 20, "the workers did too little before the kills ({ops} nodes)");
+    assert!(
+        ops > 20,
+        "the workers did too little before the kills ({ops} nodes)"
+    );
 }

@@ -184,6 +184,8 @@ pub enum CatalogError {
     NotACatalog { path: PathBuf, why: String },
     #[error("{0}: the catalog is locked by another process")]
     Locked(PathBuf),
+    #[error("{0}: the catalog file is read-only; a mount writes to it (inode numbers, changes): make it writable (chmod u+w), or copy it")]
+    ReadOnly(PathBuf),
     #[error(
         "{path}: catalog written by a newer markbase (schema {found}, this build knows {known})"
     )]

@@ -281,6 +281,13 @@ impl SqliteCatalog {
             conn.execute_batch(V1_SCHEMA)?;
         }
         sqlite_header_ok(path)?;
+        // Root may write a 0444 file; the owner's intent still holds.
+        let ro_mode = std::fs::metadata(path)
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o222 == 0)
+            .unwrap_or(false);
+        if ro_mode || nix::unistd::access(path, nix::unistd::AccessFlags::W_OK).is_err() {
+            return Err(CatalogError::ReadOnly(path.to_path_buf()));
+        }
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -1143,8 +1150,10 @@ impl Catalog for SqliteCatalog {
                     Some(k) => st.query_map([k], map)?.collect::<Result<Vec<_>, _>>()?,
                     None => st.query_map([], map)?.collect::<Result<Vec<_>, _>>()?,
                 };
-                // A cycle's head leaves its (looping) parent for Unfiled.
-                rows.retain(|c| !heads.contains(&c.payload.2));
+                // A cycle's head leaves its (looping) parent for Unfiled; a
+                // node id found on two rows is shown once (its first row).
+                let mut seen = std::collections::HashSet::new();
+                rows.retain(|c| !heads.contains(&c.payload.2) && seen.insert(c.payload.2.clone()));
                 if matches!(dir_place, Place::Unfiled) {
                     let mut one = r.prepare_cached(
                         "SELECT n.node_id, n.label, n.node_type, coalesce(n.created_at, ''), i.ino, coalesce(i.claimed, 0)
