@@ -1248,7 +1248,15 @@ impl MarkBaseFs {
             // Opening touches the disk: do it without the table lock.
             drop(open);
             let p = self.content_path(&rec).ok_or_else(|| self.missing(&rec))?;
-            let file = self.store.open(&p, write)?;
+            let file = match self.store.open(&p, write) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // Deleted behind the mount's back since it was resolved.
+                    self.paths.pop([&ino]);
+                    return Err(self.missing(&rec));
+                }
+                Err(e) => return Err(e.into()),
+            };
             let writable = file_writable(&file);
             let base = backing_now(&file)?;
             let of = Arc::new(OpenFile {
