@@ -229,7 +229,7 @@ fn fsck(
     let fs = mount::open_library(&lib)?;
     let report = fs.check(&markbase::fs::check::CheckOpts {
         repair,
-        free_leftovers: true,
+        offline: true,
         grace: stability::parse_duration(grace)?,
         lost_found: lib.lost_found_dir(),
     })?;

@@ -453,6 +453,7 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountEr
             }
         })
         .map_err(io_err("signal thread"))?;
+    fs.store().start_pool_refill();
     // The recovery pass: content files a killed daemon left without a row,
     // names without inodes, locations of vanished files. In the background,
     // so that the mount answers at once.
@@ -463,7 +464,7 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountEr
             .spawn(move || {
                 let opts = crate::fs::check::CheckOpts {
                     repair: true,
-                    free_leftovers: false,
+                    offline: false,
                     grace: RECOVERY_GRACE,
                     lost_found,
                 };

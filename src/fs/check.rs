@@ -5,8 +5,8 @@
 //! names without inodes or folders, files deleted while open and never freed;
 //! format oddities are notes, not damage). This module adds what needs the
 //! content store beside it: a location inside the store whose file is gone
-//! (repair: forget the location; the node then reads as "no existing
-//! location", EIO, as the format documents), and content files that no row
+//! (repair, by `fsck` only: forget the location; the node then reads as
+//! "no existing location", EIO, as the format documents), and content files that no row
 //! points at (left by a daemon killed between making a file and committing
 //! its row, or by a row deleted behind the mount's back). Repair never throws
 //! bytes away: an empty orphan is deleted, any other is moved to
@@ -26,9 +26,11 @@ use crate::catalog::Catalog;
 #[derive(Clone, Debug)]
 pub struct CheckOpts {
     pub repair: bool,
-    /// Free files deleted while open that an earlier run left (only when no
-    /// mount serves the library: a live mount has its own such files).
-    pub free_leftovers: bool,
+    /// No mount serves the library (`fsck`): also free files deleted while
+    /// open that an earlier run left, and forget locations whose file is gone.
+    /// A live mount's own pass does neither: it has such files of its own,
+    /// and a file may vanish and come back under a running program.
+    pub offline: bool,
     /// Leave content files younger than this alone.
     pub grace: Duration,
     /// Where orphaned content files with bytes in them go.
@@ -61,7 +63,7 @@ impl MarkBaseFs {
         };
         if o.repair {
             r.repaired.extend(cat.repair()?);
-            let freed = if o.free_leftovers { self.recover()? } else { 0 };
+            let freed = if o.offline { self.recover()? } else { 0 };
             if freed > 0 {
                 r.repaired
                     .push(format!("freed {freed} files deleted while open"));
@@ -80,7 +82,7 @@ impl MarkBaseFs {
                         c.path.display()
                     ));
                 }
-                if o.repair {
+                if o.repair && o.offline {
                     cat.drop_location(&c.node_id, &c.path)?;
                 }
             }
@@ -89,7 +91,7 @@ impl MarkBaseFs {
             r.damage
                 .push(format!("... {missing} content files missing in all"));
         }
-        if missing > 0 && o.repair {
+        if missing > 0 && o.repair && o.offline {
             r.repaired.push(format!(
                 "forgot {missing} locations of missing content files (those files read as EIO)"
             ));

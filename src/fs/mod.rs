@@ -276,7 +276,18 @@ pub struct Listing {
 /// A change to one cached directory listing.
 enum DirEdit {
     Add(DirEntry),
-    Remove(String),
+    /// A name and the kind of what it named.
+    Remove(String, Kind),
+}
+
+impl DirEdit {
+    /// Does the edit change the folder's link count (a subfolder came or went)?
+    fn moves_subdir(&self) -> bool {
+        match self {
+            DirEdit::Add(e) => e.kind == Kind::Dir,
+            DirEdit::Remove(_, k) => *k == Kind::Dir,
+        }
+    }
 }
 
 impl Listing {
@@ -308,7 +319,7 @@ impl Listing {
                     self.entries.push(e);
                 }
             }
-            DirEdit::Remove(name) => {
+            DirEdit::Remove(name, _) => {
                 if let Some(i) = self.by_name.remove(&name) {
                     self.entries.swap_remove(i);
                     if let Some(moved) = self.entries.get(i) {
@@ -429,6 +440,9 @@ pub struct MarkBaseFs {
     store: ContentStore,
     attrs: TtlCache<NodeRecord>,
     paths: TtlCache<Option<PathBuf>>,
+    /// Real size and 512-byte blocks of content files that are not open, as
+    /// last seen (so `readdirplus` and `stat` need no `stat` of their own).
+    sizes: TtlCache<(u64, u64)>,
     dirs: TtlCache<Arc<Listing>>,
     epoch: AtomicU64,
     open: Mutex<HashMap<Ino, Arc<OpenFile>>>,
@@ -458,6 +472,7 @@ impl MarkBaseFs {
         MarkBaseFs {
             attrs: TtlCache::new(cfg.attr_entries, cfg.ttl),
             paths: TtlCache::new(cfg.path_entries, cfg.ttl),
+            sizes: TtlCache::new(cfg.attr_entries, cfg.ttl),
             dirs: TtlCache::new(cfg.dir_entries, cfg.ttl),
             catalog,
             store,
@@ -542,13 +557,32 @@ impl MarkBaseFs {
         }
     }
 
-    /// A change made through the mount: edit the cached listings it touched in
-    /// place where that is exact (the common case: no collided names in the
-    /// folder), drop them otherwise; drop the attributes of `inodes` and of
-    /// the edited directories.
-    fn edited(&self, edits: Vec<(Ino, DirEdit)>, inodes: &[Ino]) {
+    /// A change made through the mount, committed with time `now`: edit the
+    /// cached listings it touched in place where that is exact (the common
+    /// case: no collided names in the folder), drop them otherwise; drop the
+    /// attributes of `inodes`. An edited folder's cached attributes get the
+    /// new mtime and ctime the catalog gave it (so that the kernel's
+    /// permission checks before the next create need no catalog query),
+    /// unless its link count changed too: then they are dropped.
+    fn edited(&self, edits: Vec<(Ino, DirEdit)>, inodes: &[Ino], now: SystemTime) {
         self.epoch.fetch_add(1, Relaxed);
-        let touched: Vec<Ino> = edits.iter().map(|(dir, _)| *dir).collect();
+        let mut touched: Vec<Ino> = Vec::new();
+        for (dir, edit) in &edits {
+            if edit.moves_subdir() || touched.contains(dir) {
+                touched.push(*dir);
+                continue;
+            }
+            let mut kept = false;
+            self.attrs.edit(*dir, |r| {
+                r.mtime = now;
+                r.ctime = now;
+                kept = true;
+                true
+            });
+            if !kept {
+                touched.push(*dir);
+            }
+        }
         for (dir, edit) in edits {
             self.dirs.edit(dir, |l| {
                 if l.exact {
@@ -571,6 +605,7 @@ impl MarkBaseFs {
     fn forget(&self, dirs: &[Ino], inodes: &[Ino]) {
         self.attrs.pop(dirs.iter().chain(inodes));
         self.paths.pop(inodes);
+        self.sizes.pop(inodes);
     }
 
     fn record(&self, ino: Ino) -> FsResult<NodeRecord> {
@@ -580,6 +615,7 @@ impl MarkBaseFs {
     }
 
     fn fresh_record(&self, rec: NodeRecord) -> NodeRecord {
+        self.sizes.pop([&rec.ino]);
         self.attrs.put(rec.ino, rec.clone());
         rec
     }
@@ -647,12 +683,17 @@ impl MarkBaseFs {
                     a.mtime = st.mtime;
                     a.ctime = st.ctime;
                     a.nlink = if st.unlinked { 0 } else { a.nlink };
-                } else if let Some(p) = self.content_path(rec) {
-                    if let Ok(m) = std::fs::metadata(&p) {
-                        a.size = m.len();
-                        a.blocks = std::os::unix::fs::MetadataExt::blocks(&m);
-                        if rec.in_catalog && m.len() != rec.size {
-                            self.size_fixes.lock().insert(rec.ino, m.len());
+                } else {
+                    let real = self.sizes.get_or_load(rec.ino, &self.epoch, || {
+                        let p = self.content_path(rec).ok_or(())?;
+                        let m = std::fs::metadata(&p).map_err(|_| ())?;
+                        Ok::<_, ()>((m.len(), std::os::unix::fs::MetadataExt::blocks(&m)))
+                    });
+                    if let Ok((len, blocks)) = real {
+                        a.size = len;
+                        a.blocks = blocks;
+                        if rec.in_catalog && len != rec.size {
+                            self.size_fixes.lock().insert(rec.ino, len);
                         }
                     }
                 }
@@ -801,7 +842,8 @@ impl MarkBaseFs {
             target,
             content: content.clone(),
         };
-        let rec = match self.catalog.create(parent, name, &new, SystemTime::now()) {
+        let now = SystemTime::now();
+        let rec = match self.catalog.create(parent, name, &new, now) {
             Ok(r) => r,
             Err(e) => {
                 if let Some(p) = &content {
@@ -816,7 +858,10 @@ impl MarkBaseFs {
             kind,
             disambiguated: false,
         };
-        self.edited(vec![(parent, DirEdit::Add(entry))], &[]);
+        self.edited(vec![(parent, DirEdit::Add(entry))], &[], now);
+        if let Some(p) = content {
+            self.paths.put(rec.ino, Some(p));
+        }
         Ok((self.fresh_record(rec), file))
     }
 
@@ -938,15 +983,18 @@ impl MarkBaseFs {
             _ => {}
         }
         let open = self.open.lock().contains_key(&e.ino);
+        let now = SystemTime::now();
         let size = match (&self.quota, e.kind) {
             (Some(_), Kind::File) => self.record(e.ino).map(|r| r.size).unwrap_or(0),
             _ => 0,
         };
-        let un = self
-            .catalog
-            .unlink(parent, name, e.ino, open, SystemTime::now())?;
+        let un = self.catalog.unlink(parent, name, e.ino, open, now)?;
         self.changed(&[e.ino], &[]);
-        self.edited(vec![(parent, DirEdit::Remove(name.to_string()))], &[e.ino]);
+        self.edited(
+            vec![(parent, DirEdit::Remove(name.to_string(), e.kind))],
+            &[e.ino],
+            now,
+        );
         match un.purged {
             Some(content) => {
                 let _ = self.quota_resize(size, 0);
@@ -1081,10 +1129,11 @@ impl MarkBaseFs {
         };
         self.edited(
             vec![
-                (parent, DirEdit::Remove(name.to_string())),
+                (parent, DirEdit::Remove(name.to_string(), src.kind)),
                 (new_parent, DirEdit::Add(moved)),
             ],
             &inos,
+            now,
         );
         if let Some(un) = r.replaced {
             if un.nlink == 0 {
@@ -1097,6 +1146,7 @@ impl MarkBaseFs {
     pub fn link(&self, ino: Ino, new_parent: Ino, new_name: &OsStr) -> FsResult<Attr> {
         let new_name = check_name(new_name)?;
         let _g = self.lock_dir(new_parent);
+        let now = SystemTime::now();
         let rec = self.record(ino)?;
         if rec.kind == Kind::Dir {
             return Err(FsError::Perm("hard links to directories"));
@@ -1107,16 +1157,14 @@ impl MarkBaseFs {
         if self.listing(new_parent)?.get(new_name).is_some() {
             return Err(FsError::Exists);
         }
-        let rec = self
-            .catalog
-            .link(ino, new_parent, new_name, SystemTime::now())?;
+        let rec = self.catalog.link(ino, new_parent, new_name, now)?;
         let entry = DirEntry {
             name: new_name.to_string(),
             ino,
             kind: rec.kind,
             disambiguated: false,
         };
-        self.edited(vec![(new_parent, DirEdit::Add(entry))], &[ino]);
+        self.edited(vec![(new_parent, DirEdit::Add(entry))], &[ino], now);
         let rec = self.fresh_record(rec);
         Ok(self.attr_of(&rec))
     }
@@ -1373,7 +1421,25 @@ impl MarkBaseFs {
             of.state.lock().dirty = true;
             return Err(e.into());
         }
-        self.attrs.pop([&of.ino]);
+        // The cached record becomes what was committed (no reload).
+        let mut kept = false;
+        self.attrs.edit(of.ino, |r| {
+            r.size = size;
+            r.mtime = mtime;
+            r.ctime = ctime;
+            kept = true;
+            true
+        });
+        if !kept {
+            self.attrs.pop([&of.ino]);
+        }
+        match of.file.metadata() {
+            Ok(m) => self.sizes.put(
+                of.ino,
+                (m.len(), std::os::unix::fs::MetadataExt::blocks(&m)),
+            ),
+            Err(_) => self.sizes.pop([&of.ino]),
+        }
         Ok(())
     }
 
@@ -1425,7 +1491,6 @@ impl MarkBaseFs {
                 if of.state.lock().unlinked {
                     self.purge(of.ino)?;
                 }
-                self.attrs.pop([&of.ino]);
             }
         }
         res
