@@ -184,6 +184,16 @@ impl Filesystem for FuseAdapter {
                 }
             );
         }
+        if !self.passthrough.load(Ordering::Relaxed) {
+            // Every byte comes through the daemon: let the kernel gather
+            // writes in its page cache and send them in max_write pieces
+            // (the kernel then keeps size and mtime while pages are dirty).
+            // Not with passthrough, which bypasses the FUSE page cache.
+            let ok = config
+                .add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE)
+                .is_ok();
+            tracing::info!("writeback cache: {}", if ok { "on" } else { "off" });
+        }
         let _ = config.set_max_background(64);
         if let Ok(n) = self.fs.recover() {
             if n > 0 {

@@ -232,3 +232,47 @@ fn slow_catalog_writer_does_not_stop_reads() {
     assert!(done.duration_since(t) >= Duration::from_millis(1400));
     assert!(m.path("sub/made-while-locked").is_dir());
 }
+
+#[test]
+fn memory_pressure_refuses_new_writers_not_readers() {
+    let lib = TestLib::empty("joe");
+    let m = lib.mount(&[]);
+    fs::write(m.path("a.mov"), stream(11, 100_000)).unwrap();
+    drop(m);
+    // A daemon told that the machine is always short of memory (a floor of
+    // a petabyte available).
+    let dir = lib.tmp.path().join("low");
+    fs::create_dir(&dir).unwrap();
+    let out = std::process::Command::new(bin())
+        .env("MARKBASE_MIN_FREE_MIB", "1000000000")
+        .arg("--data-dir")
+        .arg(&lib.data)
+        .args(["fuse", "--mount", "--user", "joe", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = Mounted { dir };
+    assert_eq!(
+        errno_of(fs::File::create(m.path("new.mov"))),
+        Some(libc::ENOMEM)
+    );
+    assert_eq!(
+        errno_of(fs::OpenOptions::new().write(true).open(m.path("a.mov"))),
+        Some(libc::ENOMEM)
+    );
+    assert_eq!(
+        fs::read(m.path("a.mov")).unwrap(),
+        stream(11, 100_000),
+        "reads go on"
+    );
+    fs::create_dir(m.path("folders-still-work")).unwrap();
+    assert!(
+        !m.path("new.mov").exists(),
+        "a refused create leaves nothing"
+    );
+}

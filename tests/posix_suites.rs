@@ -28,10 +28,23 @@ fn tool(name: &str) -> PathBuf {
 
 #[test]
 fn pjdfstest_passes() {
+    pjdfstest(&[]);
+}
+
+/// The daemon's own data path (what macOS gets): every byte through the
+/// daemon, with the kernel's writeback cache.
+#[test]
+fn pjdfstest_passes_without_passthrough() {
+    pjdfstest(&["--no-passthrough"]);
+}
+
+fn pjdfstest(extra: &[&str]) {
     let lib = TestLib::empty("pjd");
     // pjdfstest switches to other users, who must reach the mount point.
     std::fs::set_permissions(lib.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let m = lib.mount(&["--allow-other"]);
+    let mut args = vec!["--allow-other"];
+    args.extend_from_slice(extra);
+    let m = lib.mount(&args);
     let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/pjdfstest.toml");
     let out = Command::new(tool("pjdfstest"))
         .arg("-c")
@@ -47,7 +60,7 @@ fn pjdfstest_passes() {
         .find(|l| l.starts_with("Summary:"))
         .unwrap_or("(no summary)")
         .to_string();
-    eprintln!("pjdfstest: {summary}");
+    eprintln!("pjdfstest {extra:?}: {summary}");
     let failed: Vec<&str> = text
         .lines()
         .filter(|l| l.trim_end().ends_with("FAILED"))
@@ -62,8 +75,17 @@ fn pjdfstest_passes() {
 
 #[test]
 fn fsx_100k_operations() {
+    fsx(&[]);
+}
+
+#[test]
+fn fsx_100k_operations_without_passthrough() {
+    fsx(&["--no-passthrough"]);
+}
+
+fn fsx(extra: &[&str]) {
     let lib = TestLib::empty("fsx");
-    let m = lib.mount(&[]);
+    let m = lib.mount(extra);
     let out = Command::new(tool("fsx"))
         .args(["-N", "100000", "-S", "7", "-P"])
         .arg(lib.tmp.path())
@@ -77,6 +99,6 @@ fn fsx_100k_operations() {
     );
     assert!(
         out.status.success() && all.contains("All operations completed A-OK"),
-        "fsx:\n{all}"
+        "fsx {extra:?}:\n{all}"
     );
 }

@@ -48,6 +48,7 @@ pub use crate::catalog::names::NAME_MAX;
 
 mod cache;
 pub mod check;
+pub mod memory;
 pub mod quota;
 use cache::TtlCache;
 use quota::{Quota, TakeError};
@@ -452,6 +453,7 @@ pub struct MarkBaseFs {
     locks: Vec<Mutex<()>>,
     size_fixes: Mutex<HashMap<Ino, u64>>,
     quota: Option<Quota>,
+    memory: memory::MemoryGuard,
     pub counters: Counters,
 }
 
@@ -484,6 +486,7 @@ impl MarkBaseFs {
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             size_fixes: Mutex::new(HashMap::new()),
             quota: cfg.quota.map(Quota::new),
+            memory: memory::MemoryGuard::from_env(),
             counters: Counters::default(),
         }
     }
@@ -932,6 +935,9 @@ impl MarkBaseFs {
         flags: i32,
         caller: Caller,
     ) -> FsResult<(Attr, u64)> {
+        if self.memory.low() {
+            return Err(FsError::NoMemory("opening a file for writing"));
+        }
         let (rec, file) = self.make(parent, name, Kind::File, mode, umask, 0, None, caller)?;
         let file = file.ok_or(FsError::Invalid("create without content"))?;
         let file_base = file.try_clone()?;
@@ -1291,6 +1297,9 @@ impl MarkBaseFs {
             _ => return Err(FsError::Invalid("open of a special file")),
         }
         let write = (flags & libc::O_ACCMODE) != libc::O_RDONLY;
+        if write && self.memory.low() {
+            return Err(FsError::NoMemory("opening a file for writing"));
+        }
         let mut open = self.open.lock();
         if !open.contains_key(&ino) {
             // Opening touches the disk: do it without the table lock.
