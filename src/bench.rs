@@ -96,11 +96,16 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
     pb
 }
 
+/// Read from the disk, not from memory: drop `f`'s cached pages, and (as
+/// root) every clean cached page, since through a passthrough mount the
+/// pages that matter are the content file's, which `f` cannot reach.
 fn drop_pages(f: &File) {
-    // SAFETY: advisory call on an open descriptor.
+    // SAFETY: advisory call on an open descriptor; sync takes no arguments.
     unsafe {
         libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+        libc::sync();
     }
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "1");
 }
 
 /// A buffer aligned for O_DIRECT.

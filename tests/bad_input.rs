@@ -97,11 +97,7 @@ fn rows_that_break_the_format_render_as_documented() {
         .arg(&m.dir)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 11);
     assert_eq!(v1_rows(&cat), before, "reading changed the user's rows");
     // Using the odd nodes works (and changes only the folder's mtime).

@@ -251,11 +251,7 @@ fn memory_pressure_refuses_new_writers_not_readers() {
         .arg(&dir)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let m = Mounted { dir };
     assert_eq!(
         errno_of(fs::File::create(m.path("new.mov"))),

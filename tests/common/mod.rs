@@ -244,3 +244,12 @@ pub fn fsck(data: &Path, user: &str, extra: &[&str]) -> (i32, String) {
         ),
     )
 }
+
+/// Assert that a command succeeded, showing its stderr if not.
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
