@@ -453,7 +453,9 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountEr
             }
         })
         .map_err(io_err("signal thread"))?;
-    fs.store().start_pool_refill();
+    if settings.read_only != Some(true) {
+        fs.store().start_pool_refill();
+    }
     // The recovery pass: content files a killed daemon left without a row,
     // names without inodes, locations of vanished files. In the background,
     // so that the mount answers at once.

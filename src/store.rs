@@ -196,15 +196,29 @@ impl ContentStore {
         if r != 0 {
             return None;
         }
-        let f = OpenOptions::new()
+        let ready = OpenOptions::new()
             .read(true)
             .write(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)
-            .ok()?;
-        match f.metadata() {
-            Ok(m) if m.is_file() && m.len() == 0 => Some(f),
-            _ => None,
+            .and_then(|f| {
+                let m = f.metadata()?;
+                if !m.is_file() || m.len() != 0 {
+                    return Err(io::Error::other("pool file is not empty"));
+                }
+                // A fresh mtime: the recovery pass spares young files (a
+                // pool file may have waited there for hours).
+                f.set_modified(std::time::SystemTime::now())?;
+                Ok(f)
+            });
+        match ready {
+            Ok(f) => Some(f),
+            Err(e) => {
+                // Not usable: out of the way, so the caller makes a new one.
+                tracing::debug!("pool file for {}: {e}", path.display());
+                let _ = std::fs::remove_file(path);
+                None
+            }
         }
     }
 
@@ -371,6 +385,40 @@ impl ContentStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deleted_files_are_emptied_pooled_and_reused_fresh() {
+        use std::io::Write;
+        let t = tempfile::tempdir().unwrap();
+        let store = ContentStore::new(&t.path().join("content"), &[]).unwrap();
+        let (p, mut f) = store.create("aa000000-1").unwrap();
+        f.write_all(b"secret bytes").unwrap();
+        drop(f);
+        let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+        File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&p).unwrap());
+        store.remove(&p).unwrap();
+        assert!(!p.exists());
+        assert!(
+            store.files().unwrap().is_empty(),
+            "pool files are not content"
+        );
+        let (q, f) = store.create("bb000000-2").unwrap();
+        let m = f.metadata().unwrap();
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::ino(&m),
+            ino,
+            "the inode was reused"
+        );
+        assert_eq!(m.len(), 0, "a reused file starts empty");
+        assert!(m.modified().unwrap() > old + std::time::Duration::from_secs(1));
+        assert_eq!(store.files().unwrap(), vec![q]);
+    }
 
     #[test]
     fn only_allowed_plain_paths_resolve() {
