@@ -184,11 +184,12 @@ impl Filesystem for FuseAdapter {
                 }
             );
         }
-        if !self.passthrough.load(Ordering::Relaxed) {
+        if !self.passthrough.load(Ordering::Relaxed) && !self.fs.has_quota() {
             // Every byte comes through the daemon: let the kernel gather
             // writes in its page cache and send them in max_write pieces
             // (the kernel then keeps size and mtime while pages are dirty).
-            // Not with passthrough, which bypasses the FUSE page cache.
+            // Not with passthrough, which bypasses the FUSE page cache, nor
+            // with a quota, whose EDQUOT must reach the write that passes it.
             let ok = config
                 .add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE)
                 .is_ok();
