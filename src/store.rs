@@ -231,12 +231,16 @@ impl ContentStore {
             }
             self.pool.next.fetch_add(1, Relaxed)
         };
-        let emptied = OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(p)
-            .and_then(|f| f.set_len(0));
-        if emptied.is_err() {
+        // An empty file (most small-file churn) needs no truncation.
+        let empty = std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.len() == 0);
+        let emptied = empty
+            || OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(p)
+                .and_then(|f| f.set_len(0))
+                .is_ok();
+        if !emptied {
             return false;
         }
         if std::fs::rename(p, self.pool.path(n)).is_err() {

@@ -18,6 +18,12 @@
 //! never wait for the writer. `synchronous=NORMAL`: a commit survives a crash
 //! of the daemon; [`Catalog::sync`] makes commits survive power loss by
 //! syncing the WAL, which the file system core does on `fsync`.
+//!
+//! Checkpoints (copying the WAL back into the database, with two syncs) run
+//! in a thread of their own on their own connection, never inside a request's
+//! commit: the writer only counts its commits and wakes the checkpointer
+//! every [`CHECKPOINT_EVERY`]. The writer's own automatic checkpoint stays as
+//! a backstop at [`WAL_BACKSTOP_PAGES`] should the thread ever fall behind.
 
 use std::fs::File;
 use std::io::Read;
@@ -36,6 +42,14 @@ const INO_BATCH: u64 = 1024;
 const FIRST_INO: u64 = 16;
 const ROOT_NODE_ID: &str = "(root)";
 const MAX_READERS: usize = 8;
+/// Commits between background checkpoints (a create or unlink writes ~10
+/// WAL pages: ~5 MiB of WAL between checkpoints).
+const CHECKPOINT_EVERY: u64 = 128;
+/// The writer checkpoints by itself only past this many WAL pages (256 MiB).
+const WAL_BACKSTOP_PAGES: i64 = 65_536;
+/// Writer page cache (negative: KiB). Creates and unlinks touch pages all
+/// over the indexes of random node ids; SQLite's 2 MiB default re-reads them.
+const WRITER_CACHE_KIB: i64 = 16_384;
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (
@@ -81,6 +95,57 @@ struct Writer {
     conn: Connection,
     next_ino: u64,
     end_ino: u64,
+    commits: u64,
+}
+
+/// The background checkpointer's mailbox.
+#[derive(Default)]
+struct Checkpoints {
+    /// (checkpoints asked for, stop)
+    state: std::sync::Mutex<(u64, bool)>,
+    wake: std::sync::Condvar,
+}
+
+impl Checkpoints {
+    fn ask(&self, stop: bool) {
+        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 += 1;
+        g.1 |= stop;
+        self.wake.notify_one();
+    }
+
+    /// Run checkpoints on `path` until told to stop.
+    fn run(&self, path: &Path) {
+        let mut conn: Option<Connection> = None;
+        let mut done = 0;
+        loop {
+            {
+                let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                while g.0 == done && !g.1 {
+                    g = self.wake.wait(g).unwrap_or_else(|e| e.into_inner());
+                }
+                if g.1 {
+                    return;
+                }
+                done = g.0;
+            }
+            if conn.is_none() {
+                conn = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .and_then(|c| c.busy_timeout(Duration::from_millis(100)).map(|_| c))
+                .map_err(|e| tracing::warn!("checkpointer: {e}"))
+                .ok();
+            }
+            if let Some(c) = &conn {
+                // PASSIVE: copies what no reader still needs, waits for no one.
+                if let Err(e) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::debug!("checkpoint: {e}");
+                }
+            }
+        }
+    }
 }
 
 /// A MarkBase catalog in one SQLite file.
@@ -91,6 +156,7 @@ pub struct SqliteCatalog {
     uid: u32,
     gid: u32,
     wal: Mutex<Option<File>>,
+    checkpoints: std::sync::Arc<Checkpoints>,
     /// One node of each `parent_id` cycle, shown under `Unfiled` (found at the
     /// first listing of the root, so that mounting never scans the catalog).
     cycle_heads: Mutex<Option<std::sync::Arc<std::collections::HashSet<String>>>>,
@@ -329,8 +395,8 @@ impl SqliteCatalog {
             .map_err(|e| map_open_err(path, e))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
-        // Checkpoint (and so sync) every 8 Ki pages rather than every 1 Ki.
-        conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_BACKSTOP_PAGES)?;
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         let mut conn = conn;
         Self::migrate(&mut conn)?;
@@ -342,17 +408,28 @@ impl SqliteCatalog {
         let max: Option<i64> =
             conn.query_row("SELECT max(ino) FROM mb_inodes", [], |r| r.get(0))?;
         next = next.max(max.unwrap_or(0) as u64 + 1).max(FIRST_INO);
+        let checkpoints = std::sync::Arc::new(Checkpoints::default());
+        let (ck, ck_path) = (checkpoints.clone(), path.to_path_buf());
+        if let Err(e) = std::thread::Builder::new()
+            .name("markbase-checkpoint".into())
+            .spawn(move || ck.run(&ck_path))
+        {
+            // The writer's backstop checkpoints instead.
+            tracing::warn!("no checkpoint thread: {e}");
+        }
         let cat = SqliteCatalog {
             path: path.to_path_buf(),
             writer: Mutex::new(Writer {
                 conn,
                 next_ino: next,
                 end_ino: next,
+                commits: 0,
             }),
             readers: Mutex::new(Vec::new()),
             uid: opts.uid,
             gid: opts.gid,
             wal: Mutex::new(None),
+            checkpoints,
             cycle_heads: Mutex::new(None),
         };
         Ok(cat)
@@ -707,6 +784,12 @@ impl std::ops::Deref for PooledReader<'_> {
     type Target = Connection;
     fn deref(&self) -> &Connection {
         self.conn.as_ref().expect("reader present until drop")
+    }
+}
+
+impl Drop for SqliteCatalog {
+    fn drop(&mut self) {
+        self.checkpoints.ask(true);
     }
 }
 
@@ -1075,6 +1158,10 @@ impl SqliteCatalog {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
+        w.commits += 1;
+        if w.commits.is_multiple_of(CHECKPOINT_EVERY) {
+            self.checkpoints.ask(false);
+        }
         Ok(out)
     }
 
@@ -1109,6 +1196,27 @@ impl Catalog for SqliteCatalog {
     fn get(&self, ino: Ino) -> Result<NodeRecord, CatalogError> {
         let r = self.reader()?;
         self.record(&r, ino)
+    }
+
+    /// One read transaction for all of them: each statement outside one
+    /// would take and drop the WAL read lock (two `fcntl`s) by itself.
+    fn get_many(&self, inos: &[Ino]) -> Vec<Result<NodeRecord, CatalogError>> {
+        let r = match self.reader() {
+            Ok(r) => r,
+            Err(e) => {
+                let why = e.to_string();
+                return inos
+                    .iter()
+                    .map(|_| Err(CatalogError::Io(std::io::Error::other(why.clone()))))
+                    .collect();
+            }
+        };
+        let tx = r.execute_batch("BEGIN").is_ok();
+        let out = inos.iter().map(|i| self.record(&r, *i)).collect();
+        if tx {
+            let _ = r.execute_batch("COMMIT");
+        }
+        out
     }
 
     fn list(&self, dir: Ino) -> Result<Vec<DirEntry>, CatalogError> {
