@@ -25,7 +25,7 @@ use fuser::{
 use fuser::BackingId;
 use parking_lot::Mutex;
 
-use crate::catalog::Kind;
+use crate::catalog::{DirEntry, Kind};
 use crate::fs::{Attr, Caller, FsError, MarkBaseFs, SetAttrReq, TimeSet};
 
 /// How long the kernel may cache entries and attributes: the seed's 60 s.
@@ -33,6 +33,8 @@ use crate::fs::{Attr, Caller, FsError, MarkBaseFs, SetAttrReq, TimeSet};
 /// kernel's own invalidation; only changes made to the catalog behind the
 /// mount's back wait for the TTL.
 const TTL: Duration = Duration::from_secs(60);
+/// Entries whose attributes `readdirplus` fetches at once.
+const READDIRPLUS_CHUNK: usize = 128;
 
 /// The `fuser::Filesystem` over a [`MarkBaseFs`].
 pub struct FuseAdapter {
@@ -489,8 +491,8 @@ impl Filesystem for FuseAdapter {
             Ok(d) => d,
             Err(e) => return reply.error(fail("readdir", ino.0, &e)),
         };
-        for (i, e) in d.entries.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(e.ino), i as u64 + 1, kind(e.kind), &e.name) {
+        for (i, e) in d.entries_from(offset as usize).enumerate() {
+            if reply.add(INodeNo(e.ino), offset + i as u64 + 1, kind(e.kind), &e.name) {
                 break;
             }
         }
@@ -509,21 +511,26 @@ impl Filesystem for FuseAdapter {
             Ok(d) => d,
             Err(e) => return reply.error(fail("readdirplus", ino.0, &e)),
         };
-        for (i, e) in d.entries.iter().enumerate().skip(offset as usize) {
-            let a = match self.fs.getattr(e.ino) {
-                Ok(a) => a,
+        // Attributes a chunk at a time (a reply holds ~100-200 entries):
+        // the uncached ones come from the catalog in one read.
+        let rest: Vec<&DirEntry> = d.entries_from(offset as usize).collect();
+        let mut i = offset as usize;
+        for chunk in rest.chunks(READDIRPLUS_CHUNK) {
+            let inos: Vec<u64> = chunk.iter().map(|e| e.ino).collect();
+            for (e, a) in chunk.iter().zip(self.fs.getattr_many(&inos)) {
+                i += 1;
                 // Gone since the listing was taken: skip it.
-                Err(_) => continue,
-            };
-            if reply.add(
-                INodeNo(e.ino),
-                i as u64 + 1,
-                &e.name,
-                &TTL,
-                &attr(&a),
-                Generation(0),
-            ) {
-                break;
+                let Ok(a) = a else { continue };
+                if reply.add(
+                    INodeNo(e.ino),
+                    i as u64,
+                    &e.name,
+                    &TTL,
+                    &attr(&a),
+                    Generation(0),
+                ) {
+                    return reply.ok();
+                }
             }
         }
         reply.ok();

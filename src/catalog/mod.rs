@@ -211,6 +211,11 @@ pub struct Renamed {
 pub trait Catalog: Send + Sync {
     /// One node by inode number.
     fn get(&self, ino: Ino) -> Result<NodeRecord, CatalogError>;
+    /// Many nodes by inode number (a directory listing's), one result each,
+    /// in order. A backend overrides this to fetch them in one go.
+    fn get_many(&self, inos: &[Ino]) -> Vec<Result<NodeRecord, CatalogError>> {
+        inos.iter().map(|i| self.get(*i)).collect()
+    }
     /// A directory's entries, rendered (unique names), without `.`/`..`.
     fn list(&self, dir: Ino) -> Result<Vec<DirEntry>, CatalogError>;
     /// The parent of a directory (the root is its own parent).

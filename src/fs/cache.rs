@@ -70,6 +70,56 @@ impl<V: Clone> TtlCache<V> {
         Ok(value)
     }
 
+    /// [`TtlCache::get_or_load`] for many keys: one `load` for all the
+    /// misses, which returns one result per missing key, in order. A key
+    /// `load` gives no result for is `None`.
+    pub(crate) fn get_or_load_many<E>(
+        &self,
+        keys: &[Ino],
+        epoch: &AtomicU64,
+        load: impl FnOnce(&[Ino]) -> Vec<Result<V, E>>,
+    ) -> Vec<Option<Result<V, E>>> {
+        let mut out: Vec<Option<Result<V, E>>> = Vec::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        let mut slots = Vec::new();
+        {
+            let mut map = self.map.lock();
+            for (i, k) in keys.iter().enumerate() {
+                match map.get(k) {
+                    Some(t) if t.at.elapsed() < self.ttl => out.push(Some(Ok(t.value.clone()))),
+                    _ => {
+                        missing.push(*k);
+                        slots.push(i);
+                        out.push(None);
+                    }
+                }
+            }
+        }
+        self.hits
+            .fetch_add((keys.len() - missing.len()) as u64, Relaxed);
+        if missing.is_empty() {
+            return out;
+        }
+        self.misses.fetch_add(missing.len() as u64, Relaxed);
+        let before = epoch.load(Relaxed);
+        let loaded = load(&missing);
+        let mut map = self.map.lock();
+        let fresh = epoch.load(Relaxed) == before;
+        for ((slot, key), r) in slots.into_iter().zip(missing).zip(loaded) {
+            if let (true, Ok(v)) = (fresh, &r) {
+                map.put(
+                    key,
+                    Timed {
+                        at: Instant::now(),
+                        value: v.clone(),
+                    },
+                );
+            }
+            out[slot] = Some(r);
+        }
+        out
+    }
+
     /// Cache a value known to be current (just written by this mount).
     pub(crate) fn put(&self, key: Ino, value: V) {
         self.map.lock().put(
@@ -133,5 +183,17 @@ mod tests {
         assert_eq!(c.get_or_load::<()>(1, &epoch, || Ok(0)), Ok(10));
         c.edit(1, |_| false);
         assert_eq!(c.get_or_load::<()>(1, &epoch, || Ok(11)), Ok(11));
+        // Many at once: hits from the cache, one load for the misses (an
+        // error is not cached), results in the order asked.
+        let got = c.get_or_load_many(&[2, 1, 3], &epoch, |miss| {
+            assert_eq!(miss, &[2, 3]);
+            vec![Ok(20), Err(())]
+        });
+        assert_eq!(got, vec![Some(Ok(20)), Some(Ok(11)), Some(Err(()))]);
+        let got = c.get_or_load_many::<()>(&[3, 2], &epoch, |miss| {
+            assert_eq!(miss, &[3]);
+            vec![]
+        });
+        assert_eq!(got, vec![None, Some(Ok(20))]);
     }
 }

@@ -255,8 +255,8 @@ pub struct FsConfig {
 impl Default for FsConfig {
     fn default() -> Self {
         FsConfig {
-            attr_entries: 10_000,
-            path_entries: 10_000,
+            attr_entries: 65_536,
+            path_entries: 65_536,
             dir_entries: 1_000,
             ttl: Duration::from_secs(60),
             quota: None,
@@ -423,10 +423,26 @@ struct Handle {
     write: bool,
 }
 
-/// A directory handle: the snapshot `readdir` serves, with stable offsets.
+/// A directory handle: the snapshot `readdir` serves, with stable offsets
+/// (`.`, `..`, then the listing as it was at `opendir`, shared with the
+/// cache: a later change edits the cache's copy, not this one).
 pub struct DirHandle {
     pub ino: Ino,
-    pub entries: Vec<DirEntry>,
+    dots: [DirEntry; 2],
+    listing: Arc<Listing>,
+}
+
+impl DirHandle {
+    /// The entries from position `offset` on.
+    pub fn entries_from(&self, offset: usize) -> impl Iterator<Item = &DirEntry> {
+        let dots = self.dots.get(offset..).unwrap_or_default();
+        let rest = self
+            .listing
+            .entries
+            .get(offset.saturating_sub(2)..)
+            .unwrap_or_default();
+        dots.iter().chain(rest)
+    }
 }
 
 const LOCK_STRIPES: usize = 64;
@@ -444,6 +460,8 @@ pub struct MarkBaseFs {
     /// Real size and 512-byte blocks of content files that are not open, as
     /// last seen (so `readdirplus` and `stat` need no `stat` of their own).
     sizes: TtlCache<(u64, u64)>,
+    /// Parent of each directory (for `..` in listings).
+    parents: TtlCache<Ino>,
     dirs: TtlCache<Arc<Listing>>,
     epoch: AtomicU64,
     open: Mutex<HashMap<Ino, Arc<OpenFile>>>,
@@ -475,6 +493,7 @@ impl MarkBaseFs {
             attrs: TtlCache::new(cfg.attr_entries, cfg.ttl),
             paths: TtlCache::new(cfg.path_entries, cfg.ttl),
             sizes: TtlCache::new(cfg.attr_entries, cfg.ttl),
+            parents: TtlCache::new(cfg.dir_entries, cfg.ttl),
             dirs: TtlCache::new(cfg.dir_entries, cfg.ttl),
             catalog,
             store,
@@ -609,6 +628,7 @@ impl MarkBaseFs {
         self.attrs.pop(dirs.iter().chain(inodes));
         self.paths.pop(inodes);
         self.sizes.pop(inodes);
+        self.parents.pop(dirs.iter().chain(inodes));
     }
 
     fn record(&self, ino: Ino) -> FsResult<NodeRecord> {
@@ -727,6 +747,26 @@ impl MarkBaseFs {
         Ok(self.attr_of(&rec))
     }
 
+    /// The attributes of many inodes (a `readdirplus` reply's), those not
+    /// cached fetched from the catalog in one go; one result each, in order.
+    pub fn getattr_many(&self, inos: &[Ino]) -> Vec<FsResult<Attr>> {
+        self.attrs
+            .get_or_load_many(inos, &self.epoch, |miss| {
+                self.catalog
+                    .get_many(miss)
+                    .into_iter()
+                    .map(|r| r.map_err(FsError::from))
+                    .collect()
+            })
+            .into_iter()
+            .zip(inos)
+            .map(|(r, ino)| match r {
+                Some(r) => r.map(|rec| self.attr_of(&rec)),
+                None => self.getattr(*ino),
+            })
+            .collect()
+    }
+
     pub fn lookup(&self, parent: Ino, name: &OsStr) -> FsResult<Attr> {
         let name = check_name(name)?;
         let l = self.listing(parent)?;
@@ -744,32 +784,31 @@ impl MarkBaseFs {
 
     /// Parent of a directory (for `..`).
     pub fn parent_of(&self, dir: Ino) -> FsResult<Ino> {
-        Ok(self.catalog.parent_of(dir)?)
+        self.parents.get_or_load(dir, &self.epoch, || {
+            self.catalog.parent_of(dir).map_err(FsError::from)
+        })
     }
 
     // ------------------------------------------------------------ directories
 
     pub fn opendir(&self, ino: Ino) -> FsResult<u64> {
-        let l = self.listing(ino)?;
+        let listing = self.listing(ino)?;
         let parent = self.parent_of(ino)?;
-        let mut entries = Vec::with_capacity(l.entries.len() + 2);
-        entries.push(DirEntry {
-            name: ".".into(),
+        let dot = |name: &str, ino| DirEntry {
+            name: name.into(),
             ino,
             kind: Kind::Dir,
             disambiguated: false,
-        });
-        entries.push(DirEntry {
-            name: "..".into(),
-            ino: parent,
-            kind: Kind::Dir,
-            disambiguated: false,
-        });
-        entries.extend(l.entries.iter().cloned());
+        };
         let fh = self.next_fh.fetch_add(1, Relaxed);
-        self.dir_handles
-            .lock()
-            .insert(fh, Arc::new(DirHandle { ino, entries }));
+        self.dir_handles.lock().insert(
+            fh,
+            Arc::new(DirHandle {
+                ino,
+                dots: [dot(".", ino), dot("..", parent)],
+                listing,
+            }),
+        );
         Ok(fh)
     }
 
@@ -862,10 +901,13 @@ impl MarkBaseFs {
             disambiguated: false,
         };
         self.edited(vec![(parent, DirEdit::Add(entry))], &[], now);
+        let rec = self.fresh_record(rec);
         if let Some(p) = content {
             self.paths.put(rec.ino, Some(p));
+            // A new content file is empty: the next listing need not stat it.
+            self.sizes.put(rec.ino, (0, 0));
         }
-        Ok((self.fresh_record(rec), file))
+        Ok((rec, file))
     }
 
     pub fn mkdir(
