@@ -402,3 +402,33 @@ fn regression_empty_write_past_end_does_not_grow() {
         Op::Read(p("b")),
     ]);
 }
+
+/// Found by the differential test (EBADF once in ~15 runs): the kernel
+/// sends a file's last release after close() has returned, so it can retire
+/// the open file between the next open's look and its handle.
+#[test]
+fn regression_open_racing_the_last_release() {
+    let real = Real::new();
+    let fs = &real.fs;
+    let (attr, fh) = fs
+        .create(ROOT_INO, OsStr::new("clip.mov"), 0o644, 0, libc::O_RDWR, ME)
+        .unwrap();
+    fs.release(fh).unwrap();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<u64>(1);
+    std::thread::scope(|s| {
+        // The kernel's background releases.
+        s.spawn(move || {
+            for fh in rx {
+                fs.release(fh).expect("release");
+            }
+        });
+        for _ in 0..20_000 {
+            let fh = fs.open(attr.ino, libc::O_RDWR).expect("open");
+            fs.write(fh, 0, b"x").expect("write");
+            tx.send(fh).unwrap();
+        }
+        drop(tx);
+    });
+    // Every handle is gone, and so is the open file: unlink frees it now.
+    fs.unlink(ROOT_INO, OsStr::new("clip.mov")).unwrap();
+}

@@ -997,7 +997,9 @@ impl MarkBaseFs {
             )),
         });
         self.open.lock().insert(rec.ino, of);
-        let fh = self.open_handle(rec.ino, flags)?;
+        let fh = self
+            .open_handle(rec.ino, flags)?
+            .ok_or(FsError::BadHandle)?;
         Ok((self.attr_of(&rec), fh))
     }
 
@@ -1313,22 +1315,26 @@ impl MarkBaseFs {
 
     // ------------------------------------------------------------ files
 
-    fn open_handle(&self, ino: Ino, flags: i32) -> FsResult<u64> {
-        let of = self
-            .open
-            .lock()
-            .get(&ino)
-            .cloned()
-            .ok_or(FsError::BadHandle)?;
+    /// A new handle on `ino`'s open file; `None` if it is not open. The
+    /// handle is counted under the open-file table's lock, which `release`
+    /// holds to retire an idle open file: the two cannot interleave.
+    fn open_handle(&self, ino: Ino, flags: i32) -> FsResult<Option<u64>> {
         let write = (flags & libc::O_ACCMODE) != libc::O_RDONLY;
-        if write && !of.writable {
-            return Err(FsError::Access("content file is read-only"));
-        }
-        of.state.lock().handles += 1;
+        let of = {
+            let open = self.open.lock();
+            let Some(of) = open.get(&ino).cloned() else {
+                return Ok(None);
+            };
+            if write && !of.writable {
+                return Err(FsError::Access("content file is read-only"));
+            }
+            of.state.lock().handles += 1;
+            of
+        };
         let fh = self.next_fh.fetch_add(1, Relaxed);
         self.handles.lock().insert(fh, Handle { of, write });
         self.counters.opens.fetch_add(1, Relaxed);
-        Ok(fh)
+        Ok(Some(fh))
     }
 
     pub fn open(&self, ino: Ino, flags: i32) -> FsResult<u64> {
@@ -1342,10 +1348,13 @@ impl MarkBaseFs {
         if write && self.memory.low() {
             return Err(FsError::NoMemory("opening a file for writing"));
         }
-        let mut open = self.open.lock();
-        if !open.contains_key(&ino) {
+        // An open file may be retired by a racing release between our look
+        // and our handle: then open it anew.
+        let fh = loop {
+            if let Some(fh) = self.open_handle(ino, flags)? {
+                break fh;
+            }
             // Opening touches the disk: do it without the table lock.
-            drop(open);
             let p = self.content_path(&rec).ok_or_else(|| self.missing(&rec))?;
             let file = match self.store.open(&p, write) {
                 Ok(f) => f,
@@ -1365,11 +1374,8 @@ impl MarkBaseFs {
                 writable,
                 state: Mutex::new(FileState::new(base.0, rec.mtime, rec.ctime, base)),
             });
-            open = self.open.lock();
-            open.entry(ino).or_insert(of);
-        }
-        drop(open);
-        let fh = self.open_handle(ino, flags)?;
+            self.open.lock().entry(ino).or_insert(of);
+        };
         if write && flags & libc::O_TRUNC != 0 {
             // FUSE_ATOMIC_O_TRUNC: the truncation is ours to do.
             if let Err(e) = self.setattr(

@@ -48,6 +48,24 @@ pub struct TestLib {
     pub user: String,
 }
 
+impl Drop for TestLib {
+    /// A failing test shows what the daemons logged (the data dir goes with it).
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let logs = self.data.join("logs");
+        for e in std::fs::read_dir(&logs).into_iter().flatten().flatten() {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(60).collect();
+            eprintln!("--- {} (last {} lines)", e.path().display(), tail.len());
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
 impl TestLib {
     /// A library made by the shared `make_library.py`.
     pub fn fixture(user: &str, nodes: Option<u32>, anomalies: bool) -> TestLib {
