@@ -474,7 +474,18 @@ impl Filesystem for FuseAdapter {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.fs.opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok(fh) => {
+                // Let the kernel keep what it reads of the directory; it
+                // drops it on its own changes, and on ours when the handle
+                // says the listing was reloaded.
+                let keep = self.fs.dir_handle(fh).is_ok_and(|d| d.kernel_cache_valid);
+                let flags = if keep {
+                    FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
+                } else {
+                    FopenFlags::FOPEN_CACHE_DIR
+                };
+                reply.opened(FileHandle(fh), flags)
+            }
             Err(e) => reply.error(fail("opendir", ino.0, &e)),
         }
     }

@@ -272,7 +272,13 @@ pub struct Listing {
     /// No name in it was generated to resolve a collision, so adding or
     /// removing one entry leaves every other name as a fresh rendering would.
     exact: bool,
+    /// Which load from the catalog this is (edits made through the mount
+    /// keep it: the kernel sees those changes itself).
+    generation: u64,
 }
+
+/// Generations of listings loaded from the catalog.
+static LISTING_LOADS: AtomicU64 = AtomicU64::new(1);
 
 /// A change to one cached directory listing.
 enum DirEdit {
@@ -303,6 +309,7 @@ impl Listing {
             entries,
             by_name,
             exact,
+            generation: LISTING_LOADS.fetch_add(1, Relaxed),
         }
     }
 
@@ -428,6 +435,9 @@ struct Handle {
 /// cache: a later change edits the cache's copy, not this one).
 pub struct DirHandle {
     pub ino: Ino,
+    /// The kernel's cached copy of this directory (if it has one) is still
+    /// what the mount would list: the kernel may serve it without asking.
+    pub kernel_cache_valid: bool,
     dots: [DirEntry; 2],
     listing: Arc<Listing>,
 }
@@ -467,6 +477,8 @@ pub struct MarkBaseFs {
     open: Mutex<HashMap<Ino, Arc<OpenFile>>>,
     handles: Mutex<HashMap<u64, Handle>>,
     dir_handles: Mutex<HashMap<u64, Arc<DirHandle>>>,
+    /// The listing generation last handed to the kernel, by directory.
+    listed: Mutex<lru::LruCache<Ino, u64>>,
     next_fh: AtomicU64,
     locks: Vec<Mutex<()>>,
     size_fixes: Mutex<HashMap<Ino, u64>>,
@@ -501,6 +513,10 @@ impl MarkBaseFs {
             open: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
             dir_handles: Mutex::new(HashMap::new()),
+            listed: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(cfg.dir_entries.max(1) * 4)
+                    .unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
             next_fh: AtomicU64::new(1),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             size_fixes: Mutex::new(HashMap::new()),
@@ -800,11 +816,17 @@ impl MarkBaseFs {
             kind: Kind::Dir,
             disambiguated: false,
         };
+        // The kernel keeps listings it read (FOPEN_CACHE_DIR) and drops them
+        // itself on changes made through the mount; a listing reloaded from
+        // the catalog (expired, or re-rendered) it must drop on our word.
+        let kernel_cache_valid =
+            self.listed.lock().put(ino, listing.generation) == Some(listing.generation);
         let fh = self.next_fh.fetch_add(1, Relaxed);
         self.dir_handles.lock().insert(
             fh,
             Arc::new(DirHandle {
                 ino,
+                kernel_cache_valid,
                 dots: [dot(".", ino), dot("..", parent)],
                 listing,
             }),
