@@ -13,6 +13,7 @@ examples) and `rclone mount`. Workloads (fio for data):
   seq-read    the same file, page cache dropped    MB/s
   direct-write / direct-read   O_DIRECT, 1 MiB     MB/s
   create / stat / readdir / unlink  10,000 small files in 100 folders, ops/s
+  readdir-again  the same listings a second time (what a file browser does)
 
 and the markbase daemon's memory: idle on a 12,659-node library after a full
 walk, and its peak during the sequential write. Figures are medians of --runs.
@@ -63,6 +64,9 @@ def metadata(directory, files=10_000, folders=100):
     t = time.perf_counter()
     n = sum(len(os.listdir(d)) for d in dirs)
     rates["readdir"] = n / (time.perf_counter() - t)
+    t = time.perf_counter()
+    n = sum(len(os.listdir(d)) for d in dirs)
+    rates["readdir-again"] = n / (time.perf_counter() - t)
     t = time.perf_counter()
     for p in paths:
         os.unlink(p)
