@@ -5,6 +5,7 @@ each file system, in one run, as ratios to the backing directory.
     sudo python3 benches/compare.py [--size 6G] [--runs 3] [--targets ...]
 
 Targets: native (the backing directory itself), markbase (kernel passthrough),
+markbase-base (the same with --base-bin, an older build: a regression check),
 markbase-nopt (--no-passthrough: what macOS and older kernels get), and, when
 available, libfuse's passthrough_ll example (built from libfuse3-dev's
 examples) and `rclone mount`. Workloads (fio for data):
@@ -110,20 +111,22 @@ def markbase_bin():
     return exe
 
 
-def setup(tmp, names):
+def setup(tmp, names, base_bin=None):
     targets = []
     native = os.path.join(tmp, "native")
     os.mkdir(native)
     targets.append(Target("native", native))
     exe = markbase_bin()
     data = os.path.join(tmp, "data")
-    for name, user, extra in [("markbase", "bench", []), ("markbase-nopt", "benchnopt", ["--no-passthrough"])]:
+    for name, user, extra in [("markbase", "bench", []), ("markbase-nopt", "benchnopt", ["--no-passthrough"]),
+                              ("markbase-base", "benchbase", [])]:
         if name not in names:
             continue
         sh(sys.executable, FIXTURE, "--data-dir", data, "--user", user)
         mp = os.path.join(tmp, name)
         os.mkdir(mp)
-        sh(exe, "--data-dir", data, "fuse", "--mount", "--user", user, "--dir", mp, *extra)
+        sh(base_bin if name == "markbase-base" else exe, "--data-dir", data, "fuse", "--mount", "--user", user,
+           "--dir", mp, *extra)
         pid = json.load(open(record_of(mp)))["pid"]
         work = os.path.join(mp, "bench")
         os.mkdir(work)
@@ -173,10 +176,14 @@ def main():
     ap.add_argument("--targets", default="markbase,markbase-nopt,passthrough_ll,rclone")
     ap.add_argument("--dir", default=None, help="where to work (default: a temporary directory on /var/tmp)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--metadata-only", action="store_true", help="only the create/stat/readdir/unlink rows")
+    ap.add_argument("--base-bin", help="another markbase binary (an older build), run as target markbase-base")
     a = ap.parse_args()
     names = a.targets.split(",")
+    if a.base_bin and "markbase-base" not in names:
+        names.append("markbase-base")
     tmp = tempfile.mkdtemp(prefix="markbase-bench-", dir=a.dir or "/var/tmp")
-    targets, exe = setup(tmp, names)
+    targets, exe = setup(tmp, names, a.base_bin)
     direct_size = a.size
     results = {t.name: {} for t in targets}
     memory = {}
@@ -187,8 +194,15 @@ def main():
                 time.sleep(0.5)
                 memory[t.name] = {"idle_after_walk_mib": rss_mib(t.pid)}
         for run in range(a.runs):
-            for t in targets:
+            # Alternate the order of targets from run to run (a shared disk
+            # drifts; no target always goes first).
+            for t in (targets if run % 2 == 0 else targets[:1] + targets[:0:-1]):
                 r = results[t.name]
+                if a.metadata_only:
+                    for k, v in metadata(t.work).items():
+                        r.setdefault(k, []).append(v)
+                    print(f"run {run + 1}/{a.runs}: {t.name} done", file=sys.stderr)
+                    continue
                 mon = Rss(t.pid) if t.pid else None
                 if mon:
                     mon.start()
@@ -230,6 +244,8 @@ def main():
             row += f"{'n/a':>24}" if v is None else f"{v:>12.0f} ({v / base:>5.2f}x)".rjust(24)
         print(row + f"  {units.get(k, 'ops/s')}")
     for n, m in memory.items():
+        if a.metadata_only:
+            break
         print(f"{n} daemon memory: idle {m['idle_after_walk_mib']:.1f} MiB after walking 12,659 nodes, "
               f"peak {m.get('peak_during_write_mib', 0):.1f} MiB during the {a.size} write")
 
