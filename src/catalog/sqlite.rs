@@ -43,8 +43,9 @@ const FIRST_INO: u64 = 16;
 const ROOT_NODE_ID: &str = "(root)";
 const MAX_READERS: usize = 8;
 /// Commits between background checkpoints (a create or unlink writes ~10
-/// WAL pages: ~5 MiB of WAL between checkpoints).
-const CHECKPOINT_EVERY: u64 = 128;
+/// WAL pages: ~20 MiB of WAL between checkpoints; the fewer checkpoints,
+/// the more often one copies a hot page once for many commits).
+const CHECKPOINT_EVERY: u64 = 512;
 /// The writer checkpoints by itself only past this many WAL pages (256 MiB).
 const WAL_BACKSTOP_PAGES: i64 = 65_536;
 /// Writer page cache (negative: KiB). Creates and unlinks touch pages all
@@ -1032,6 +1033,31 @@ fn unlink_in(
             )?
             .query_row([ino as i64], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
+        if other.is_none() && !open {
+            // The last name of a node nobody has open: forget it at once
+            // (what to_side, then purge_in, would leave).
+            let content: Option<String> = conn
+                .prepare_cached(
+                    "SELECT coalesce(i.content,
+                        (SELECT location FROM file_locations WHERE file_uuid=?2 ORDER BY rowid LIMIT 1))
+                     FROM mb_inodes i WHERE i.ino=?1",
+                )?
+                .query_row(params![ino as i64, m.node_id], |r| r.get(0))?;
+            conn.prepare_cached("DELETE FROM file_locations WHERE file_uuid=?1")?
+                .execute([&m.node_id])?;
+            conn.prepare_cached("DELETE FROM file_nodes WHERE node_id=?1")?
+                .execute([&m.node_id])?;
+            conn.prepare_cached("DELETE FROM mb_xattrs WHERE ino=?1")?
+                .execute([ino as i64])?;
+            conn.prepare_cached("DELETE FROM mb_inodes WHERE ino=?1")?
+                .execute([ino as i64])?;
+            touch_dir(conn, parent, now)?;
+            return Ok(Unlinked {
+                ino,
+                nlink: 0,
+                purged: Some(content.map(PathBuf::from)),
+            });
+        }
         let promoted = match &other {
             Some((op, oname)) => match catalog_parent(&place(conn, *op as Ino)?, m.kind, oname) {
                 Some(parent_id) => {
