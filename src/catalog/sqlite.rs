@@ -2,7 +2,8 @@
 //!
 //! The v1 tables (`file_nodes`, `file_locations`) are read as found and only
 //! the rows a user's action asks for are changed. What POSIX needs beyond them
-//! lives in side tables added by versioned, add-only migrations:
+//! lives in side tables added by versioned migrations (which touch only
+//! `mb_*` objects):
 //!
 //! * `mb_inodes`: one row per inode: its stable number (allocated in batches
 //!   from `mb_meta.next_ino`, never reused), owner, mode, precise times, and
@@ -37,7 +38,7 @@ use super::names::{self, RawChild};
 use super::*;
 
 /// Schema version of the `mb_*` side tables this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 const INO_BATCH: u64 = 1024;
 const FIRST_INO: u64 = 16;
 const ROOT_NODE_ID: &str = "(root)";
@@ -79,6 +80,13 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         2,
         "CREATE INDEX IF NOT EXISTS mb_file_nodes_parent_type ON file_nodes(parent_id, node_type);",
+    ),
+    // The same, with folders only (a partial index): creating or deleting a
+    // file no longer writes an index page for it (~10% of a create).
+    (
+        3,
+        "CREATE INDEX IF NOT EXISTS mb_file_nodes_subfolders ON file_nodes(parent_id) WHERE node_type = 'folder';
+         DROP INDEX IF EXISTS mb_file_nodes_parent_type;",
     ),
 ];
 
@@ -674,10 +682,10 @@ impl SqliteCatalog {
             .query_row([ino as i64], |r| r.get(0))?;
         let cat: i64 = match (ino, node_id) {
             (ROOT_INO, _) => conn
-                .prepare_cached("SELECT count(*) FROM file_nodes WHERE parent_id IS NULL AND node_type='folder'")?
+                .prepare_cached("SELECT count(*) FROM file_nodes WHERE parent_id IS NULL AND node_type = 'folder'")?
                 .query_row([], |r| r.get(0))?,
             (_, Some(id)) => conn
-                .prepare_cached("SELECT count(*) FROM file_nodes WHERE parent_id=?1 AND node_type='folder'")?
+                .prepare_cached("SELECT count(*) FROM file_nodes WHERE parent_id=?1 AND node_type = 'folder'")?
                 .query_row([id], |r| r.get(0))?,
             _ => 0,
         };
