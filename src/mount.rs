@@ -46,15 +46,15 @@ pub enum MountError {
     Busy(PathBuf, String),
     #[error("{0}: not a MarkBase mount")]
     NotMounted(PathBuf),
-    #[error("{0}")]
+    #[error(transparent)]
     Library(#[from] crate::library::LibraryError),
-    #[error("{0}")]
+    #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("{0}")]
+    #[error(transparent)]
     Backend(#[from] crate::platform::BackendError),
     #[error("the mount daemon failed: {0}")]
     Daemon(String),
