@@ -1055,10 +1055,7 @@ fn unlink_in(
                 .execute([&m.node_id])?;
             conn.prepare_cached("DELETE FROM file_nodes WHERE node_id=?1")?
                 .execute([&m.node_id])?;
-            conn.prepare_cached("DELETE FROM mb_xattrs WHERE ino=?1")?
-                .execute([ino as i64])?;
-            conn.prepare_cached("DELETE FROM mb_inodes WHERE ino=?1")?
-                .execute([ino as i64])?;
+            purge_in(conn, ino)?;
             touch_dir(conn, parent, now)?;
             return Ok(Unlinked {
                 ino,
@@ -1186,11 +1183,24 @@ impl SqliteCatalog {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, CatalogError>,
     ) -> Result<T, CatalogError> {
+        self.write_after(|_| Ok(()), |tx, ()| f(tx))
+    }
+
+    /// One write transaction, `f`, after `before` (which runs under the
+    /// writer's lock, outside the transaction: inode numbers are reserved
+    /// in commits of their own). Every commit of the writer goes through
+    /// here, which counts them for the checkpointer.
+    fn write_after<P, T>(
+        &self,
+        before: impl FnOnce(&mut Writer) -> Result<P, CatalogError>,
+        f: impl FnOnce(&Connection, P) -> Result<T, CatalogError>,
+    ) -> Result<T, CatalogError> {
         let mut w = self.writer.lock();
+        let p = before(&mut w)?;
         let tx = w
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
+        let out = f(&tx, p)?;
         tx.commit()?;
         w.commits += 1;
         if w.commits.is_multiple_of(CHECKPOINT_EVERY) {
@@ -1201,26 +1211,24 @@ impl SqliteCatalog {
 
     /// Give inode numbers to catalog nodes that have none yet (first sight).
     fn assign_inos(&self, node_ids: &[String]) -> Result<Vec<Ino>, CatalogError> {
-        let mut w = self.writer.lock();
-        let mut inos = Vec::with_capacity(node_ids.len());
-        for _ in node_ids {
-            inos.push(Self::alloc_ino(&mut w)?);
-        }
-        let tx = w
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut out = Vec::with_capacity(node_ids.len());
-        for (id, ino) in node_ids.iter().zip(inos) {
-            // Another thread may have assigned one meanwhile: keep the first.
-            tx.prepare_cached("INSERT OR IGNORE INTO mb_inodes(ino, node_id) VALUES(?1, ?2)")?
-                .execute(params![ino as i64, id])?;
-            let got: i64 = tx
-                .prepare_cached("SELECT ino FROM mb_inodes WHERE node_id=?1")?
-                .query_row([id], |r| r.get(0))?;
-            out.push(got as Ino);
-        }
-        tx.commit()?;
-        Ok(out)
+        self.write_after(
+            |w| node_ids.iter().map(|_| Self::alloc_ino(w)).collect(),
+            |tx, inos: Vec<Ino>| {
+                let mut out = Vec::with_capacity(node_ids.len());
+                for (id, ino) in node_ids.iter().zip(inos) {
+                    // Another thread may have assigned one meanwhile: keep the first.
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO mb_inodes(ino, node_id) VALUES(?1, ?2)",
+                    )?
+                    .execute(params![ino as i64, id])?;
+                    let got: i64 = tx
+                        .prepare_cached("SELECT ino FROM mb_inodes WHERE node_id=?1")?
+                        .query_row([id], |r| r.get(0))?;
+                    out.push(got as Ino);
+                }
+                Ok(out)
+            },
+        )
     }
 }
 
@@ -1407,80 +1415,78 @@ impl Catalog for SqliteCatalog {
         now: SystemTime,
     ) -> Result<NodeRecord, CatalogError> {
         let now_ns = to_ns(now);
-        let mut w = self.writer.lock();
-        let ino = Self::alloc_ino(&mut w)?;
-        let tx = w
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let dest = place(&tx, parent)?;
-        if matches!(dest, Place::Unfiled) {
-            return Err(CatalogError::NotPermitted(
-                "Unfiled only holds what the catalog left there",
-            ));
-        }
-        let node_id = uuid::Uuid::new_v4().to_string();
-        let iso = format_iso(now_ns);
-        let content = new
-            .content
-            .as_ref()
-            .map(|p| p.to_string_lossy().into_owned());
-        let cat_parent = catalog_parent(&dest, new.kind, name);
-        tx.prepare_cached(
-            "INSERT INTO mb_inodes(ino, node_id, kind, mode, uid, gid, rdev, atime_ns, mtime_ns, ctime_ns, btime_ns,
-                                   size, target, content, claimed)
-             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8, ?8, 0, ?9, ?10, 1)",
-        )?
-        .execute(params![
-            ino as i64,
-            node_id,
-            if cat_parent.is_some() { None } else { Some(new.kind.code()) },
-            new.perm as i64,
-            new.uid as i64,
-            new.gid as i64,
-            new.rdev as i64,
-            now_ns,
-            new.target,
-            content
-        ])?;
-        match cat_parent {
-            Some(pid) => {
-                let node_type = if new.kind == Kind::Dir {
-                    "folder"
-                } else {
-                    "file"
-                };
+        self.write_after(
+            Self::alloc_ino,
+            |tx, ino| {
+                let dest = place(tx, parent)?;
+                if matches!(dest, Place::Unfiled) {
+                    return Err(CatalogError::NotPermitted(
+                        "Unfiled only holds what the catalog left there",
+                    ));
+                }
+                let node_id = uuid::Uuid::new_v4().to_string();
+                let iso = format_iso(now_ns);
+                let content = new
+                    .content
+                    .as_ref()
+                    .map(|p| p.to_string_lossy().into_owned());
+                let cat_parent = catalog_parent(&dest, new.kind, name);
                 tx.prepare_cached(
-                    "INSERT INTO file_nodes(node_id, parent_id, label, node_type, size, created_at, updated_at)
-                     VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                    "INSERT INTO mb_inodes(ino, node_id, kind, mode, uid, gid, rdev, atime_ns, mtime_ns, ctime_ns, btime_ns,
+                                           size, target, content, claimed)
+                     VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8, ?8, 0, ?9, ?10, 1)",
                 )?
                 .execute(params![
+                    ino as i64,
                     node_id,
-                    pid,
-                    names::label_for(name),
-                    node_type,
-                    if new.kind == Kind::Dir { None } else { Some(0) },
-                    iso
+                    if cat_parent.is_some() { None } else { Some(new.kind.code()) },
+                    new.perm as i64,
+                    new.uid as i64,
+                    new.gid as i64,
+                    new.rdev as i64,
+                    now_ns,
+                    new.target,
+                    content
                 ])?;
-                if let Some(c) = &content {
-                    tx.prepare_cached(
-                        "INSERT INTO file_locations(file_uuid, location, volume, added_at) VALUES(?1, ?2, 'MarkBase', ?3)",
-                    )?
-                    .execute(params![node_id, c, iso])?;
+                match cat_parent {
+                    Some(pid) => {
+                        let node_type = if new.kind == Kind::Dir {
+                            "folder"
+                        } else {
+                            "file"
+                        };
+                        tx.prepare_cached(
+                            "INSERT INTO file_nodes(node_id, parent_id, label, node_type, size, created_at, updated_at)
+                             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                        )?
+                        .execute(params![
+                            node_id,
+                            pid,
+                            names::label_for(name),
+                            node_type,
+                            if new.kind == Kind::Dir { None } else { Some(0) },
+                            iso
+                        ])?;
+                        if let Some(c) = &content {
+                            tx.prepare_cached(
+                                "INSERT INTO file_locations(file_uuid, location, volume, added_at) VALUES(?1, ?2, 'MarkBase', ?3)",
+                            )?
+                            .execute(params![node_id, c, iso])?;
+                        }
+                    }
+                    None => {
+                        tx.prepare_cached("INSERT INTO mb_edges(parent, name, ino) VALUES(?1, ?2, ?3)")?
+                            .execute(params![parent as i64, name, ino as i64])
+                            .map_err(|e| match e.sqlite_error_code() {
+                                Some(rusqlite::ErrorCode::ConstraintViolation) => CatalogError::Exists,
+                                _ => e.into(),
+                            })?;
+                    }
                 }
-            }
-            None => {
-                tx.prepare_cached("INSERT INTO mb_edges(parent, name, ino) VALUES(?1, ?2, ?3)")?
-                    .execute(params![parent as i64, name, ino as i64])
-                    .map_err(|e| match e.sqlite_error_code() {
-                        Some(rusqlite::ErrorCode::ConstraintViolation) => CatalogError::Exists,
-                        _ => e.into(),
-                    })?;
-            }
-        }
-        touch_dir(&tx, parent, now_ns)?;
-        let rec = self.record(&tx, ino)?;
-        tx.commit()?;
-        Ok(rec)
+                touch_dir(tx, parent, now_ns)?;
+                self.record(tx, ino)
+            },
+        )
     }
 
     fn unlink(
