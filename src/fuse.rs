@@ -474,11 +474,10 @@ impl Filesystem for FuseAdapter {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.fs.opendir(ino.0) {
-            Ok(fh) => {
+            Ok((fh, keep)) => {
                 // Let the kernel keep what it reads of the directory; it
-                // drops it on its own changes, and on ours when the handle
-                // says the listing was reloaded.
-                let keep = self.fs.dir_handle(fh).is_ok_and(|d| d.kernel_cache_valid);
+                // drops it on its own changes, and on ours when the mount's
+                // listing was reloaded.
                 let flags = if keep {
                     FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
                 } else {
@@ -524,9 +523,13 @@ impl Filesystem for FuseAdapter {
         };
         // Attributes a chunk at a time (a reply holds ~100-200 entries):
         // the uncached ones come from the catalog in one read.
-        let rest: Vec<&DirEntry> = d.entries_from(offset as usize).collect();
+        let mut rest = d.entries_from(offset as usize);
         let mut i = offset as usize;
-        for chunk in rest.chunks(READDIRPLUS_CHUNK) {
+        loop {
+            let chunk: Vec<&DirEntry> = rest.by_ref().take(READDIRPLUS_CHUNK).collect();
+            if chunk.is_empty() {
+                break;
+            }
             let inos: Vec<u64> = chunk.iter().map(|e| e.ino).collect();
             for (e, a) in chunk.iter().zip(self.fs.getattr_many(&inos)) {
                 i += 1;

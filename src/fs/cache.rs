@@ -139,13 +139,17 @@ impl<V: Clone> TtlCache<V> {
     }
 
     /// Edit a cached value in place; `edit` returns false to drop it instead.
-    pub(crate) fn edit(&self, key: Ino, edit: impl FnOnce(&mut V) -> bool) {
+    /// True if a value was there and is kept.
+    pub(crate) fn edit(&self, key: Ino, edit: impl FnOnce(&mut V) -> bool) -> bool {
         let mut map = self.map.lock();
-        if let Some(t) = map.get_mut(&key) {
-            if !edit(&mut t.value) {
-                map.pop(&key);
-            }
+        let Some(t) = map.get_mut(&key) else {
+            return false;
+        };
+        let kept = edit(&mut t.value);
+        if !kept {
+            map.pop(&key);
         }
+        kept
     }
 
     pub(crate) fn hits(&self) -> u64 {
@@ -176,12 +180,13 @@ mod tests {
         let v: Result<u32, ()> = c.get_or_load(1, &epoch, || Ok(9));
         assert_eq!(v, Ok(8), "cached");
         assert_eq!((c.hits(), c.misses()), (1, 2));
-        c.edit(1, |v| {
+        assert!(c.edit(1, |v| {
             *v = 10;
             true
-        });
+        }));
         assert_eq!(c.get_or_load::<()>(1, &epoch, || Ok(0)), Ok(10));
-        c.edit(1, |_| false);
+        assert!(!c.edit(1, |_| false));
+        assert!(!c.edit(1, |_| true), "nothing left to edit");
         assert_eq!(c.get_or_load::<()>(1, &epoch, || Ok(11)), Ok(11));
         // Many at once: hits from the cache, one load for the misses (an
         // error is not cached), results in the order asked.

@@ -435,9 +435,6 @@ struct Handle {
 /// cache: a later change edits the cache's copy, not this one).
 pub struct DirHandle {
     pub ino: Ino,
-    /// The kernel's cached copy of this directory (if it has one) is still
-    /// what the mount would list: the kernel may serve it without asking.
-    pub kernel_cache_valid: bool,
     dots: [DirEntry; 2],
     listing: Arc<Listing>,
 }
@@ -610,11 +607,9 @@ impl MarkBaseFs {
                 touched.push(*dir);
                 continue;
             }
-            let mut kept = false;
-            self.attrs.edit(*dir, |r| {
+            let kept = self.attrs.edit(*dir, |r| {
                 r.mtime = now;
                 r.ctime = now;
-                kept = true;
                 true
             });
             if !kept {
@@ -807,7 +802,10 @@ impl MarkBaseFs {
 
     // ------------------------------------------------------------ directories
 
-    pub fn opendir(&self, ino: Ino) -> FsResult<u64> {
+    /// A handle on `ino`'s listing, and whether the kernel's kept copy of
+    /// the directory (if it has one) is still what the mount would list, so
+    /// that the kernel may serve it without asking.
+    pub fn opendir(&self, ino: Ino) -> FsResult<(u64, bool)> {
         let listing = self.listing(ino)?;
         let parent = self.parent_of(ino)?;
         let dot = |name: &str, ino| DirEntry {
@@ -826,12 +824,11 @@ impl MarkBaseFs {
             fh,
             Arc::new(DirHandle {
                 ino,
-                kernel_cache_valid,
                 dots: [dot(".", ino), dot("..", parent)],
                 listing,
             }),
         );
-        Ok(fh)
+        Ok((fh, kernel_cache_valid))
     }
 
     pub fn dir_handle(&self, fh: u64) -> FsResult<Arc<DirHandle>> {
@@ -1501,17 +1498,12 @@ impl MarkBaseFs {
             return Err(e.into());
         }
         // The cached record becomes what was committed (no reload).
-        let mut kept = false;
         self.attrs.edit(of.ino, |r| {
             r.size = size;
             r.mtime = mtime;
             r.ctime = ctime;
-            kept = true;
             true
         });
-        if !kept {
-            self.attrs.pop([&of.ino]);
-        }
         match of.file.metadata() {
             Ok(m) => self.sizes.put(
                 of.ino,
