@@ -14,7 +14,6 @@
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -100,11 +99,8 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
 /// root) every clean cached page, since through a passthrough mount the
 /// pages that matter are the content file's, which `f` cannot reach.
 fn drop_pages(f: &File) {
-    // SAFETY: advisory call on an open descriptor; sync takes no arguments.
-    unsafe {
-        libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
-        libc::sync();
-    }
+    let _ = nix::fcntl::posix_fadvise(f, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED);
+    nix::unistd::sync();
     let _ = std::fs::write("/proc/sys/vm/drop_caches", "1");
 }
 

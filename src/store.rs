@@ -21,10 +21,8 @@
 //! path. Pool files are empty, unreferenced by any row, and not content: fsck
 //! and the recovery pass ignore them.
 
-use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -168,7 +166,7 @@ impl ContentStore {
     }
 
     /// Take an empty file from the pool as `path` (which must not exist).
-    fn from_pool(&self, path: &Path) -> Option<File> {
+    fn take_from_pool(&self, path: &Path) -> Option<File> {
         let n = {
             let mut g = self.pool.lock();
             let list = self.pool.list(&mut g);
@@ -178,24 +176,16 @@ impl ContentStore {
             }
             n
         };
+        use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
         let from = self.pool.path(n);
-        let (a, b) = (
-            CString::new(from.as_os_str().as_bytes()).ok()?,
-            CString::new(path.as_os_str().as_bytes()).ok()?,
-        );
-        // SAFETY: two NUL-terminated paths; no file descriptors involved.
-        let r = unsafe {
-            libc::renameat2(
-                libc::AT_FDCWD,
-                a.as_ptr(),
-                libc::AT_FDCWD,
-                b.as_ptr(),
-                libc::RENAME_NOREPLACE,
-            )
-        };
-        if r != 0 {
-            return None;
-        }
+        renameat2(
+            AT_FDCWD,
+            &from,
+            AT_FDCWD,
+            path,
+            RenameFlags::RENAME_NOREPLACE,
+        )
+        .ok()?;
         let ready = OpenOptions::new()
             .read(true)
             .write(true)
@@ -304,7 +294,7 @@ impl ContentStore {
             }
         }
         let path = dir.join(id);
-        if let Some(f) = self.from_pool(&path) {
+        if let Some(f) = self.take_from_pool(&path) {
             return Ok((path, f));
         }
         let f = OpenOptions::new()
