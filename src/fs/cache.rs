@@ -7,6 +7,13 @@
 //! epoch first and then drops or edits the entries it affects, both under
 //! this cache's lock, so either the loader sees the new epoch or the change
 //! sees the loader's entry.
+//!
+//! A hit only reads its own entry (`peek`): it does not move the entry to the
+//! front of the recency list, which would touch two more entries' memory. A
+//! `readdirplus` reply looks up a few hundred inodes scattered over a large
+//! cache, and those cache misses were most of its cost. So eviction, when the
+//! cache is full, takes the entry loaded longest ago rather than the one used
+//! longest ago; every entry expires after the TTL anyway.
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -17,13 +24,17 @@ use parking_lot::Mutex;
 
 use crate::catalog::Ino;
 
+/// Inode numbers hash with Fx: one multiply, where the default SipHash
+/// was a visible part of a large `readdirplus` reply.
+type Lru<V> = LruCache<Ino, Timed<V>, rustc_hash::FxBuildHasher>;
+
 struct Timed<V> {
     at: Instant,
     value: V,
 }
 
 pub(crate) struct TtlCache<V> {
-    map: Mutex<LruCache<Ino, Timed<V>>>,
+    map: Mutex<Lru<V>>,
     ttl: Duration,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -33,7 +44,7 @@ impl<V: Clone> TtlCache<V> {
     pub(crate) fn new(entries: usize, ttl: Duration) -> TtlCache<V> {
         let cap = NonZeroUsize::new(entries.max(1)).unwrap_or(NonZeroUsize::MIN);
         TtlCache {
-            map: Mutex::new(LruCache::new(cap)),
+            map: Mutex::new(LruCache::with_hasher(cap, rustc_hash::FxBuildHasher)),
             ttl,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -48,7 +59,7 @@ impl<V: Clone> TtlCache<V> {
         epoch: &AtomicU64,
         load: impl FnOnce() -> Result<V, E>,
     ) -> Result<V, E> {
-        if let Some(t) = self.map.lock().get(&key) {
+        if let Some(t) = self.map.lock().peek(&key) {
             if t.at.elapsed() < self.ttl {
                 self.hits.fetch_add(1, Relaxed);
                 return Ok(t.value.clone());
@@ -83,10 +94,14 @@ impl<V: Clone> TtlCache<V> {
         let mut missing = Vec::new();
         let mut slots = Vec::new();
         {
-            let mut map = self.map.lock();
+            // One clock read for the lot.
+            let now = Instant::now();
+            let map = self.map.lock();
             for (i, k) in keys.iter().enumerate() {
-                match map.get(k) {
-                    Some(t) if t.at.elapsed() < self.ttl => out.push(Some(Ok(t.value.clone()))),
+                match map.peek(k) {
+                    Some(t) if now.saturating_duration_since(t.at) < self.ttl => {
+                        out.push(Some(Ok(t.value.clone())))
+                    }
                     _ => {
                         missing.push(*k);
                         slots.push(i);
@@ -105,12 +120,13 @@ impl<V: Clone> TtlCache<V> {
         let loaded = load(&missing);
         let mut map = self.map.lock();
         let fresh = epoch.load(Relaxed) == before;
+        let now = Instant::now();
         for ((slot, key), r) in slots.into_iter().zip(missing).zip(loaded) {
             if let (true, Ok(v)) = (fresh, &r) {
                 map.put(
                     key,
                     Timed {
-                        at: Instant::now(),
+                        at: now,
                         value: v.clone(),
                     },
                 );

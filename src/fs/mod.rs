@@ -462,7 +462,9 @@ pub const STATS_XATTR: &str = "user.markbase.stats";
 pub struct MarkBaseFs {
     catalog: Arc<dyn Catalog>,
     store: ContentStore,
-    attrs: TtlCache<NodeRecord>,
+    /// Records are shared: a hit costs a reference count, not a copy of
+    /// the record's strings.
+    attrs: TtlCache<Arc<NodeRecord>>,
     paths: TtlCache<Option<PathBuf>>,
     /// Real size and 512-byte blocks of content files that are not open, as
     /// last seen (so `readdirplus` and `stat` need no `stat` of their own).
@@ -608,6 +610,7 @@ impl MarkBaseFs {
                 continue;
             }
             let kept = self.attrs.edit(*dir, |r| {
+                let r = Arc::make_mut(r);
                 r.mtime = now;
                 r.ctime = now;
                 true
@@ -642,14 +645,15 @@ impl MarkBaseFs {
         self.parents.pop(dirs.iter().chain(inodes));
     }
 
-    fn record(&self, ino: Ino) -> FsResult<NodeRecord> {
+    fn record(&self, ino: Ino) -> FsResult<Arc<NodeRecord>> {
         self.attrs.get_or_load(ino, &self.epoch, || {
-            self.catalog.get(ino).map_err(FsError::from)
+            self.catalog.get(ino).map(Arc::new).map_err(FsError::from)
         })
     }
 
-    fn fresh_record(&self, rec: NodeRecord) -> NodeRecord {
+    fn fresh_record(&self, rec: NodeRecord) -> Arc<NodeRecord> {
         self.sizes.pop([&rec.ino]);
+        let rec = Arc::new(rec);
         self.attrs.put(rec.ino, rec.clone());
         rec
     }
@@ -766,7 +770,7 @@ impl MarkBaseFs {
                 self.catalog
                     .get_many(miss)
                     .into_iter()
-                    .map(|r| r.map_err(FsError::from))
+                    .map(|r| r.map(Arc::new).map_err(FsError::from))
                     .collect()
             })
             .into_iter()
@@ -787,8 +791,8 @@ impl MarkBaseFs {
 
     pub fn readlink(&self, ino: Ino) -> FsResult<Vec<u8>> {
         let rec = self.record(ino)?;
-        match (rec.kind, rec.target) {
-            (Kind::Symlink, Some(t)) => Ok(t),
+        match (rec.kind, &rec.target) {
+            (Kind::Symlink, Some(t)) => Ok(t.clone()),
             _ => Err(FsError::Invalid("not a symlink")),
         }
     }
@@ -872,7 +876,7 @@ impl MarkBaseFs {
         rdev: u32,
         target: Option<Vec<u8>>,
         caller: Caller,
-    ) -> FsResult<(NodeRecord, Option<File>)> {
+    ) -> FsResult<(Arc<NodeRecord>, Option<File>)> {
         let name = check_name(name)?;
         let _g = self.lock_dir(parent);
         let prec = self.record(parent)?;
@@ -1305,7 +1309,7 @@ impl MarkBaseFs {
             if st.unlinked {
                 // Nothing to commit for a file with no name left.
                 drop(st);
-                let mut r = rec.clone();
+                let mut r = NodeRecord::clone(&rec);
                 r.perm = set.perm.unwrap_or(r.perm);
                 r.uid = set.uid.unwrap_or(r.uid);
                 r.gid = set.gid.unwrap_or(r.gid);
@@ -1499,6 +1503,7 @@ impl MarkBaseFs {
         }
         // The cached record becomes what was committed (no reload).
         self.attrs.edit(of.ino, |r| {
+            let r = Arc::make_mut(r);
             r.size = size;
             r.mtime = mtime;
             r.ctime = ctime;
