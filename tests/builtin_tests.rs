@@ -1,0 +1,130 @@
+//! The built-in tests as a new user runs them: the README's first command
+//! (`markbase fuse --test --aja --config 4K_ProRes --chart aja.svg`, with a
+//! small file for CI), the format list, and the throughput test. Each makes
+//! its own demo library, mounts it, and must leave no mount behind.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::bin;
+
+/// `markbase fuse --test ...` run from `cwd`, as the README runs it (no
+/// `--data-dir`, no library: the test makes its own).
+fn builtin(cwd: &Path, args: &[&str]) -> Output {
+    let out = Command::new(bin())
+        .current_dir(cwd)
+        .args(["fuse", "--test"])
+        .args(args)
+        .output()
+        .expect("run markbase");
+    assert!(
+        out.status.success(),
+        "markbase fuse --test {args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).expect("--json prints one JSON document")
+}
+
+fn positive(v: &serde_json::Value, path: &str) -> f64 {
+    let x = v
+        .pointer(path)
+        .and_then(|x| x.as_f64())
+        .unwrap_or_else(|| panic!("{path} missing in {v}"));
+    assert!(x > 0.0, "{path} = {x}");
+    x
+}
+
+fn test_mounts() -> Vec<String> {
+    std::fs::read_to_string("/proc/mounts")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("markbase:") && l.contains("markbase-test-"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_readme_aja_command_runs_and_draws_its_chart() {
+    let cwd = tempfile::tempdir().unwrap();
+    let before = test_mounts();
+    let out = builtin(
+        cwd.path(),
+        &[
+            "--aja",
+            "--config",
+            "4K_ProRes",
+            "--file-size",
+            "64MB",
+            "--chart",
+            "aja.svg",
+            "--json",
+        ],
+    );
+    let v = json(&out);
+    // The frame size of ProRes 4444 at 4096x2160, as the code cites it.
+    assert_eq!(v.pointer("/config/width").and_then(|x| x.as_u64()), Some(4096));
+    assert_eq!(v.pointer("/config/height").and_then(|x| x.as_u64()), Some(2160));
+    assert!(positive(&v, "/config/frame_bytes") > 1_000_000.0);
+    for target in ["mount", "disk"] {
+        assert!(positive(&v, &format!("/{target}/frames")) >= 10.0);
+        for dir in ["write", "read"] {
+            for field in ["mb_s", "fps", "latency_ms_p50", "latency_ms_p99", "latency_ms_max"] {
+                positive(&v, &format!("/{target}/{dir}/{field}"));
+            }
+            assert!(v
+                .pointer(&format!("/{target}/{dir}/sustained_fps"))
+                .is_some_and(|x| x.is_array()));
+        }
+    }
+    positive(&v, "/write_ratio");
+    positive(&v, "/read_ratio");
+    // The chart is an SVG image, where the README's command says.
+    let svg = std::fs::read_to_string(cwd.path().join("aja.svg")).expect("aja.svg written");
+    assert!(svg.trim_start().starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
+    assert!(svg.trim_end().ends_with("</svg>"));
+    assert!(svg.contains("width=\"1000\"") && svg.contains("<polyline"));
+    // Mounted and unmounted for the user.
+    assert_eq!(test_mounts(), before, "the test left its mount behind");
+}
+
+#[test]
+fn the_aja_formats_are_listed() {
+    let cwd = tempfile::tempdir().unwrap();
+    let out = builtin(cwd.path(), &["--aja", "--config", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in [
+        "4K_ProRes422HQ",
+        "4K_ProRes4444",
+        "4K_ProRes4444XQ",
+        "4K_RGB10",
+        "UHD_ProRes422HQ",
+        "UHD_ProRes4444",
+        "UHD_ProRes4444XQ",
+        "UHD_RGB10",
+        "1080p_ProRes422HQ",
+    ] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn the_throughput_test_compares_mount_and_disk() {
+    let cwd = tempfile::tempdir().unwrap();
+    let before = test_mounts();
+    let v = json(&builtin(cwd.path(), &["--size", "32MB", "--json"]));
+    for target in ["mount", "disk"] {
+        positive(&v, &format!("/{target}/write_mb_s"));
+        positive(&v, &format!("/{target}/read_mb_s"));
+    }
+    positive(&v, "/write_ratio");
+    positive(&v, "/read_ratio");
+    assert_eq!(v.pointer("/size").and_then(|x| x.as_u64()), Some(32_000_000));
+    assert_eq!(test_mounts(), before, "the test left its mount behind");
+}
