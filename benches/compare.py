@@ -18,7 +18,8 @@ examples) and `rclone mount`. Workloads (fio for data):
 
 and the markbase daemon's memory: idle on a 12,659-node library after a full
 walk, and its peak during the sequential write. Figures are medians of --runs.
-Needs root (drop_caches, mounts), fio, python3; builds the binary if needed.
+Needs root (drop_caches, mounts) and python3; installs fio, fuse3, libfuse3-dev and
+rclone with apt-get when they are missing; builds the binary if needed.
 """
 import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, threading, time
 
@@ -133,14 +134,14 @@ def setup(tmp, names, base_bin=None):
         targets.append(Target(name, work, mp, pid))
     pll = os.path.join(tmp, "passthrough_ll")
     src = "/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c"
-    if "passthrough_ll" in names and os.path.exists(src):
+    if "passthrough_ll" in names:
         flags = sh("pkg-config", "fuse3", "--cflags", "--libs").stdout.split()
         sh("gcc", "-O2", "-o", pll, src, *flags)
         backing, mp = os.path.join(tmp, "pll-src"), os.path.join(tmp, "pll")
         os.mkdir(backing), os.mkdir(mp)
         sh(pll, "-o", f"source={backing}", mp)
         targets.append(Target("passthrough_ll", mp, mp))
-    if "rclone" in names and shutil.which("rclone"):
+    if "rclone" in names:
         backing, mp = os.path.join(tmp, "rc-src"), os.path.join(tmp, "rc")
         os.mkdir(backing), os.mkdir(mp)
         # --vfs-cache-mode writes: what rclone needs for random-access writes (fio, editors).
@@ -152,6 +153,37 @@ def setup(tmp, names, base_bin=None):
             time.sleep(0.1)
         targets.append(Target("rclone", mp, mp))
     return targets, exe
+
+
+# What each part of the run needs, as Debian packages: (command or file, package).
+NEEDS = {
+    "all": [("fio", "fio"), ("fusermount3", "fuse3")],
+    "passthrough_ll": [("/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c", "libfuse3-dev"),
+                       ("pkg-config", "pkg-config"), ("gcc", "gcc")],
+    "rclone": [("rclone", "rclone")],
+}
+
+
+def ensure_tools(names):
+    """Install what a fresh machine lacks (apt-get, as root); a peer whose tools
+    are still missing is left out of the table with a line saying why."""
+    def have(x):
+        return os.path.exists(x) if x.startswith("/") else shutil.which(x) is not None
+    wanted = [k for k in NEEDS if k == "all" or k in names]
+    missing = sorted({pkg for k in wanted for x, pkg in NEEDS[k] if not have(x)})
+    if missing and shutil.which("apt-get") and os.geteuid() == 0:
+        print(f"installing {' '.join(missing)} ...", file=sys.stderr)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], env=env, stdout=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], env=env, stdout=subprocess.DEVNULL)
+    for k in wanted:
+        lacking = [x for x, _ in NEEDS[k] if not have(x)]
+        if not lacking:
+            continue
+        if k == "all":
+            sys.exit(f"compare.py: {', '.join(lacking)} missing (apt-get install fio fuse3, or run as root)")
+        print(f"compare.py: leaving {k} out: {', '.join(lacking)} missing", file=sys.stderr)
+        names.remove(k)
 
 
 def record_of(mp):
@@ -182,6 +214,7 @@ def main():
     names = a.targets.split(",")
     if a.base_bin and "markbase-base" not in names:
         names.append("markbase-base")
+    ensure_tools(names)
     tmp = tempfile.mkdtemp(prefix="markbase-bench-", dir=a.dir or "/var/tmp")
     targets, exe = setup(tmp, names, a.base_bin)
     direct_size = a.size
