@@ -18,8 +18,8 @@ examples) and `rclone mount`. Workloads (fio for data):
 
 and the markbase daemon's memory: idle on a 12,659-node library after a full
 walk, and its peak during the sequential write. Figures are medians of --runs.
-Needs root (drop_caches, mounts) and python3; installs fio, fuse3, libfuse3-dev and
-rclone with apt-get when they are missing; builds the binary if needed.
+Needs root (drop_caches, mounts) and python3; installs fio, libfuse3-dev, rclone
+and fuse3 (for rclone) with apt-get when they are missing; builds the binary if needed.
 """
 import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, threading, time
 
@@ -133,10 +133,9 @@ def setup(tmp, names, base_bin=None):
         os.mkdir(work)
         targets.append(Target(name, work, mp, pid))
     pll = os.path.join(tmp, "passthrough_ll")
-    src = "/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c"
     if "passthrough_ll" in names:
         flags = sh("pkg-config", "fuse3", "--cflags", "--libs").stdout.split()
-        sh("gcc", "-O2", "-o", pll, src, *flags)
+        sh("gcc", "-O2", "-o", pll, PLL_SRC, *flags)
         backing, mp = os.path.join(tmp, "pll-src"), os.path.join(tmp, "pll")
         os.mkdir(backing), os.mkdir(mp)
         sh(pll, "-o", f"source={backing}", mp)
@@ -155,12 +154,14 @@ def setup(tmp, names, base_bin=None):
     return targets, exe
 
 
+PLL_SRC = "/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c"
 # What each part of the run needs, as Debian packages: (command or file, package).
+# Run as root, markbase and passthrough_ll mount without fusermount3; rclone's
+# mount calls it (Debian's rclone only suggests fuse3).
 NEEDS = {
-    "all": [("fio", "fio"), ("fusermount3", "fuse3")],
-    "passthrough_ll": [("/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c", "libfuse3-dev"),
-                       ("pkg-config", "pkg-config"), ("gcc", "gcc")],
-    "rclone": [("rclone", "rclone")],
+    "all": [("fio", "fio")],
+    "passthrough_ll": [(PLL_SRC, "libfuse3-dev"), ("pkg-config", "pkg-config"), ("gcc", "gcc")],
+    "rclone": [("rclone", "rclone"), ("fusermount3", "fuse3")],
 }
 
 
@@ -181,7 +182,8 @@ def ensure_tools(names):
         if not lacking:
             continue
         if k == "all":
-            sys.exit(f"compare.py: {', '.join(lacking)} missing (apt-get install fio fuse3, or run as root)")
+            pkgs = " ".join(pkg for _, pkg in NEEDS[k])
+            sys.exit(f"compare.py: {', '.join(lacking)} missing (apt-get install {pkgs}, or run as root)")
         print(f"compare.py: leaving {k} out: {', '.join(lacking)} missing", file=sys.stderr)
         names.remove(k)
 
