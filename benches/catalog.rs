@@ -94,7 +94,12 @@ fn main() -> anyhow::Result<()> {
     let now = SystemTime::now();
     let top = c.create(ROOT_INO, "catalog-bench", &node(Kind::Dir, None), now)?;
     let folders = (0..FOLDERS)
-        .map(|i| Ok(c.create(top.ino, &format!("d{i:03}"), &node(Kind::Dir, None), now)?.ino))
+        .map(|i| {
+            Ok(
+                c.create(top.ino, &format!("d{i:03}"), &node(Kind::Dir, None), now)?
+                    .ino,
+            )
+        })
         .collect::<anyhow::Result<Vec<Ino>>>()?;
 
     let (mut get, mut list, mut create, mut unlink) = (vec![], vec![], vec![], vec![]);

@@ -541,8 +541,8 @@ pub fn aja(o: &TestOpts<'_>, config: &str, file_size: u64) -> Result<()> {
         }
     );
     println!(
-        "{:<12} {:>8} {:>8} {:>9} {:>9} {:>9}  {}",
-        "", "MB/s", "fps", "p50 ms", "p99 ms", "max ms", "sustains (fps, no frame late)"
+        "{:<12} {:>8} {:>8} {:>9} {:>9} {:>9}  sustains (fps, no frame late)",
+        "", "MB/s", "fps", "p50 ms", "p99 ms", "max ms"
     );
     for (label, p) in [
         ("mount write", &mount.write),

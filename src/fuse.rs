@@ -26,6 +26,7 @@ use fuser::BackingId;
 use parking_lot::Mutex;
 
 use crate::catalog::{DirEntry, Kind};
+use crate::fs::flags::{AllocMode, OpenFlags as CoreOpenFlags, RenameMode, Whence, XattrSet};
 use crate::fs::{Attr, Caller, FsError, MarkBaseFs, SetAttrReq, TimeSet};
 
 /// How long the kernel may cache entries and attributes: the seed's 60 s.
@@ -252,7 +253,7 @@ impl Filesystem for FuseAdapter {
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
-        fh: Option<FileHandle>,
+        _fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
@@ -266,7 +267,6 @@ impl Filesystem for FuseAdapter {
             size,
             atime: atime.map(time),
             mtime: mtime.map(time),
-            fh: fh.map(|f| f.0),
         };
         match self.fs.setattr(ino.0, &req) {
             Ok(a) => reply.attr(&TTL, &attr(&a)),
@@ -358,10 +358,9 @@ impl Filesystem for FuseAdapter {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        match self
-            .fs
-            .rename(parent.0, name, newparent.0, newname, flags.bits())
-        {
+        let res = RenameMode::from_raw(flags.bits())
+            .and_then(|mode| self.fs.rename(parent.0, name, newparent.0, newname, mode));
+        match res {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(fail("rename", parent.0, &e)),
         }
@@ -382,7 +381,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.open(ino.0, flags.0) {
+        match self.fs.open(ino.0, CoreOpenFlags::from_raw(flags.0)) {
             Ok(fh) => match self.backing_for(fh, |f| reply.open_backing(f)) {
                 Some(id) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id),
                 None => reply.opened(FileHandle(fh), FopenFlags::empty()),
@@ -595,7 +594,9 @@ impl Filesystem for FuseAdapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        match self.fs.setxattr(ino.0, name, value, flags) {
+        let res =
+            XattrSet::from_raw(flags).and_then(|how| self.fs.setxattr(ino.0, name, value, how));
+        match res {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(fail("setxattr", ino.0, &e)),
         }
@@ -641,6 +642,7 @@ impl Filesystem for FuseAdapter {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let flags = CoreOpenFlags::from_raw(flags);
         match self
             .fs
             .create(parent.0, name, mode, umask, flags, caller(req))
@@ -676,7 +678,9 @@ impl Filesystem for FuseAdapter {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        match self.fs.fallocate(fh.0, offset, length, mode) {
+        let res = AllocMode::from_raw(mode)
+            .and_then(|mode| self.fs.fallocate(fh.0, offset, length, mode));
+        match res {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(fail("fallocate", ino.0, &e)),
         }
@@ -691,7 +695,8 @@ impl Filesystem for FuseAdapter {
         whence: i32,
         reply: ReplyLseek,
     ) {
-        match self.fs.lseek(fh.0, offset, whence) {
+        let res = Whence::from_raw(whence).and_then(|w| self.fs.lseek(fh.0, offset, w));
+        match res {
             Ok(o) => reply.offset(o),
             Err(e) => reply.error(fail("lseek", ino.0, &e)),
         }

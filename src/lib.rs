@@ -9,8 +9,11 @@
 //! unmounts running ones; [`platform`] picks the FUSE backend; [`library`]
 //! makes new catalogs.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod catalog;
 pub mod config;
+pub mod daemon;
 pub mod fs;
 pub mod fuse;
 pub mod library;

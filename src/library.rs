@@ -8,9 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection};
-
-use crate::catalog::sqlite::{format_iso, V1_SCHEMA};
+use crate::catalog::sqlite::V1Writer;
+use crate::catalog::CatalogError;
 
 /// Paths of one user's library.
 #[derive(Clone, Debug)]
@@ -30,8 +29,8 @@ pub enum LibraryError {
     Exists(PathBuf),
     #[error("{0}: no catalog for this user (make one with `markbase library create --user NAME`)")]
     NoCatalog(PathBuf),
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -97,31 +96,18 @@ impl Library {
         std::fs::create_dir_all(p.parent().unwrap_or(Path::new(".")))?;
         std::fs::create_dir_all(self.content_dir())?;
         std::fs::create_dir_all(self.media_dir())?;
-        let mut conn = Connection::open(&p)?;
-        conn.execute_batch(V1_SCHEMA)?;
+        let cat = V1Writer::create(&p)?;
         if !demo {
+            cat.commit()?;
             return Ok(0);
         }
-        let tx = conn.transaction()?;
-        let now = format_iso(crate::catalog::sqlite::to_ns(std::time::SystemTime::now()));
         let mut n = 0usize;
         let mut add = |parent: Option<&str>,
                        label: &str,
                        folder: bool,
                        size: u64|
          -> Result<String, LibraryError> {
-            let id = uuid::Uuid::new_v4().to_string();
-            tx.execute(
-                "INSERT INTO file_nodes VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-                params![
-                    id,
-                    parent,
-                    label,
-                    if folder { "folder" } else { "file" },
-                    (!folder).then_some(size as i64),
-                    now
-                ],
-            )?;
+            let id = cat.add_node(parent, label, folder, size)?;
             if !folder {
                 let ext = Path::new(label)
                     .extension()
@@ -130,10 +116,7 @@ impl Library {
                 let path = self.media_dir().join(&id[..2]).join(format!("{id}.{ext}"));
                 std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
                 std::fs::write(&path, demo_bytes(&id, size))?;
-                tx.execute(
-                    "INSERT INTO file_locations VALUES(?1, ?2, 'Media', ?3)",
-                    params![id, path.to_string_lossy(), now],
-                )?;
+                cat.add_location(&id, &path, "Media")?;
             }
             n += 1;
             Ok(id)
@@ -154,8 +137,7 @@ impl Library {
                 }
             }
         }
-        drop(add);
-        tx.commit()?;
+        cat.commit()?;
         Ok(n)
     }
 }

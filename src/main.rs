@@ -1,6 +1,8 @@
 //! `markbase`: the command line. Library code returns typed errors; this
 //! binary adds context (`anyhow`) and prints one line per failure.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -226,7 +228,7 @@ fn fsck(
             );
         }
     }
-    let fs = mount::open_library(&lib)?;
+    let fs = markbase::daemon::open_library(&lib)?;
     let report = fs.check(&markbase::fs::check::CheckOpts {
         repair,
         offline: true,

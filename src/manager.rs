@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::daemon;
 use crate::library::Library;
 use crate::mount::{self, MountError, MountSpec};
 
@@ -118,8 +119,8 @@ pub fn status() -> Vec<MountStatus> {
         .unwrap_or(0);
     let mut out = Vec::new();
     for m in mount::markbase_mounts() {
-        let rec = mount::read_record(&m.mountpoint);
-        let alive = rec.as_ref().is_some_and(|r| mount::pid_alive(r.pid));
+        let rec = daemon::read_record(&m.mountpoint);
+        let alive = rec.as_ref().is_some_and(|r| daemon::pid_alive(r.pid));
         let (state, stats) = if !alive {
             ("dead".to_string(), None)
         } else {
@@ -180,7 +181,7 @@ pub fn mounts_in(data_dir: &Path) -> Vec<PathBuf> {
     let here = users(data_dir);
     mount::markbase_mounts()
         .into_iter()
-        .filter(|m| match mount::read_record(&m.mountpoint) {
+        .filter(|m| match daemon::read_record(&m.mountpoint) {
             Some(r) => r.data_dir == canon,
             None => m.user().is_some_and(|u| here.iter().any(|h| h == u)),
         })

@@ -11,22 +11,22 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 
-use crate::catalog::sqlite::{OpenOptions, SqliteCatalog};
-use crate::fs::{FsConfig, MarkBaseFs, STATS_XATTR};
+use crate::daemon::{
+    self, open_library, pid_alive, read_record, remove_record, Daemon, RuntimeRecord,
+};
+use crate::fs::{MarkBaseFs, STATS_XATTR};
 use crate::fuse::FuseAdapter;
 use crate::library::Library;
 use crate::platform::Backend;
-use crate::store::ContentStore;
 
 /// The file system type the kernel shows (`fuse.markbase`).
 pub const SUBTYPE: &str = "markbase";
@@ -49,9 +49,7 @@ pub enum MountError {
     #[error(transparent)]
     Library(#[from] crate::library::LibraryError),
     #[error(transparent)]
-    Catalog(#[from] crate::catalog::CatalogError),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Open(Box<crate::daemon::DaemonError>),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
@@ -60,6 +58,12 @@ pub enum MountError {
     Daemon(String),
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
+}
+
+impl From<crate::daemon::DaemonError> for MountError {
+    fn from(e: crate::daemon::DaemonError) -> Self {
+        MountError::Open(Box::new(e))
+    }
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> MountError {
@@ -252,114 +256,7 @@ pub fn backend_of(
 pub fn open_fs(spec: &MountSpec) -> Result<Arc<MarkBaseFs>, MountError> {
     let settings = crate::config::user_settings(&spec.library.data_dir, &spec.library.user)?;
     backend_of(spec, &settings)?;
-    open_library(&spec.library)
-}
-
-/// Open a user's library as a file system core (for a mount, or `fsck`).
-pub fn open_library(library: &Library) -> Result<Arc<MarkBaseFs>, MountError> {
-    let path = library.existing_catalog()?;
-    let settings = crate::config::user_settings(&library.data_dir, &library.user)?;
-    let uid = settings
-        .uid
-        .unwrap_or_else(|| nix::unistd::getuid().as_raw());
-    let gid = settings
-        .gid
-        .unwrap_or_else(|| nix::unistd::getgid().as_raw());
-    let catalog = SqliteCatalog::open(
-        &path,
-        &OpenOptions {
-            uid,
-            gid,
-            create: false,
-        },
-    )?;
-    let mut roots = vec![library.media_dir()];
-    roots.extend(settings.media_roots);
-    let store = ContentStore::new(&library.content_dir(), &roots)?;
-    Ok(Arc::new(MarkBaseFs::new(
-        Arc::new(catalog),
-        store,
-        FsConfig {
-            quota: settings.quota,
-            ..FsConfig::default()
-        },
-    )))
-}
-
-/// Content files younger than this are not orphans yet (a writer may be
-/// about to commit their row).
-pub const RECOVERY_GRACE: Duration = Duration::from_secs(60);
-
-/// What the runtime file of a running mount says.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RuntimeRecord {
-    pub user: String,
-    pub mountpoint: PathBuf,
-    pub pid: u32,
-    pub data_dir: PathBuf,
-    pub started_unix: u64,
-    pub backend: String,
-}
-
-/// Where runtime records live.
-pub fn runtime_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("MARKBASE_RUNTIME_DIR") {
-        return PathBuf::from(d);
-    }
-    if nix::unistd::geteuid().is_root() {
-        return PathBuf::from("/run/markbase");
-    }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) => PathBuf::from(d).join("markbase"),
-        None => std::env::temp_dir().join(format!("markbase-{}", nix::unistd::geteuid())),
-    }
-}
-
-fn record_path(mountpoint: &Path) -> PathBuf {
-    let key: String = mountpoint
-        .to_string_lossy()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    runtime_dir().join(format!("{key}.json"))
-}
-
-pub fn read_record(mountpoint: &Path) -> Option<RuntimeRecord> {
-    let text = std::fs::read_to_string(record_path(mountpoint)).ok()?;
-    serde_json::from_str(&text).ok()
-}
-
-fn write_record(r: &RuntimeRecord) -> std::io::Result<()> {
-    std::fs::create_dir_all(runtime_dir())?;
-    let p = record_path(&r.mountpoint);
-    let tmp = p.with_extension("tmp");
-    std::fs::write(
-        &tmp,
-        serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?,
-    )?;
-    std::fs::rename(tmp, p)
-}
-
-fn remove_record(mountpoint: &Path) {
-    let _ = std::fs::remove_file(record_path(mountpoint));
-}
-
-/// Is `pid` a live (not zombie) process?
-pub fn pid_alive(pid: u32) -> bool {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| {
-                s.rsplit(')')
-                    .next()
-                    .is_some_and(|r| r.trim_start().starts_with('Z'))
-            })
-            .unwrap_or(true)
+    Ok(open_library(&spec.library)?)
 }
 
 /// Run the daemon in this process until the file system is unmounted. When
@@ -418,86 +315,19 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountEr
             .data_dir
             .canonicalize()
             .unwrap_or(spec.library.data_dir.clone()),
-        started_unix: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        started_unix: daemon::now_unix(),
         backend: backend.name().into(),
     };
-    if let Err(e) = write_record(&record) {
-        tracing::warn!("cannot write runtime record: {e}");
-    }
-    // Signals: flush everything, then unmount (lazily if files are still open).
+    // Signals: everything flushed, then unmount (lazily if files are still open).
     let mut unmounter = session.unmount_callable();
-    let sig_fs = fs.clone();
-    let sig_mp = mountpoint.clone();
-    let mut signals =
-        signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
-            .map_err(io_err("signal handlers"))?;
-    std::thread::Builder::new()
-        .name("markbase-signals".into())
-        .spawn(move || {
-            for sig in signals.forever() {
-                if sig == libc::SIGHUP {
-                    tracing::info!("SIGHUP: nothing to reload for a single mount");
-                    continue;
-                }
-                tracing::info!(signal = sig, "flushing and unmounting {}", sig_mp.display());
-                if let Err(e) = sig_fs.flush_all() {
-                    tracing::error!("flush before unmount: {e}");
-                }
-                if let Err(e) = unmounter.unmount() {
-                    tracing::warn!("unmount: {e}; detaching lazily");
-                    let _ = nix::mount::umount2(&sig_mp, nix::mount::MntFlags::MNT_DETACH);
-                }
-            }
-        })
-        .map_err(io_err("signal thread"))?;
-    if settings.read_only != Some(true) {
-        fs.store().start_pool_refill();
-    }
-    // The recovery pass: content files a killed daemon left without a row,
-    // names without inodes, locations of vanished files. In the background,
-    // so that the mount answers at once.
-    {
-        let (fs, lost_found) = (fs.clone(), spec.library.lost_found_dir());
-        let _ = std::thread::Builder::new()
-            .name("markbase-recovery".into())
-            .spawn(move || {
-                let opts = crate::fs::check::CheckOpts {
-                    repair: true,
-                    offline: false,
-                    grace: RECOVERY_GRACE,
-                    lost_found,
-                };
-                match fs.check(&opts) {
-                    Ok(r) => {
-                        for l in &r.repaired {
-                            tracing::warn!("recovery: {l}");
-                        }
-                        for l in &r.notes {
-                            tracing::info!("catalog: {l}");
-                        }
-                    }
-                    Err(e) => tracing::warn!("recovery pass: {e}"),
-                }
-            });
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let (fs, stop) = (fs.clone(), stop.clone());
-        std::thread::Builder::new()
-            .name("markbase-committer".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_secs(2));
-                    if let Err(e) = fs.flush_size_fixes() {
-                        tracing::warn!("catalog size corrections: {e}");
-                    }
-                }
-            })
-            .map_err(io_err("committer thread"))?;
-    }
+    let stop_mp = mountpoint.clone();
+    let read_only = settings.read_only == Some(true);
+    let _daemon = Daemon::start(fs.clone(), &spec.library, record, read_only, move || {
+        if let Err(e) = unmounter.unmount() {
+            tracing::warn!("unmount: {e}; detaching lazily");
+            let _ = nix::mount::umount2(&stop_mp, nix::mount::MntFlags::MNT_DETACH);
+        }
+    })?;
     {
         // Once the session answers, give the mount the readahead of the disk
         // under the content store (the kernel starts FUSE mounts at 128 KiB).
@@ -510,10 +340,7 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountEr
     if let Some(mut r) = ready.take() {
         let _ = writeln!(r, "ok");
     }
-    let res = session.run();
-    stop.store(true, Ordering::Relaxed);
-    remove_record(&mountpoint);
-    res.map_err(io_err("FUSE session"))
+    session.run().map_err(io_err("FUSE session"))
 }
 
 fn bdi_readahead_path(dev: u64) -> PathBuf {
@@ -603,13 +430,17 @@ pub fn spawn_daemon(spec: &MountSpec) -> Result<u32, MountError> {
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(io_err("log"))?)
         .stderr(log);
-    // SAFETY: only async-signal-safe calls between fork and exec.
+    // SAFETY: between fork and exec the closure makes only
+    // async-signal-safe calls (setsid, fcntl), allocates nothing, and
+    // touches no lock; `wfd` is a descriptor this process owns until exec.
     unsafe {
         cmd.pre_exec(move || {
-            libc::setsid();
-            if libc::fcntl(wfd, libc::F_SETFD, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            let _ = nix::unistd::setsid();
+            let fd = BorrowedFd::borrow_raw(wfd);
+            nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+            )?;
             Ok(())
         });
     }
@@ -620,22 +451,17 @@ pub fn spawn_daemon(spec: &MountSpec) -> Result<u32, MountError> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut buf = [0u8; 512];
     loop {
-        let mut pfd = libc::pollfd {
-            fd: rf.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let left = deadline
-            .saturating_duration_since(Instant::now())
-            .as_millis() as i32;
-        if left == 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             let _ = child.kill();
             return Err(MountError::Daemon(format!(
                 "no answer in 60 s; see {}",
                 log_path.display()
             )));
         }
-        if unsafe { libc::poll(&mut pfd, 1, left) } <= 0 {
+        let mut pfd = [PollFd::new(rf.as_fd(), PollFlags::POLLIN)];
+        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        if nix::poll::poll(&mut pfd, timeout).unwrap_or(0) <= 0 {
             continue;
         }
         match rf.read(&mut buf) {
@@ -669,9 +495,12 @@ pub fn spawn_daemon(spec: &MountSpec) -> Result<u32, MountError> {
 pub fn ready_fd_from_env() -> Option<OwnedFd> {
     let fd: i32 = std::env::var("MARKBASE_READY_FD").ok()?.parse().ok()?;
     std::env::remove_var("MARKBASE_READY_FD");
-    // SAFETY: the parent passed this descriptor for us alone.
-    (fd > 2 && unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0)
-        .then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+    // SAFETY: F_GETFD on any number is harmless: it only tells whether
+    // the descriptor is open.
+    let open = fd > 2 && unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
+    // SAFETY: the parent passed this open descriptor for this process alone,
+    // and the variable naming it is gone: nothing else will close it.
+    open.then(|| unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Flush and unmount the MarkBase mount at `dir`; clean it if its daemon is gone.

@@ -59,7 +59,7 @@ const SMALL: usize = 4096;
 
 /// The byte stream of file `seed`: 8-byte words of a splitmix of seed and offset.
 fn fill(seed: u64, offset: u64, buf: &mut [u8]) {
-    debug_assert!(offset % 8 == 0);
+    debug_assert!(offset.is_multiple_of(8));
     for (i, chunk) in buf.chunks_mut(8).enumerate() {
         let mut z = seed ^ (offset / 8 + i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -41,6 +41,14 @@ fn positive(v: &serde_json::Value, path: &str) -> f64 {
     x
 }
 
+/// The tests that mount take turns: each checks that no mount is left
+/// behind, which a neighbour's mount still up would fail.
+static MOUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    MOUNTING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn test_mounts() -> Vec<String> {
     std::fs::read_to_string("/proc/mounts")
         .unwrap_or_default()
@@ -52,6 +60,7 @@ fn test_mounts() -> Vec<String> {
 
 #[test]
 fn the_readme_aja_command_runs_and_draws_its_chart() {
+    let _turn = one_at_a_time();
     let cwd = tempfile::tempdir().unwrap();
     let before = test_mounts();
     let out = builtin(
@@ -69,13 +78,25 @@ fn the_readme_aja_command_runs_and_draws_its_chart() {
     );
     let v = json(&out);
     // The frame size of ProRes 4444 at 4096x2160, as the code cites it.
-    assert_eq!(v.pointer("/config/width").and_then(|x| x.as_u64()), Some(4096));
-    assert_eq!(v.pointer("/config/height").and_then(|x| x.as_u64()), Some(2160));
+    assert_eq!(
+        v.pointer("/config/width").and_then(|x| x.as_u64()),
+        Some(4096)
+    );
+    assert_eq!(
+        v.pointer("/config/height").and_then(|x| x.as_u64()),
+        Some(2160)
+    );
     assert!(positive(&v, "/config/frame_bytes") > 1_000_000.0);
     for target in ["mount", "disk"] {
         assert!(positive(&v, &format!("/{target}/frames")) >= 10.0);
         for dir in ["write", "read"] {
-            for field in ["mb_s", "fps", "latency_ms_p50", "latency_ms_p99", "latency_ms_max"] {
+            for field in [
+                "mb_s",
+                "fps",
+                "latency_ms_p50",
+                "latency_ms_p99",
+                "latency_ms_max",
+            ] {
                 positive(&v, &format!("/{target}/{dir}/{field}"));
             }
             assert!(v
@@ -87,7 +108,11 @@ fn the_readme_aja_command_runs_and_draws_its_chart() {
     positive(&v, "/read_ratio");
     // The chart is an SVG image, where the README's command says.
     let svg = std::fs::read_to_string(cwd.path().join("aja.svg")).expect("aja.svg written");
-    assert!(svg.trim_start().starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
+    assert!(
+        svg.trim_start().starts_with("<svg"),
+        "{}",
+        &svg[..svg.len().min(200)]
+    );
     assert!(svg.trim_end().ends_with("</svg>"));
     assert!(svg.contains("width=\"1000\"") && svg.contains("<polyline"));
     // Mounted and unmounted for the user.
@@ -116,6 +141,7 @@ fn the_aja_formats_are_listed() {
 
 #[test]
 fn the_throughput_test_compares_mount_and_disk() {
+    let _turn = one_at_a_time();
     let cwd = tempfile::tempdir().unwrap();
     let before = test_mounts();
     let v = json(&builtin(cwd.path(), &["--size", "32MB", "--json"]));
@@ -125,6 +151,9 @@ fn the_throughput_test_compares_mount_and_disk() {
     }
     positive(&v, "/write_ratio");
     positive(&v, "/read_ratio");
-    assert_eq!(v.pointer("/size").and_then(|x| x.as_u64()), Some(32_000_000));
+    assert_eq!(
+        v.pointer("/size").and_then(|x| x.as_u64()),
+        Some(32_000_000)
+    );
     assert_eq!(test_mounts(), before, "the test left its mount behind");
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use markbase::catalog::sqlite::{OpenOptions, SqliteCatalog};
-use markbase::catalog::{Catalog, CatalogError, Kind, NewNode, ROOT_INO};
+use markbase::catalog::{Catalog, CatalogError, Kind, NewNode, XattrSet, ROOT_INO};
 use rusqlite::Connection;
 
 type Factory = fn(&Path) -> Arc<dyn Catalog>;
@@ -232,16 +232,16 @@ fn xattr_flags() {
         let now = SystemTime::now();
         let f = cat.create(ROOT_INO, "f", &file(None), now).unwrap();
         assert!(matches!(
-            cat.set_xattr(f.ino, "user.a", b"1", libc::XATTR_REPLACE, now),
+            cat.set_xattr(f.ino, "user.a", b"1", XattrSet::REPLACE, now),
             Err(CatalogError::NoAttr)
         ));
-        cat.set_xattr(f.ino, "user.a", b"1", libc::XATTR_CREATE, now)
+        cat.set_xattr(f.ino, "user.a", b"1", XattrSet::CREATE, now)
             .unwrap();
         assert!(matches!(
-            cat.set_xattr(f.ino, "user.a", b"2", libc::XATTR_CREATE, now),
+            cat.set_xattr(f.ino, "user.a", b"2", XattrSet::CREATE, now),
             Err(CatalogError::Exists)
         ));
-        cat.set_xattr(f.ino, "user.a", b"3", libc::XATTR_REPLACE, now)
+        cat.set_xattr(f.ino, "user.a", b"3", XattrSet::REPLACE, now)
             .unwrap();
         assert_eq!(cat.get_xattr(f.ino, "user.a").unwrap(), b"3", "{name}");
         assert_eq!(cat.list_xattrs(f.ino).unwrap(), vec!["user.a".to_string()]);

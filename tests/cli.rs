@@ -66,7 +66,7 @@ fn mount_refusals_change_nothing() {
         "already a MarkBase mount",
     );
     m.unmount();
-    assert_eq!(fs::read(lib.catalog()).unwrap().len() >= before.len(), true);
+    assert!(fs::read(lib.catalog()).unwrap().len() >= before.len());
 }
 
 #[test]

@@ -347,6 +347,7 @@ fn unlinked_open_file_lives_until_last_close() {
     let p = m.path("tmp.bin");
     let mut f = fs::OpenOptions::new()
         .create(true)
+        .truncate(true)
         .read(true)
         .write(true)
         .open(&p)

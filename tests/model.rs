@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use markbase::catalog::sqlite::{OpenOptions, SqliteCatalog};
 use markbase::catalog::{Ino, Kind, ROOT_INO};
+use markbase::fs::flags::{OpenFlags, RenameMode};
 use markbase::fs::{Caller, FsConfig, MarkBaseFs, SetAttrReq};
 use markbase::store::ContentStore;
 use proptest::prelude::*;
@@ -255,7 +256,10 @@ impl Real {
         f: impl FnOnce(u64) -> Result<T, i32>,
     ) -> Result<T, i32> {
         let ino = self.resolve(p)?;
-        let fh = self.fs.open(ino, flags).map_err(|e| e.errno())?;
+        let fh = self
+            .fs
+            .open(ino, OpenFlags::from_raw(flags))
+            .map_err(|e| e.errno())?;
         let r = f(fh);
         self.fs.release(fh).map_err(|e| e.errno())?;
         r
@@ -273,7 +277,7 @@ impl Real {
                 let (d, n) = self.parent(p)?;
                 let (_, fh) = self
                     .fs
-                    .create(d, n, 0o644, 0, libc::O_RDWR, ME)
+                    .create(d, n, 0o644, 0, OpenFlags::WRITE, ME)
                     .map_err(e)?;
                 self.fs.release(fh).map_err(e)?;
                 Ok(None)
@@ -311,7 +315,9 @@ impl Real {
             Op::Rename(a, b) => {
                 let (da, na) = self.parent(a)?;
                 let (db, nb) = self.parent(b)?;
-                self.fs.rename(da, na, db, nb, 0).map_err(e)?;
+                self.fs
+                    .rename(da, na, db, nb, RenameMode::Replace)
+                    .map_err(e)?;
                 Ok(None)
             }
         }
@@ -328,7 +334,7 @@ impl Real {
                     .collect(),
             )
         } else {
-            let fh = self.fs.open(ino, libc::O_RDONLY).unwrap();
+            let fh = self.fs.open(ino, OpenFlags::READ).unwrap();
             let d = self.fs.read(fh, 0, 1 << 20).unwrap();
             self.fs.release(fh).unwrap();
             assert_eq!(a.size as usize, d.len(), "size of inode {ino}");
@@ -411,7 +417,14 @@ fn regression_open_racing_the_last_release() {
     let real = Real::new();
     let fs = &real.fs;
     let (attr, fh) = fs
-        .create(ROOT_INO, OsStr::new("clip.mov"), 0o644, 0, libc::O_RDWR, ME)
+        .create(
+            ROOT_INO,
+            OsStr::new("clip.mov"),
+            0o644,
+            0,
+            OpenFlags::WRITE,
+            ME,
+        )
         .unwrap();
     fs.release(fh).unwrap();
     let (tx, rx) = std::sync::mpsc::sync_channel::<u64>(1);
@@ -423,7 +436,7 @@ fn regression_open_racing_the_last_release() {
             }
         });
         for _ in 0..20_000 {
-            let fh = fs.open(attr.ino, libc::O_RDWR).expect("open");
+            let fh = fs.open(attr.ino, OpenFlags::WRITE).expect("open");
             fs.write(fh, 0, b"x").expect("write");
             tx.send(fh).unwrap();
         }

@@ -194,10 +194,50 @@ pub enum CatalogError {
         found: i64,
         known: i64,
     },
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    /// The disk under the catalog is full.
+    #[error("the catalog's disk is full")]
+    NoSpace,
+    /// The catalog can no longer be written (its file or disk turned read-only).
+    #[error("the catalog cannot be written: {0}")]
+    NotWritable(String),
+    /// Another process held the catalog's write lock past the wait.
+    #[error("the catalog is busy: {0}")]
+    Busy(String),
+    /// The catalog's file is damaged.
+    #[error("the catalog is damaged: {0}")]
+    Corrupt(String),
+    /// Any other failure of the backend, in its own words.
+    #[error("catalog backend: {0}")]
+    Backend(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// What `setxattr` may find: `create` fails with [`CatalogError::Exists`] if
+/// the attribute is there (XATTR_CREATE), `replace` with
+/// [`CatalogError::NoAttr`] if it is not (XATTR_REPLACE).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XattrSet {
+    pub create: bool,
+    pub replace: bool,
+}
+
+impl XattrSet {
+    /// Set it, whether it is there or not.
+    pub const ANY: XattrSet = XattrSet {
+        create: false,
+        replace: false,
+    };
+    /// Only if it is not there yet.
+    pub const CREATE: XattrSet = XattrSet {
+        create: true,
+        replace: false,
+    };
+    /// Only if it is there already.
+    pub const REPLACE: XattrSet = XattrSet {
+        create: false,
+        replace: true,
+    };
 }
 
 /// Cache-relevant facts of a rename, so the core can fix its caches.
@@ -291,13 +331,13 @@ pub trait Catalog: Send + Sync {
 
     fn get_xattr(&self, ino: Ino, name: &str) -> Result<Vec<u8>, CatalogError>;
     fn list_xattrs(&self, ino: Ino) -> Result<Vec<String>, CatalogError>;
-    /// `flags`: XATTR_CREATE (1) / XATTR_REPLACE (2).
+    /// Set an extended attribute, as `how` allows.
     fn set_xattr(
         &self,
         ino: Ino,
         name: &str,
         value: &[u8],
-        flags: i32,
+        how: XattrSet,
         now: SystemTime,
     ) -> Result<(), CatalogError>;
     fn remove_xattr(&self, ino: Ino, name: &str, now: SystemTime) -> Result<(), CatalogError>;

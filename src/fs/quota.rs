@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::{FsError, FsResult};
 use crate::catalog::{Catalog, CatalogError};
 
 /// Least time between two re-reads of the usage from the catalog.
@@ -111,6 +112,36 @@ impl Quota {
                 st.read_at = Some(Instant::now());
             }
             Err(e) => tracing::warn!("quota: cannot re-read usage: {e}"),
+        }
+    }
+}
+
+impl super::MarkBaseFs {
+    /// Does a quota apply? (Then every write must come through the daemon.)
+    pub fn has_quota(&self) -> bool {
+        self.quota.is_some()
+    }
+
+    /// Take `bytes` of growth from the quota, if there is one.
+    pub(super) fn quota_take(&self, bytes: u64) -> FsResult<()> {
+        match &self.quota {
+            Some(q) => q.take(self.catalog.as_ref(), bytes).map_err(|e| match e {
+                TakeError::Exceeded { used, limit } => FsError::QuotaExceeded { used, limit },
+                TakeError::Catalog(e) => e.into(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// A file went from `old` to `new` bytes: take or give the difference.
+    pub(super) fn quota_resize(&self, old: u64, new: u64) -> FsResult<()> {
+        if new > old {
+            self.quota_take(new - old)
+        } else {
+            if let Some(q) = &self.quota {
+                q.give(old - new);
+            }
+            Ok(())
         }
     }
 }

@@ -1,0 +1,228 @@
+//! Connections: one writer behind a mutex (every mutation one IMMEDIATE
+//! transaction, all through [`SqliteCatalog::write_after`]), a small pool of
+//! read-only readers (WAL: reads never wait for the writer), inode numbers
+//! reserved in batches, and checkpoints in a thread of their own.
+//!
+//! `synchronous=NORMAL`: a commit survives a crash of the daemon;
+//! [`SqliteCatalog::sync_wal`] makes commits survive power loss by syncing the
+//! WAL, which the file system core does on `fsync`. Checkpoints (copying the
+//! WAL back into the database, with two syncs) never run inside a request's
+//! commit: the writer counts its commits and wakes the checkpointer every
+//! [`CHECKPOINT_EVERY`]; its own automatic checkpoint stays as a backstop at
+//! [`WAL_BACKSTOP_PAGES`] should the thread ever fall behind.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
+
+use super::SqliteCatalog;
+use crate::catalog::{CatalogError, Ino};
+
+pub(super) const INO_BATCH: u64 = 1024;
+pub(super) const FIRST_INO: u64 = 16;
+pub(super) const MAX_READERS: usize = 8;
+/// Commits between background checkpoints (a create or unlink writes ~10
+/// WAL pages: ~20 MiB of WAL between checkpoints; the fewer checkpoints,
+/// the more often one copies a hot page once for many commits).
+pub(super) const CHECKPOINT_EVERY: u64 = 512;
+/// The writer checkpoints by itself only past this many WAL pages (256 MiB).
+pub(super) const WAL_BACKSTOP_PAGES: i64 = 65_536;
+/// Writer page cache (negative: KiB). Creates and unlinks touch pages all
+/// over the indexes of random node ids; SQLite's 2 MiB default re-reads them.
+pub(super) const WRITER_CACHE_KIB: i64 = 16_384;
+
+pub(super) struct Writer {
+    pub(super) conn: Connection,
+    pub(super) next_ino: u64,
+    pub(super) end_ino: u64,
+    pub(super) commits: u64,
+}
+
+/// The background checkpointer's mailbox.
+#[derive(Default)]
+pub(super) struct Checkpoints {
+    /// (checkpoints asked for, stop)
+    pub(super) state: std::sync::Mutex<(u64, bool)>,
+    pub(super) wake: std::sync::Condvar,
+}
+
+impl Checkpoints {
+    pub(super) fn ask(&self, stop: bool) {
+        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 += 1;
+        g.1 |= stop;
+        self.wake.notify_one();
+    }
+
+    /// Run checkpoints on `path` until told to stop.
+    pub(super) fn run(&self, path: &Path) {
+        let mut conn: Option<Connection> = None;
+        let mut done = 0;
+        loop {
+            {
+                let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                while g.0 == done && !g.1 {
+                    g = self.wake.wait(g).unwrap_or_else(|e| e.into_inner());
+                }
+                if g.1 {
+                    return;
+                }
+                done = g.0;
+            }
+            if conn.is_none() {
+                conn = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .and_then(|c| c.busy_timeout(Duration::from_millis(100)).map(|_| c))
+                .map_err(|e| tracing::warn!("checkpointer: {e}"))
+                .ok();
+            }
+            if let Some(c) = &conn {
+                // PASSIVE: copies what no reader still needs, waits for no one.
+                if let Err(e) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::debug!("checkpoint: {e}");
+                }
+            }
+        }
+    }
+}
+
+pub(super) struct PooledReader<'a> {
+    pub(super) cat: &'a SqliteCatalog,
+    pub(super) conn: Option<Connection>,
+}
+
+impl std::ops::Deref for PooledReader<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("reader present until drop")
+    }
+}
+
+impl Drop for PooledReader<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            let mut pool = self.cat.readers.lock();
+            if pool.len() < MAX_READERS {
+                pool.push(c);
+            }
+        }
+    }
+}
+
+impl Drop for SqliteCatalog {
+    fn drop(&mut self) {
+        self.checkpoints.ask(true);
+    }
+}
+
+impl SqliteCatalog {
+    pub(super) fn reader(&self) -> Result<PooledReader<'_>, CatalogError> {
+        let conn = match self.readers.lock().pop() {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                c.busy_timeout(Duration::from_secs(10))?;
+                c
+            }
+        };
+        Ok(PooledReader {
+            cat: self,
+            conn: Some(conn),
+        })
+    }
+
+    /// Reserve an inode number; batches are reserved in their own commit so
+    /// that a rolled-back operation never hands a number out twice.
+    pub(super) fn alloc_ino(w: &mut Writer) -> Result<Ino, CatalogError> {
+        if w.next_ino >= w.end_ino {
+            let start = w.next_ino;
+            let end = start + INO_BATCH;
+            w.conn.execute(
+                "UPDATE mb_meta SET value=?1 WHERE key='next_ino'",
+                [end.to_string()],
+            )?;
+            w.end_ino = end;
+        }
+        let ino = w.next_ino;
+        w.next_ino += 1;
+        Ok(ino)
+    }
+
+    pub(super) fn write<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, CatalogError>,
+    ) -> Result<T, CatalogError> {
+        self.write_after(|_| Ok(()), |tx, ()| f(tx))
+    }
+
+    /// One write transaction, `f`, after `before` (which runs under the
+    /// writer's lock, outside the transaction: inode numbers are reserved
+    /// in commits of their own). Every commit of the writer goes through
+    /// here, which counts them for the checkpointer.
+    pub(super) fn write_after<P, T>(
+        &self,
+        before: impl FnOnce(&mut Writer) -> Result<P, CatalogError>,
+        f: impl FnOnce(&Connection, P) -> Result<T, CatalogError>,
+    ) -> Result<T, CatalogError> {
+        let mut w = self.writer.lock();
+        let p = before(&mut w)?;
+        let tx = w
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx, p)?;
+        tx.commit()?;
+        w.commits += 1;
+        if w.commits.is_multiple_of(CHECKPOINT_EVERY) {
+            self.checkpoints.ask(false);
+        }
+        Ok(out)
+    }
+
+    /// Give inode numbers to catalog nodes that have none yet (first sight).
+    pub(super) fn assign_inos(&self, node_ids: &[String]) -> Result<Vec<Ino>, CatalogError> {
+        self.write_after(
+            |w| node_ids.iter().map(|_| Self::alloc_ino(w)).collect(),
+            |tx, inos: Vec<Ino>| {
+                let mut out = Vec::with_capacity(node_ids.len());
+                for (id, ino) in node_ids.iter().zip(inos) {
+                    // Another thread may have assigned one meanwhile: keep the first.
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO mb_inodes(ino, node_id) VALUES(?1, ?2)",
+                    )?
+                    .execute(params![ino as i64, id])?;
+                    let got: i64 = tx
+                        .prepare_cached("SELECT ino FROM mb_inodes WHERE node_id=?1")?
+                        .query_row([id], |r| r.get(0))?;
+                    out.push(got as Ino);
+                }
+                Ok(out)
+            },
+        )
+    }
+
+    /// Make every committed change durable: sync the WAL (commits are in it
+    /// until a checkpoint copies them back).
+    pub(super) fn sync_wal(&self) -> Result<(), CatalogError> {
+        let mut wal = self.wal.lock();
+        if wal.is_none() {
+            let mut p = self.path.clone().into_os_string();
+            p.push("-wal");
+            match File::open(PathBuf::from(p)) {
+                Ok(f) => *wal = Some(f),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Some(f) = wal.as_ref() {
+            f.sync_data()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,245 @@
+//! The catalog in a MarkBase SQLite file.
+//!
+//! The v1 tables (`file_nodes`, `file_locations`) are read as found and only
+//! the rows a user's action asks for are changed. What POSIX needs beyond them
+//! lives in side tables added by versioned migrations (which touch only
+//! `mb_*` objects):
+//!
+//! * `mb_inodes`: one row per inode: its stable number (allocated in batches
+//!   from `mb_meta.next_ino`, never reused), owner, mode, precise times, and
+//!   for nodes outside `file_nodes` (symlinks, devices, OS junk files) their
+//!   kind, size and content;
+//! * `mb_edges`: names that are not `file_nodes` rows: hard links beyond the
+//!   first, and every entry outside the catalog proper (JuiceFS keeps nodes
+//!   and edges apart the same way);
+//! * `mb_xattrs`: extended attributes.
+//!
+//! The files, by responsibility:
+//!
+//! | file | what |
+//! |---|---|
+//! | `schema.rs` | the v1 schema, the migrations |
+//! | `open.rs` | opening, and the checks that refuse a catalog untouched |
+//! | `conn.rs` | the writer, the reader pool, the commit path, inode batches, checkpoints, WAL sync |
+//! | `error.rs` | SQLite's errors as [`CatalogError`]s |
+//! | `time.rs` | ISO 8601 text and nanoseconds |
+//! | `read.rs` | records, listings, parents |
+//! | `mutate.rs` | every change, and the moves between `file_nodes` and the side tables |
+//! | `fsck.rs` | the catalog's own consistency check and repair |
+//! | `xattr.rs` | extended attributes |
+//! | `v1.rs` | writing a new v1 catalog, as the app would |
+//!
+//! This file holds the types and the [`Catalog`] implementation, one
+//! delegation per method, so that the trait's shape reads in one place.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+use rusqlite::Connection;
+
+use super::{
+    Catalog, CatalogCheck, CatalogError, ContentRef, DirEntry, Ino, NewNode, NodeRecord, Renamed,
+    SetAttrs, Unlinked, XattrSet,
+};
+
+mod conn;
+mod error;
+mod fsck;
+mod mutate;
+mod open;
+mod read;
+mod schema;
+mod time;
+mod v1;
+mod xattr;
+
+use conn::{Checkpoints, Writer};
+pub use schema::{SCHEMA_VERSION, V1_SCHEMA};
+pub use time::{format_iso, from_ns, parse_iso, to_ns};
+pub use v1::V1Writer;
+
+/// The `node_id` of the root's own `mb_inodes` row (the root has no `file_nodes` row).
+const ROOT_NODE_ID: &str = "(root)";
+
+/// Options for opening a catalog.
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    /// Owner of nodes that have none recorded (the mounting user).
+    pub uid: u32,
+    pub gid: u32,
+    /// Create an empty v1 catalog when the file does not exist.
+    pub create: bool,
+}
+
+/// A MarkBase catalog in one SQLite file.
+pub struct SqliteCatalog {
+    path: PathBuf,
+    writer: Mutex<Writer>,
+    readers: Mutex<Vec<Connection>>,
+    uid: u32,
+    gid: u32,
+    wal: Mutex<Option<File>>,
+    checkpoints: Arc<Checkpoints>,
+    /// One node of each `parent_id` cycle, shown under `Unfiled` (found at the
+    /// first listing of the root, so that mounting never scans the catalog).
+    cycle_heads: Mutex<Option<Arc<HashSet<String>>>>,
+}
+
+impl SqliteCatalog {
+    /// Path of the SQLite file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Catalog for SqliteCatalog {
+    fn get(&self, ino: Ino) -> Result<NodeRecord, CatalogError> {
+        self.node(ino)
+    }
+
+    fn get_many(&self, inos: &[Ino]) -> Vec<Result<NodeRecord, CatalogError>> {
+        self.nodes(inos)
+    }
+
+    fn list(&self, dir: Ino) -> Result<Vec<DirEntry>, CatalogError> {
+        self.children(dir)
+    }
+
+    fn parent_of(&self, dir: Ino) -> Result<Ino, CatalogError> {
+        self.parent(dir)
+    }
+
+    fn create(
+        &self,
+        parent: Ino,
+        name: &str,
+        new: &NewNode,
+        now: SystemTime,
+    ) -> Result<NodeRecord, CatalogError> {
+        self.create_node(parent, name, new, now)
+    }
+
+    fn unlink(
+        &self,
+        parent: Ino,
+        name: &str,
+        ino: Ino,
+        open: bool,
+        now: SystemTime,
+    ) -> Result<Unlinked, CatalogError> {
+        self.unlink_name(parent, name, ino, open, now)
+    }
+
+    fn rename(
+        &self,
+        parent: Ino,
+        name: &str,
+        ino: Ino,
+        new_parent: Ino,
+        new_name: &str,
+        replaced: Option<Ino>,
+        now: SystemTime,
+    ) -> Result<Renamed, CatalogError> {
+        self.rename_entry(parent, name, ino, new_parent, new_name, replaced, now)
+    }
+
+    fn exchange(
+        &self,
+        parent: Ino,
+        name: &str,
+        ino: Ino,
+        new_parent: Ino,
+        new_name: &str,
+        other: Ino,
+        now: SystemTime,
+    ) -> Result<(), CatalogError> {
+        self.exchange_entries(parent, name, ino, new_parent, new_name, other, now)
+    }
+
+    fn link(
+        &self,
+        ino: Ino,
+        new_parent: Ino,
+        new_name: &str,
+        now: SystemTime,
+    ) -> Result<NodeRecord, CatalogError> {
+        self.link_node(ino, new_parent, new_name, now)
+    }
+
+    fn set_attrs(&self, ino: Ino, attrs: &SetAttrs) -> Result<NodeRecord, CatalogError> {
+        self.update_attrs(ino, attrs)
+    }
+
+    fn commit_file(
+        &self,
+        ino: Ino,
+        size: u64,
+        mtime: SystemTime,
+        ctime: SystemTime,
+    ) -> Result<(), CatalogError> {
+        self.commit_size(ino, size, mtime, ctime)
+    }
+
+    fn correct_sizes(&self, sizes: &[(Ino, u64)]) -> Result<(), CatalogError> {
+        self.fix_sizes(sizes)
+    }
+
+    fn purge(&self, ino: Ino) -> Result<(), CatalogError> {
+        self.purge_node(ino)
+    }
+
+    fn leftovers(&self) -> Result<Vec<(Ino, Option<PathBuf>)>, CatalogError> {
+        self.unlinked_open()
+    }
+
+    fn get_xattr(&self, ino: Ino, name: &str) -> Result<Vec<u8>, CatalogError> {
+        self.xattr(ino, name)
+    }
+
+    fn list_xattrs(&self, ino: Ino) -> Result<Vec<String>, CatalogError> {
+        self.xattr_names(ino)
+    }
+
+    fn set_xattr(
+        &self,
+        ino: Ino,
+        name: &str,
+        value: &[u8],
+        how: XattrSet,
+        now: SystemTime,
+    ) -> Result<(), CatalogError> {
+        self.put_xattr(ino, name, value, how, now)
+    }
+
+    fn remove_xattr(&self, ino: Ino, name: &str, now: SystemTime) -> Result<(), CatalogError> {
+        self.delete_xattr(ino, name, now)
+    }
+
+    fn usage(&self) -> Result<u64, CatalogError> {
+        self.content_bytes()
+    }
+
+    fn content_refs(&self) -> Result<Vec<ContentRef>, CatalogError> {
+        self.content_files()
+    }
+
+    fn check(&self) -> Result<CatalogCheck, CatalogError> {
+        self.self_check()
+    }
+
+    fn repair(&self) -> Result<Vec<String>, CatalogError> {
+        self.self_repair()
+    }
+
+    fn drop_location(&self, node_id: &str, path: &Path) -> Result<(), CatalogError> {
+        self.forget_location(node_id, path)
+    }
+
+    fn sync(&self) -> Result<(), CatalogError> {
+        self.sync_wal()
+    }
+}

@@ -1,0 +1,320 @@
+//! Attributes: getattr, lookup, readlink and setattr.
+//!
+//! A record comes from the attribute cache or the catalog; what it says is
+//! then corrected by what is live: an open file's size and times from its
+//! in-memory state (with passthrough, from the content file itself), a
+//! closed file's real size from its content file (the content file wins over
+//! a stale catalog size, and the correction is queued for the catalog).
+
+use std::ffi::OsStr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::files::{backing_now, OpenFile};
+use super::namespace::check_name;
+use super::{Attr, FsError, FsResult, MarkBaseFs, SetAttrReq, TimeSet};
+use crate::catalog::{Ino, Kind, NodeRecord, SetAttrs};
+
+impl MarkBaseFs {
+    /// The content file of a record: first allowed, existing location (cached).
+    pub(super) fn content_path(&self, rec: &NodeRecord) -> Option<PathBuf> {
+        let found: Result<_, std::convert::Infallible> =
+            self.paths.get_or_load(rec.ino, &self.epoch, || {
+                Ok(self.store.resolve(
+                    rec.content
+                        .iter()
+                        .chain(rec.locations.iter())
+                        .map(|p| p.as_path()),
+                ))
+            });
+        found.unwrap_or_else(|never| match never {})
+    }
+
+    pub(super) fn attr_of(&self, rec: &NodeRecord) -> Attr {
+        let mut a = Attr {
+            ino: rec.ino,
+            size: rec.size,
+            blocks: rec.size.div_ceil(512),
+            atime: rec.atime,
+            mtime: rec.mtime,
+            ctime: rec.ctime,
+            crtime: rec.btime,
+            kind: rec.kind,
+            perm: rec.perm,
+            nlink: rec.nlink,
+            uid: rec.uid,
+            gid: rec.gid,
+            rdev: rec.rdev,
+            blksize: 4096,
+        };
+        match rec.kind {
+            Kind::Dir => {
+                a.size = 4096;
+                a.blocks = 8;
+            }
+            Kind::Symlink => {
+                a.size = rec.target.as_ref().map_or(0, |t| t.len() as u64);
+                a.blocks = 0;
+            }
+            Kind::File => {
+                let open = self.open.lock().get(&rec.ino).cloned();
+                if let Some(of) = open {
+                    // Read under the lock, so concurrent readers apply stats in order.
+                    let mut st = of.state.lock();
+                    if let Ok(m) = &of.file.metadata() {
+                        OpenFile::sync_from(&mut st, m);
+                        a.blocks = std::os::unix::fs::MetadataExt::blocks(m);
+                    }
+                    a.size = st.size;
+                    a.mtime = st.mtime;
+                    a.ctime = st.ctime;
+                    a.nlink = if st.unlinked { 0 } else { a.nlink };
+                } else {
+                    let real = self.sizes.get_or_load(rec.ino, &self.epoch, || {
+                        let p = self.content_path(rec).ok_or(())?;
+                        let m = std::fs::metadata(&p).map_err(|_| ())?;
+                        Ok::<_, ()>((m.len(), std::os::unix::fs::MetadataExt::blocks(&m)))
+                    });
+                    if let Ok((len, blocks)) = real {
+                        a.size = len;
+                        a.blocks = blocks;
+                        if rec.in_catalog && len != rec.size {
+                            self.size_fixes.lock().insert(rec.ino, len);
+                        }
+                    }
+                }
+            }
+            _ => {
+                a.size = 0;
+                a.blocks = 0;
+            }
+        }
+        a
+    }
+
+    /// Write catalog size corrections found by `getattr` (the content file's
+    /// size wins). Called periodically by the daemon and at unmount.
+    pub fn flush_size_fixes(&self) -> FsResult<()> {
+        let fixes: Vec<(Ino, u64)> = self.size_fixes.lock().drain().collect();
+        if !fixes.is_empty() {
+            self.catalog.correct_sizes(&fixes)?;
+            self.attrs.pop(fixes.iter().map(|f| &f.0));
+        }
+        Ok(())
+    }
+
+    pub fn getattr(&self, ino: Ino) -> FsResult<Attr> {
+        let rec = self.record(ino)?;
+        Ok(self.attr_of(&rec))
+    }
+
+    /// The attributes of many inodes (a `readdirplus` reply's), those not
+    /// cached fetched from the catalog in one go; one result each, in order.
+    pub fn getattr_many(&self, inos: &[Ino]) -> Vec<FsResult<Attr>> {
+        self.attrs
+            .get_or_load_many(inos, &self.epoch, |miss| {
+                self.catalog
+                    .get_many(miss)
+                    .into_iter()
+                    .map(|r| r.map(Arc::new).map_err(FsError::from))
+                    .collect()
+            })
+            .into_iter()
+            .zip(inos)
+            .map(|(r, ino)| match r {
+                Some(r) => r.map(|rec| self.attr_of(&rec)),
+                None => self.getattr(*ino),
+            })
+            .collect()
+    }
+
+    pub fn lookup(&self, parent: Ino, name: &OsStr) -> FsResult<Attr> {
+        let name = check_name(name)?;
+        let l = self.listing(parent)?;
+        let e = l.get(name).ok_or(FsError::NotFound)?;
+        self.getattr(e.ino)
+    }
+
+    pub fn readlink(&self, ino: Ino) -> FsResult<Vec<u8>> {
+        let rec = self.record(ino)?;
+        match (rec.kind, &rec.target) {
+            (Kind::Symlink, Some(t)) => Ok(t.clone()),
+            _ => Err(FsError::Invalid("not a symlink")),
+        }
+    }
+
+    pub fn setattr(&self, ino: Ino, req: &SetAttrReq) -> FsResult<Attr> {
+        let now = SystemTime::now();
+        let rec = self.record(ino)?;
+        let resolve = |t: TimeSet| match t {
+            TimeSet::At(t) => t,
+            TimeSet::Now => now,
+        };
+        let mut set = SetAttrs {
+            perm: req.mode.map(|m| (m & 0o7777) as u16),
+            uid: req.uid,
+            gid: req.gid,
+            atime: req.atime.map(resolve),
+            mtime: req.mtime.map(resolve),
+            ctime: Some(now),
+            size: None,
+        };
+        let open = self.open.lock().get(&ino).cloned();
+        if let Some(size) = req.size {
+            if rec.kind == Kind::Dir {
+                return Err(FsError::IsDir);
+            }
+            if rec.kind != Kind::File {
+                return Err(FsError::Invalid("truncate of a special file"));
+            }
+            let old = match &open {
+                Some(of) => of.state.lock().size,
+                None => rec.size,
+            };
+            self.quota_resize(old, size)?;
+            let done = match &open {
+                Some(of) if of.writable => of.file.set_len(size).map_err(FsError::from),
+                _ => match self.content_path(&rec) {
+                    Some(p) => self
+                        .store
+                        .open(&p, true)
+                        .map_err(FsError::from)
+                        .and_then(|f| Ok(f.set_len(size)?)),
+                    None => Err(self.missing(&rec)),
+                },
+            };
+            if let Err(e) = done {
+                let _ = self.quota_resize(size, old);
+                return Err(e);
+            }
+            set.size = Some(size);
+            if req.mtime.is_none() {
+                set.mtime = Some(now);
+            }
+        }
+        if let Some(of) = &open {
+            let mut st = of.state.lock();
+            of.sync_from_backing(&mut st);
+            if let Some(s) = set.size {
+                st.size = s;
+            }
+            if st.passthrough {
+                st.base = backing_now(&of.file)?;
+            }
+            if let Some(m) = set.mtime {
+                st.mtime = m;
+            }
+            st.ctime = now;
+            if st.unlinked {
+                // Nothing to commit for a file with no name left.
+                drop(st);
+                let mut r = NodeRecord::clone(&rec);
+                r.perm = set.perm.unwrap_or(r.perm);
+                r.uid = set.uid.unwrap_or(r.uid);
+                r.gid = set.gid.unwrap_or(r.gid);
+                r.atime = set.atime.unwrap_or(r.atime);
+                r.nlink = 0;
+                return Ok(self.attr_of(&self.fresh_record(r)));
+            }
+            if set.size.is_some() {
+                st.dirty = false;
+                set.size = Some(st.size);
+                set.mtime = Some(st.mtime);
+            }
+        }
+        let rec = self.catalog.set_attrs(ino, &set)?;
+        self.changed(&[], &[ino]);
+        let rec = self.fresh_record(rec);
+        Ok(self.attr_of(&rec))
+    }
+
+    pub(super) fn missing(&self, rec: &NodeRecord) -> FsError {
+        FsError::MissingContent {
+            ino: rec.ino,
+            node_id: rec.node_id.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::flags::OpenFlags;
+    use super::super::test_support::{errno, TestFs, ME};
+    use super::*;
+    use crate::catalog::ROOT_INO;
+
+    #[test]
+    fn lookup_finds_what_was_made_and_nothing_else() {
+        let t = TestFs::new();
+        let f = t.file("clip.mov", b"abc");
+        let a =
+            t.fs.lookup(ROOT_INO, OsStr::new("clip.mov"))
+                .expect("lookup");
+        assert_eq!((a.ino, a.size, a.kind), (f.ino, 3, Kind::File));
+        assert_eq!(
+            errno(t.fs.lookup(ROOT_INO, OsStr::new("nope"))),
+            libc::ENOENT
+        );
+        assert_eq!(errno(t.fs.getattr(987_654)), libc::ENOENT);
+    }
+
+    #[test]
+    fn readlink_only_on_symlinks() {
+        let t = TestFs::new();
+        let l =
+            t.fs.symlink(ROOT_INO, OsStr::new("l"), b"../target", ME)
+                .expect("symlink");
+        assert_eq!(t.fs.readlink(l.ino).ok(), Some(b"../target".to_vec()));
+        assert_eq!(l.size, 9);
+        assert_eq!(errno(t.fs.readlink(ROOT_INO)), libc::EINVAL);
+    }
+
+    #[test]
+    fn truncate_and_chmod() {
+        let t = TestFs::new();
+        let f = t.file("f", b"0123456789");
+        let req = SetAttrReq {
+            size: Some(4),
+            mode: Some(0o600),
+            ..Default::default()
+        };
+        let a = t.fs.setattr(f.ino, &req).expect("setattr");
+        assert_eq!((a.size, a.perm), (4, 0o600));
+        // The catalog has it too (a fresh core over the same catalog).
+        assert_eq!(t.fs.catalog().get(f.ino).map(|r| r.size).ok(), Some(4));
+        let d = t.mkdir(ROOT_INO, "d");
+        let trunc = SetAttrReq {
+            size: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(errno(t.fs.setattr(d.ino, &trunc)), libc::EISDIR);
+    }
+
+    #[test]
+    fn an_open_files_size_is_live_before_it_is_committed() {
+        let t = TestFs::new();
+        let f = t.file("grow", b"");
+        let fh = t.fs.open(f.ino, OpenFlags::WRITE).expect("open");
+        t.fs.write(fh, 0, &[7u8; 5000]).expect("write");
+        assert_eq!(t.fs.getattr(f.ino).map(|a| a.size).ok(), Some(5000));
+        // Not yet in the catalog: write() never waits for it.
+        assert_eq!(t.fs.catalog().get(f.ino).map(|r| r.size).ok(), Some(0));
+        t.fs.flush(fh).expect("flush");
+        assert_eq!(t.fs.catalog().get(f.ino).map(|r| r.size).ok(), Some(5000));
+        t.fs.release(fh).expect("release");
+    }
+
+    #[test]
+    fn the_content_files_size_wins_over_a_stale_catalog() {
+        let t = TestFs::new();
+        let f = t.file("stale", b"12345");
+        let rec = t.fs.catalog().get(f.ino).expect("get");
+        let path = rec.content.expect("content file");
+        std::fs::write(&path, b"123456789").expect("grow behind the mount");
+        t.fs.sizes.pop([&f.ino]);
+        assert_eq!(t.fs.getattr(f.ino).map(|a| a.size).ok(), Some(9));
+        t.fs.flush_size_fixes().expect("fixes");
+        assert_eq!(t.fs.catalog().get(f.ino).map(|r| r.size).ok(), Some(9));
+    }
+}

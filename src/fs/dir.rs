@@ -1,0 +1,247 @@
+//! Directories: rendered listings (cached, edited in place by changes made
+//! through the mount), directory handles with stable offsets, and
+//! opendir/readdir/releasedir.
+//!
+//! A listing is what the catalog renders for a folder (unique names, see
+//! `catalog::names`), with a name index for lookups. Each load from the
+//! catalog gets a new generation; edits made through the mount keep it, so a
+//! front end that keeps listings itself (the kernel, with FOPEN_CACHE_DIR)
+//! can tell a listing it already has from a reloaded one. A handle holds the
+//! listing as it was at `opendir` (shared with the cache until a change
+//! copies the cache's version), so offsets stay stable under changes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use super::{FsError, FsResult, MarkBaseFs};
+use crate::catalog::{DirEntry, Ino, Kind};
+
+/// A rendered directory, with a name index.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    pub entries: Vec<DirEntry>,
+    pub(super) by_name: HashMap<String, usize>,
+    /// No name in it was generated to resolve a collision, so adding or
+    /// removing one entry leaves every other name as a fresh rendering would.
+    pub(super) exact: bool,
+    /// Which load from the catalog this is (edits made through the mount
+    /// keep it: the kernel sees those changes itself).
+    pub(super) generation: u64,
+}
+
+/// Generations of listings loaded from the catalog.
+static LISTING_LOADS: AtomicU64 = AtomicU64::new(1);
+
+/// A change to one cached directory listing.
+pub(super) enum DirEdit {
+    Add(DirEntry),
+    /// A name and the kind of what it named.
+    Remove(String, Kind),
+}
+
+impl DirEdit {
+    /// Does the edit change the folder's link count (a subfolder came or went)?
+    pub(super) fn moves_subdir(&self) -> bool {
+        match self {
+            DirEdit::Add(e) => e.kind == Kind::Dir,
+            DirEdit::Remove(_, k) => *k == Kind::Dir,
+        }
+    }
+}
+
+impl Listing {
+    pub(super) fn new(entries: Vec<DirEntry>) -> Listing {
+        let by_name = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.name.clone(), i))
+            .collect();
+        let exact = !entries.iter().any(|e| e.disambiguated);
+        Listing {
+            entries,
+            by_name,
+            exact,
+            generation: LISTING_LOADS.fetch_add(1, Relaxed),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&DirEntry> {
+        self.by_name.get(name).map(|&i| &self.entries[i])
+    }
+
+    pub(super) fn apply(&mut self, edit: DirEdit) {
+        match edit {
+            DirEdit::Add(e) => {
+                if let Some(&i) = self.by_name.get(&e.name) {
+                    self.entries[i] = e;
+                } else {
+                    self.by_name.insert(e.name.clone(), self.entries.len());
+                    self.entries.push(e);
+                }
+            }
+            DirEdit::Remove(name, _) => {
+                if let Some(i) = self.by_name.remove(&name) {
+                    self.entries.swap_remove(i);
+                    if let Some(moved) = self.entries.get(i) {
+                        self.by_name.insert(moved.name.clone(), i);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A directory handle: the snapshot `readdir` serves, with stable offsets
+/// (`.`, `..`, then the listing as it was at `opendir`, shared with the
+/// cache: a later change edits the cache's copy, not this one).
+pub struct DirHandle {
+    pub ino: Ino,
+    pub(super) dots: [DirEntry; 2],
+    pub(super) listing: Arc<Listing>,
+}
+
+impl DirHandle {
+    /// The entries from position `offset` on.
+    pub fn entries_from(&self, offset: usize) -> impl Iterator<Item = &DirEntry> {
+        let dots = self.dots.get(offset..).unwrap_or_default();
+        let rest = self
+            .listing
+            .entries
+            .get(offset.saturating_sub(2)..)
+            .unwrap_or_default();
+        dots.iter().chain(rest)
+    }
+}
+
+impl MarkBaseFs {
+    /// A directory, rendered (cached).
+    pub fn listing(&self, dir: Ino) -> FsResult<Arc<Listing>> {
+        self.dirs.get_or_load(dir, &self.epoch, || {
+            if self.record(dir)?.kind != Kind::Dir {
+                return Err(FsError::NotDir);
+            }
+            Ok(Arc::new(Listing::new(self.catalog.list(dir)?)))
+        })
+    }
+
+    pub fn parent_of(&self, dir: Ino) -> FsResult<Ino> {
+        self.parents.get_or_load(dir, &self.epoch, || {
+            self.catalog.parent_of(dir).map_err(FsError::from)
+        })
+    }
+
+    /// A handle on `ino`'s listing, and whether the kernel's kept copy of
+    /// the directory (if it has one) is still what the mount would list, so
+    /// that the kernel may serve it without asking.
+    pub fn opendir(&self, ino: Ino) -> FsResult<(u64, bool)> {
+        let listing = self.listing(ino)?;
+        let parent = self.parent_of(ino)?;
+        let dot = |name: &str, ino| DirEntry {
+            name: name.into(),
+            ino,
+            kind: Kind::Dir,
+            disambiguated: false,
+        };
+        // The kernel keeps listings it read (FOPEN_CACHE_DIR) and drops them
+        // itself on changes made through the mount; a listing reloaded from
+        // the catalog (expired, or re-rendered) it must drop on our word.
+        let kernel_cache_valid =
+            self.listed.lock().put(ino, listing.generation) == Some(listing.generation);
+        let fh = self.next_fh.fetch_add(1, Relaxed);
+        self.dir_handles.lock().insert(
+            fh,
+            Arc::new(DirHandle {
+                ino,
+                dots: [dot(".", ino), dot("..", parent)],
+                listing,
+            }),
+        );
+        Ok((fh, kernel_cache_valid))
+    }
+
+    pub fn dir_handle(&self, fh: u64) -> FsResult<Arc<DirHandle>> {
+        self.dir_handles
+            .lock()
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle)
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.dir_handles.lock().remove(&fh);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{errno, TestFs};
+    use super::*;
+    use crate::catalog::ROOT_INO;
+
+    fn entry(name: &str, ino: Ino) -> DirEntry {
+        DirEntry {
+            name: name.into(),
+            ino,
+            kind: Kind::File,
+            disambiguated: false,
+        }
+    }
+
+    #[test]
+    fn edits_keep_the_name_index_right() {
+        let mut l = Listing::new(vec![entry("a", 10), entry("b", 11), entry("c", 12)]);
+        l.apply(DirEdit::Remove("a".into(), Kind::File));
+        assert_eq!(l.get("a"), None);
+        // swap_remove moved "c" into "a"'s slot: the index follows it.
+        assert_eq!(l.get("c").map(|e| e.ino), Some(12));
+        l.apply(DirEdit::Add(entry("d", 13)));
+        l.apply(DirEdit::Add(entry("b", 14)));
+        assert_eq!(l.get("b").map(|e| e.ino), Some(14));
+        assert_eq!(l.entries.len(), 3);
+    }
+
+    #[test]
+    fn handles_keep_their_snapshot_and_offsets() {
+        let t = TestFs::new();
+        t.file("one", b"1");
+        let (fh, _) = t.fs.opendir(ROOT_INO).expect("opendir");
+        t.file("two", b"2");
+        let d = t.fs.dir_handle(fh).expect("handle");
+        let names: Vec<&str> = d.entries_from(0).map(|e| e.name.as_str()).collect();
+        assert_eq!(names, [".", "..", "one"]);
+        assert_eq!(d.entries_from(2).count(), 1);
+        assert_eq!(d.entries_from(9).count(), 0);
+        t.fs.releasedir(fh);
+        assert_eq!(errno(t.fs.dir_handle(fh)), libc::EBADF);
+        assert_eq!(t.names(ROOT_INO), ["one", "two"]);
+    }
+
+    #[test]
+    fn a_kept_listing_stays_valid_until_reloaded() {
+        let t = TestFs::new();
+        let (a, first) = t.fs.opendir(ROOT_INO).expect("opendir");
+        // Never handed out before: the kernel has nothing to keep.
+        assert!(!first);
+        t.file("x", b"");
+        // Edited in place by a change through the mount: still the same load.
+        let (b, again) = t.fs.opendir(ROOT_INO).expect("opendir");
+        assert!(again);
+        t.fs.releasedir(a);
+        t.fs.releasedir(b);
+    }
+
+    #[test]
+    fn dot_dot_is_the_parent() {
+        let t = TestFs::new();
+        let d = t.mkdir(ROOT_INO, "d");
+        let sub = t.mkdir(d.ino, "sub");
+        assert_eq!(t.fs.parent_of(sub.ino).ok(), Some(d.ino));
+        assert_eq!(t.fs.parent_of(ROOT_INO).ok(), Some(ROOT_INO));
+        let (fh, _) = t.fs.opendir(sub.ino).expect("opendir");
+        let h = t.fs.dir_handle(fh).expect("handle");
+        let dots: Vec<Ino> = h.entries_from(0).map(|e| e.ino).collect();
+        assert_eq!(dots, [sub.ino, d.ino]);
+        assert_eq!(errno(t.fs.listing(t.file("f", b"").ino)), libc::ENOTDIR);
+    }
+}

@@ -1,0 +1,90 @@
+//! What callers hand the core and how it is configured: attributes as the
+//! file system reports them, the caller's identity, setattr requests, and
+//! the caches' sizes and lifetime. Plain data, no behaviour: every front end
+//! builds these from its own request types.
+
+use std::time::{Duration, SystemTime};
+
+use crate::catalog::{Ino, Kind};
+
+/// Attributes of one inode, as the file system reports them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Attr {
+    pub ino: Ino,
+    pub size: u64,
+    pub blocks: u64,
+    pub atime: SystemTime,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    pub crtime: SystemTime,
+    pub kind: Kind,
+    pub perm: u16,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u32,
+    pub blksize: u32,
+}
+
+/// Who asks.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A time to set: a given time or "now".
+#[derive(Clone, Copy, Debug)]
+pub enum TimeSet {
+    At(SystemTime),
+    Now,
+}
+
+/// A setattr request.
+#[derive(Clone, Debug, Default)]
+pub struct SetAttrReq {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeSet>,
+    pub mtime: Option<TimeSet>,
+}
+
+/// Cache sizes and lifetimes.
+#[derive(Clone, Debug)]
+pub struct FsConfig {
+    pub attr_entries: usize,
+    pub path_entries: usize,
+    pub dir_entries: usize,
+    pub ttl: Duration,
+    /// Most bytes of file content (`quota` in markbase.toml).
+    pub quota: Option<u64>,
+}
+
+impl Default for FsConfig {
+    fn default() -> Self {
+        FsConfig {
+            attr_entries: 65_536,
+            path_entries: 65_536,
+            dir_entries: 1_000,
+            ttl: Duration::from_secs(60),
+            quota: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_what_the_module_docs_say() {
+        let c = FsConfig::default();
+        assert_eq!(c.attr_entries, 65_536);
+        assert_eq!(c.path_entries, 65_536);
+        assert_eq!(c.dir_entries, 1_000);
+        assert_eq!(c.ttl, Duration::from_secs(60));
+        assert_eq!(c.quota, None);
+    }
+}

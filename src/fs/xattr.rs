@@ -1,0 +1,130 @@
+//! Extended attributes, kept in the catalog.
+//!
+//! Names are checked here (UTF-8, 1-255 bytes; POSIX ACLs are not
+//! supported, as on a file system mounted without `acl`); macOS's
+//! `com.apple.FinderInfo` must be exactly 32 bytes (ERANGE otherwise, as
+//! Apple's file systems answer). The root's `user.markbase.stats` is not
+//! stored: it reports the mount's counters.
+
+use std::ffi::OsStr;
+use std::io;
+use std::time::SystemTime;
+
+use super::flags::XattrSet;
+use super::{FsError, FsResult, MarkBaseFs};
+use crate::catalog::{Ino, ROOT_INO, UNFILED_INO};
+
+/// The root xattr that reports the mount's counters (`markbase fuse --stats`).
+pub const STATS_XATTR: &str = "user.markbase.stats";
+
+impl MarkBaseFs {
+    pub(super) fn check_xattr_name(name: &OsStr) -> FsResult<&str> {
+        let n = name.to_str().ok_or(FsError::BadName)?;
+        if n.is_empty() || n.len() > 255 {
+            return Err(FsError::Range);
+        }
+        if n.starts_with("system.posix_acl") {
+            return Err(FsError::NotSupported("POSIX ACLs"));
+        }
+        Ok(n)
+    }
+
+    pub fn getxattr(&self, ino: Ino, name: &OsStr) -> FsResult<Vec<u8>> {
+        let n = Self::check_xattr_name(name)?;
+        if ino == ROOT_INO && n == STATS_XATTR {
+            return serde_json::to_vec(&self.stats()).map_err(|e| FsError::Io(io::Error::other(e)));
+        }
+        self.record(ino)?;
+        Ok(self.catalog.get_xattr(ino, n)?)
+    }
+
+    pub fn listxattr(&self, ino: Ino) -> FsResult<Vec<u8>> {
+        self.record(ino)?;
+        let mut out = Vec::new();
+        for n in self.catalog.list_xattrs(ino)? {
+            out.extend_from_slice(n.as_bytes());
+            out.push(0);
+        }
+        Ok(out)
+    }
+
+    pub fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], how: XattrSet) -> FsResult<()> {
+        let n = Self::check_xattr_name(name)?;
+        // macOS: Finder info is exactly 32 bytes.
+        if n.ends_with("com.apple.FinderInfo") && value.len() != 32 {
+            return Err(FsError::Range);
+        }
+        if ino == UNFILED_INO {
+            return Err(FsError::Perm("Unfiled is virtual"));
+        }
+        self.record(ino)?;
+        self.catalog
+            .set_xattr(ino, n, value, how, SystemTime::now())?;
+        self.changed(&[], &[ino]);
+        Ok(())
+    }
+
+    pub fn removexattr(&self, ino: Ino, name: &OsStr) -> FsResult<()> {
+        let n = Self::check_xattr_name(name)?;
+        self.catalog.remove_xattr(ino, n, SystemTime::now())?;
+        self.changed(&[], &[ino]);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{errno, TestFs};
+    use super::*;
+
+    fn os(s: &str) -> &OsStr {
+        OsStr::new(s)
+    }
+
+    #[test]
+    fn set_get_list_remove() {
+        let t = TestFs::new();
+        let f = t.file("f", b"");
+        t.fs.setxattr(f.ino, os("user.b"), b"2", XattrSet::ANY)
+            .expect("set");
+        t.fs.setxattr(f.ino, os("user.a"), b"1", XattrSet::CREATE)
+            .expect("create");
+        assert_eq!(t.fs.getxattr(f.ino, os("user.a")).ok(), Some(b"1".to_vec()));
+        assert_eq!(
+            t.fs.listxattr(f.ino).ok(),
+            Some(b"user.a\0user.b\0".to_vec())
+        );
+        let again = t.fs.setxattr(f.ino, os("user.a"), b"x", XattrSet::CREATE);
+        assert_eq!(errno(again), libc::EEXIST);
+        let missing = t.fs.setxattr(f.ino, os("user.c"), b"x", XattrSet::REPLACE);
+        assert_eq!(errno(missing), libc::ENODATA);
+        t.fs.removexattr(f.ino, os("user.a")).expect("remove");
+        assert_eq!(errno(t.fs.getxattr(f.ino, os("user.a"))), libc::ENODATA);
+        assert_eq!(errno(t.fs.removexattr(f.ino, os("user.a"))), libc::ENODATA);
+    }
+
+    #[test]
+    fn what_finder_and_acls_get() {
+        let t = TestFs::new();
+        let f = t.file("f", b"");
+        let short =
+            t.fs.setxattr(f.ino, os("com.apple.FinderInfo"), &[0; 31], XattrSet::ANY);
+        assert_eq!(errno(short), libc::ERANGE);
+        t.fs.setxattr(f.ino, os("com.apple.FinderInfo"), &[0; 32], XattrSet::ANY)
+            .expect("32 bytes");
+        let acl =
+            t.fs.setxattr(f.ino, os("system.posix_acl_access"), b"", XattrSet::ANY);
+        assert_eq!(errno(acl), libc::EOPNOTSUPP);
+        assert_eq!(errno(t.fs.getxattr(f.ino, os(""))), libc::ERANGE);
+    }
+
+    #[test]
+    fn the_roots_stats_attribute_is_live() {
+        let t = TestFs::new();
+        t.file("f", b"12345");
+        let v = t.fs.getxattr(ROOT_INO, os(STATS_XATTR)).expect("stats");
+        let j: serde_json::Value = serde_json::from_slice(&v).expect("json");
+        assert_eq!(j["bytes_written"], 5);
+        assert!(t.fs.listxattr(ROOT_INO).is_ok_and(|l| l.is_empty()));
+    }
+}
