@@ -2,7 +2,9 @@
 //! library opened as a file system core, the runtime record that
 //! `--status` and `--unmount` read, the signal thread (SIGTERM and SIGINT:
 //! flush every open file, then stop the front end), the recovery pass in the
-//! background, and the committer thread that writes catalog size corrections.
+//! background, and the catalog thread: every second it looks for changes
+//! other processes (the MarkBase app) committed to the catalog, and it writes
+//! the catalog size corrections `getattr` found.
 //!
 //! A front end (the FUSE session in `mount.rs`; an NFS server next) opens the
 //! core with [`open_library`], starts its own listener, then calls
@@ -145,7 +147,7 @@ pub fn pid_alive(pid: u32) -> bool {
 }
 
 /// A running daemon's own threads and record; dropping it (after the front
-/// end stopped serving) stops the committer and removes the record.
+/// end stopped serving) stops the catalog thread and removes the record.
 pub struct Daemon {
     stop: Arc<AtomicBool>,
     mountpoint: PathBuf,
@@ -156,7 +158,7 @@ impl Daemon {
     /// `record.mountpoint`: write the runtime record, handle SIGTERM and
     /// SIGINT (flush every open file, then `stop_front_end`), start the
     /// content pool's refill (unless read-only), the recovery pass and the
-    /// committer.
+    /// catalog thread. Set the front end's notifier on `fs` first.
     pub fn start(
         fs: Arc<MarkBaseFs>,
         library: &Library,
@@ -196,16 +198,9 @@ impl Daemon {
         {
             let (fs, stop) = (fs, stop.clone());
             std::thread::Builder::new()
-                .name("markbase-committer".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(Duration::from_secs(2));
-                        if let Err(e) = fs.flush_size_fixes() {
-                            tracing::warn!("catalog size corrections: {e}");
-                        }
-                    }
-                })
-                .map_err(|e| DaemonError::Io("committer thread", e))?;
+                .name("markbase-catalog".into())
+                .spawn(move || watch_catalog(&fs, &stop))
+                .map_err(|e| DaemonError::Io("catalog thread", e))?;
         }
         Ok(Daemon { stop, mountpoint })
     }
@@ -217,6 +212,28 @@ impl Drop for Daemon {
         remove_record(&self.mountpoint);
     }
 }
+
+/// Every [`CATALOG_POLL`]: changes other processes committed to the catalog
+/// (dropped from the caches and reported to the front end); every other
+/// tick, the size corrections `getattr` found.
+fn watch_catalog(fs: &MarkBaseFs, stop: &AtomicBool) {
+    let mut tick = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        if let Err(e) = fs.poll_catalog() {
+            tracing::warn!("watching the catalog: {e}");
+        }
+        if tick % 2 == 1 {
+            if let Err(e) = fs.flush_size_fixes() {
+                tracing::warn!("catalog size corrections: {e}");
+            }
+        }
+        tick += 1;
+        std::thread::sleep(CATALOG_POLL);
+    }
+}
+
+/// How often the daemon looks for changes other processes made to the catalog.
+pub const CATALOG_POLL: Duration = Duration::from_secs(1);
 
 /// The recovery pass: content files a killed daemon left without a row,
 /// names without inodes, locations of vanished files. In the background, so

@@ -27,12 +27,12 @@ use parking_lot::Mutex;
 
 use crate::catalog::{DirEntry, Kind};
 use crate::fs::flags::{AllocMode, OpenFlags as CoreOpenFlags, RenameMode, Whence, XattrSet};
-use crate::fs::{Attr, Caller, FsError, MarkBaseFs, SetAttrReq, TimeSet};
+use crate::fs::{Attr, Caller, Change, FsError, MarkBaseFs, Notifier, SetAttrReq, TimeSet};
 
 /// How long the kernel may cache entries and attributes: the seed's 60 s.
 /// Every change made through the mount reaches the kernel's caches by the
-/// kernel's own invalidation; only changes made to the catalog behind the
-/// mount's back wait for the TTL.
+/// kernel's own invalidation, and changes made to the catalog behind the
+/// mount's back by ours ([`KernelNotifier`], within about a second).
 const TTL: Duration = Duration::from_secs(60);
 /// Entries whose attributes `readdirplus` fetches at once.
 const READDIRPLUS_CHUNK: usize = 128;
@@ -43,7 +43,15 @@ pub struct FuseAdapter {
     /// Asked for by the user; in force once the kernel agreed at init.
     passthrough: AtomicBool,
     backing: Mutex<Backing>,
+    /// The listing generation last handed to the kernel, by directory: the
+    /// kernel keeps listings it read (FOPEN_CACHE_DIR) and drops them itself
+    /// on changes made through the mount; a listing the core reloaded from
+    /// the catalog it must drop on our word.
+    listed: Mutex<lru::LruCache<u64, u64>>,
 }
+
+/// Directories whose listing generation the adapter remembers.
+const LISTED_DIRS: usize = 4_000;
 
 /// Kernel passthrough backing files, as fuser's passthrough example keeps
 /// them: one `BackingId` per inode at a time (weak, by inode), held alive by
@@ -60,6 +68,9 @@ impl FuseAdapter {
             fs,
             passthrough: AtomicBool::new(passthrough),
             backing: Mutex::new(Backing::default()),
+            listed: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(LISTED_DIRS).unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
         }
     }
 
@@ -103,6 +114,36 @@ impl FuseAdapter {
             && b.by_ino.get(&ino).is_some_and(|w| w.strong_count() == 0)
         {
             b.by_ino.remove(&ino);
+        }
+    }
+}
+
+/// The core's change reports as kernel cache invalidations.
+pub struct KernelNotifier(fuser::Notifier);
+
+impl KernelNotifier {
+    pub fn new(n: fuser::Notifier) -> KernelNotifier {
+        KernelNotifier(n)
+    }
+}
+
+impl Notifier for KernelNotifier {
+    fn changed(&self, changes: &[Change]) {
+        for c in changes {
+            // ENOENT: the kernel holds nothing of it, which is as good.
+            let r = match c {
+                Change::Inode(ino) => self.0.inval_inode(INodeNo(*ino), -1, 0),
+                // Offset 0, length 0: the whole of the kept listing.
+                Change::Listing(ino) => self.0.inval_inode(INodeNo(*ino), 0, 0),
+                Change::Entry { parent, name } => {
+                    self.0.inval_entry(INodeNo(*parent), OsStr::new(name))
+                }
+            };
+            if let Err(e) = r {
+                if e.raw_os_error() != Some(libc::ENOENT) {
+                    tracing::debug!(?c, "kernel invalidation: {e}");
+                }
+            }
         }
     }
 }
@@ -472,7 +513,12 @@ impl Filesystem for FuseAdapter {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.opendir(ino.0) {
+        let opened = self.fs.opendir(ino.0).and_then(|fh| {
+            let gen = self.fs.dir_handle(fh)?.generation();
+            let keep = self.listed.lock().put(ino.0, gen) == Some(gen);
+            Ok((fh, keep))
+        });
+        match opened {
             Ok((fh, keep)) => {
                 // Let the kernel keep what it reads of the directory; it
                 // drops it on its own changes, and on ours when the mount's

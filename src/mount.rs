@@ -24,7 +24,7 @@ use crate::daemon::{
     self, open_library, pid_alive, read_record, remove_record, Daemon, RuntimeRecord,
 };
 use crate::fs::{MarkBaseFs, STATS_XATTR};
-use crate::fuse::FuseAdapter;
+use crate::fuse::{FuseAdapter, KernelNotifier};
 use crate::library::Library;
 use crate::platform::Backend;
 
@@ -306,6 +306,7 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountEr
         &config,
     )
     .map_err(io_err(format!("mount {}", mountpoint.display())))?;
+    fs.set_notifier(Arc::new(KernelNotifier::new(session.notifier())));
     let record = RuntimeRecord {
         user: spec.library.user.clone(),
         mountpoint: mountpoint.clone(),

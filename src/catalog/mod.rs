@@ -361,4 +361,13 @@ pub trait Catalog: Send + Sync {
 
     /// Make every committed change durable (after an `fsync`).
     fn sync(&self) -> Result<(), CatalogError>;
+
+    /// A number that changes when something other than this catalog object
+    /// commits to the store (the MarkBase app, `sqlite3`): the file system
+    /// core polls it and revalidates its caches when it moves. It may also
+    /// move without a change (a false alarm costs a revalidation); a backend
+    /// that cannot tell returns the same number always.
+    fn outside_version(&self) -> Result<u64, CatalogError> {
+        Ok(0)
+    }
 }

@@ -104,6 +104,10 @@ impl MarkBaseFs {
         Ok(())
     }
 
+    /// An inode's attributes: the cached record (or the catalog's), with an
+    /// open file's live size and times, or a closed file's real content size
+    /// (a stale catalog size is queued for correction). No lock. ENOENT if
+    /// the inode is gone.
     pub fn getattr(&self, ino: Ino) -> FsResult<Attr> {
         let rec = self.record(ino)?;
         Ok(self.attr_of(&rec))
@@ -129,6 +133,9 @@ impl MarkBaseFs {
             .collect()
     }
 
+    /// The attributes of `name` in `parent`, found in the rendered listing
+    /// (cached). No lock. ENOENT, ENOTDIR, or the name errors of
+    /// [`check_name`].
     pub fn lookup(&self, parent: Ino, name: &OsStr) -> FsResult<Attr> {
         let name = check_name(name)?;
         let l = self.listing(parent)?;
@@ -136,6 +143,7 @@ impl MarkBaseFs {
         self.getattr(e.ino)
     }
 
+    /// A symlink's target. EINVAL if `ino` is not a symlink.
     pub fn readlink(&self, ino: Ino) -> FsResult<Vec<u8>> {
         let rec = self.record(ino)?;
         match (rec.kind, &rec.target) {
@@ -144,6 +152,12 @@ impl MarkBaseFs {
         }
     }
 
+    /// chmod, chown, truncate and utimens in one catalog transaction. A
+    /// truncate resizes the content file first (through the open file if
+    /// there is one, and the quota follows); an open file's in-memory size
+    /// and times follow too. Drops the inode's cached attributes (the new
+    /// record is cached). EISDIR/EINVAL on truncating a folder or special
+    /// file, EDQUOT past the quota, EIO if the content file is missing.
     pub fn setattr(&self, ino: Ino, req: &SetAttrReq) -> FsResult<Attr> {
         let now = SystemTime::now();
         let rec = self.record(ino)?;

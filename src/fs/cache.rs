@@ -1,7 +1,7 @@
 //! One bounded, expiring cache by inode, with hit and miss counters.
 //!
-//! The core keeps three of them (attributes, content paths, directory
-//! listings). All share the same rule against a racing reader caching stale
+//! The core keeps five of them (attribute records, content sizes, content
+//! paths, directory listings, directory parents). All share the same rule against a racing reader caching stale
 //! data: a value loaded from the catalog is kept only if no change happened
 //! while it was loaded (the core's `epoch` did not move). A change bumps the
 //! epoch first and then drops or edits the entries it affects, both under
@@ -166,6 +166,20 @@ impl<V: Clone> TtlCache<V> {
             map.pop(&key);
         }
         kept
+    }
+
+    /// Every entry, expired or not (for revalidation).
+    pub(crate) fn snapshot(&self) -> Vec<(Ino, V)> {
+        self.map
+            .lock()
+            .iter()
+            .map(|(k, t)| (*k, t.value.clone()))
+            .collect()
+    }
+
+    /// Drop every entry.
+    pub(crate) fn clear(&self) {
+        self.map.lock().clear();
     }
 
     pub(crate) fn hits(&self) -> u64 {

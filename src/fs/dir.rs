@@ -66,6 +66,7 @@ impl Listing {
         }
     }
 
+    /// The entry named `name`, if any.
     pub fn get(&self, name: &str) -> Option<&DirEntry> {
         self.by_name.get(name).map(|&i| &self.entries[i])
     }
@@ -102,6 +103,12 @@ pub struct DirHandle {
 }
 
 impl DirHandle {
+    /// Which load from the catalog the listing is: the same number means
+    /// the same entries, give or take the edits made through this core.
+    pub fn generation(&self) -> u64 {
+        self.listing.generation
+    }
+
     /// The entries from position `offset` on.
     pub fn entries_from(&self, offset: usize) -> impl Iterator<Item = &DirEntry> {
         let dots = self.dots.get(offset..).unwrap_or_default();
@@ -125,16 +132,18 @@ impl MarkBaseFs {
         })
     }
 
+    /// Parent of a directory (for `..`); the root is its own parent. Cached.
     pub fn parent_of(&self, dir: Ino) -> FsResult<Ino> {
         self.parents.get_or_load(dir, &self.epoch, || {
             self.catalog.parent_of(dir).map_err(FsError::from)
         })
     }
 
-    /// A handle on `ino`'s listing, and whether the kernel's kept copy of
-    /// the directory (if it has one) is still what the mount would list, so
-    /// that the kernel may serve it without asking.
-    pub fn opendir(&self, ino: Ino) -> FsResult<(u64, bool)> {
+    /// A handle on `ino`'s listing as it is now (rendered from the catalog
+    /// if not cached). Its [`DirHandle::generation`] tells a front end that
+    /// keeps listings itself whether this one is the same load as before.
+    /// ENOTDIR on a non-folder.
+    pub fn opendir(&self, ino: Ino) -> FsResult<u64> {
         let listing = self.listing(ino)?;
         let parent = self.parent_of(ino)?;
         let dot = |name: &str, ino| DirEntry {
@@ -143,11 +152,6 @@ impl MarkBaseFs {
             kind: Kind::Dir,
             disambiguated: false,
         };
-        // The kernel keeps listings it read (FOPEN_CACHE_DIR) and drops them
-        // itself on changes made through the mount; a listing reloaded from
-        // the catalog (expired, or re-rendered) it must drop on our word.
-        let kernel_cache_valid =
-            self.listed.lock().put(ino, listing.generation) == Some(listing.generation);
         let fh = self.next_fh.fetch_add(1, Relaxed);
         self.dir_handles.lock().insert(
             fh,
@@ -157,9 +161,10 @@ impl MarkBaseFs {
                 listing,
             }),
         );
-        Ok((fh, kernel_cache_valid))
+        Ok(fh)
     }
 
+    /// The handle `opendir` gave; EBADF once released.
     pub fn dir_handle(&self, fh: u64) -> FsResult<Arc<DirHandle>> {
         self.dir_handles
             .lock()
@@ -168,6 +173,7 @@ impl MarkBaseFs {
             .ok_or(FsError::BadHandle)
     }
 
+    /// Forget a directory handle (its snapshot goes with its last user).
     pub fn releasedir(&self, fh: u64) {
         self.dir_handles.lock().remove(&fh);
     }
@@ -205,7 +211,7 @@ mod tests {
     fn handles_keep_their_snapshot_and_offsets() {
         let t = TestFs::new();
         t.file("one", b"1");
-        let (fh, _) = t.fs.opendir(ROOT_INO).expect("opendir");
+        let fh = t.fs.opendir(ROOT_INO).expect("opendir");
         t.file("two", b"2");
         let d = t.fs.dir_handle(fh).expect("handle");
         let names: Vec<&str> = d.entries_from(0).map(|e| e.name.as_str()).collect();
@@ -218,17 +224,20 @@ mod tests {
     }
 
     #[test]
-    fn a_kept_listing_stays_valid_until_reloaded() {
+    fn a_listing_keeps_its_generation_until_reloaded() {
         let t = TestFs::new();
-        let (a, first) = t.fs.opendir(ROOT_INO).expect("opendir");
-        // Never handed out before: the kernel has nothing to keep.
-        assert!(!first);
+        let gen = |fh| t.fs.dir_handle(fh).map(|h| h.generation()).ok();
+        let a = t.fs.opendir(ROOT_INO).expect("opendir");
         t.file("x", b"");
-        // Edited in place by a change through the mount: still the same load.
-        let (b, again) = t.fs.opendir(ROOT_INO).expect("opendir");
-        assert!(again);
-        t.fs.releasedir(a);
-        t.fs.releasedir(b);
+        // Edited in place by a change through the core: still the same load.
+        let b = t.fs.opendir(ROOT_INO).expect("opendir");
+        assert_eq!(gen(a), gen(b));
+        t.fs.dirs.pop([&ROOT_INO]);
+        let c = t.fs.opendir(ROOT_INO).expect("opendir");
+        assert_ne!(gen(b), gen(c));
+        for fh in [a, b, c] {
+            t.fs.releasedir(fh);
+        }
     }
 
     #[test]
@@ -238,7 +247,7 @@ mod tests {
         let sub = t.mkdir(d.ino, "sub");
         assert_eq!(t.fs.parent_of(sub.ino).ok(), Some(d.ino));
         assert_eq!(t.fs.parent_of(ROOT_INO).ok(), Some(ROOT_INO));
-        let (fh, _) = t.fs.opendir(sub.ino).expect("opendir");
+        let fh = t.fs.opendir(sub.ino).expect("opendir");
         let h = t.fs.dir_handle(fh).expect("handle");
         let dots: Vec<Ino> = h.entries_from(0).map(|e| e.ino).collect();
         assert_eq!(dots, [sub.ino, d.ino]);

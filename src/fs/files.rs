@@ -112,6 +112,7 @@ impl OpenFile {
         &self.file
     }
 
+    /// The inode this file is open for.
     pub fn ino(&self) -> Ino {
         self.ino
     }
@@ -145,6 +146,11 @@ impl MarkBaseFs {
         Ok(Some(fh))
     }
 
+    /// A new handle on `ino`'s content (one content file descriptor per open
+    /// inode, shared by its handles). Counted under the open-file table's
+    /// lock. ENOMEM for writers under memory pressure, EISDIR on a folder,
+    /// EACCES for writing a content file that is read-only, EIO if the
+    /// content file is missing. With `truncate`, truncates as `setattr` does.
     pub fn open(&self, ino: Ino, flags: OpenFlags) -> FsResult<u64> {
         let rec = self.record(ino)?;
         match rec.kind {
@@ -224,6 +230,8 @@ impl MarkBaseFs {
         Ok(())
     }
 
+    /// Up to `size` bytes at `offset` (fewer at the end of the file). No
+    /// lock. EBADF on an unknown handle.
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let (of, _) = self.handle(fh)?;
         let mut buf = vec![0u8; size as usize];
@@ -241,6 +249,10 @@ impl MarkBaseFs {
         Ok(buf)
     }
 
+    /// Write at `offset` (`pwrite`) and note the new size and mtime in
+    /// memory; the catalog hears of them at flush, fsync or release, never
+    /// here. EBADF on a read-only handle, EDQUOT past the quota (taken before
+    /// the bytes touch the disk), ENOSPC from the content disk.
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
         let (of, write) = self.handle(fh)?;
         if !write {
@@ -304,6 +316,8 @@ impl MarkBaseFs {
         Ok(())
     }
 
+    /// Commit the file's size and times to the catalog if they changed
+    /// (`close(2)` reaches here).
     pub fn flush(&self, fh: u64) -> FsResult<()> {
         let (of, _) = self.handle(fh)?;
         self.commit(&of)
@@ -323,10 +337,15 @@ impl MarkBaseFs {
         Ok(())
     }
 
+    /// Make the catalog's committed changes durable (sync its WAL).
     pub fn fsyncdir(&self) -> FsResult<()> {
         Ok(self.catalog.sync()?)
     }
 
+    /// Drop a handle, committing what changed; the last handle of an inode
+    /// retires its open file (under the open-file table's lock) and, if the
+    /// inode was unlinked meanwhile, frees it and its content. EBADF on an
+    /// unknown handle.
     pub fn release(&self, fh: u64) -> FsResult<()> {
         let h = self.handles.lock().remove(&fh).ok_or(FsError::BadHandle)?;
         let of = h.of;
@@ -357,6 +376,9 @@ impl MarkBaseFs {
         res
     }
 
+    /// `fallocate(2)` on the content file; growth is taken from the quota
+    /// first. EBADF on a read-only handle, EOPNOTSUPP for what the content
+    /// file's file system cannot do.
     pub fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: AllocMode) -> FsResult<()> {
         let (of, write) = self.handle(fh)?;
         if !write {
@@ -384,6 +406,8 @@ impl MarkBaseFs {
         Ok(())
     }
 
+    /// `lseek(2)` on the content file, for SEEK_DATA and SEEK_HOLE (ENXIO
+    /// past the last data).
     pub fn lseek(&self, fh: u64, offset: i64, whence: Whence) -> FsResult<i64> {
         use nix::unistd::Whence as W;
         let (of, _) = self.handle(fh)?;

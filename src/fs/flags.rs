@@ -137,6 +137,7 @@ impl AllocMode {
         self.0 & Self::KEEP_SIZE != 0
     }
 
+    /// The `FALLOC_FL_*` bits.
     pub fn bits(self) -> i32 {
         self.0
     }

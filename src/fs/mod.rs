@@ -17,19 +17,23 @@
 //! | `namespace.rs` | mkdir, mknod, symlink, create, unlink, rmdir, rename, link; name rules |
 //! | `files.rs` | open files: open, read, write, flush, fsync, release, fallocate, lseek |
 //! | `xattr.rs` | extended attributes |
+//! | `notify.rs` | changes made behind the core's back: found, dropped from the caches, reported to the front ends |
 //! | `stats.rs` | counters, `statfs` |
 //! | `quota.rs`, `memory.rs` | the byte quota; refusing writers under memory pressure |
 //! | `cache.rs` | the bounded, expiring cache all of the above share |
 //! | `check.rs` | `fsck` and the recovery pass |
 //!
 //! State kept here:
-//! * five caches with hit/miss counters, each bounded and expiring after the
-//!   TTL (60 s by default): attribute records and real content sizes
-//!   (65,536 inodes each), resolved content paths (65,536), rendered
-//!   directories and directory parents (1,000 each). Every change this mount
-//!   makes drops or edits what it touched. A value read from the catalog is
-//!   only cached if no change happened meanwhile (an epoch counter), so a
-//!   racing reader cannot cache a stale value;
+//! * five bounded caches with hit/miss counters: attribute records and real
+//!   content sizes (65,536 inodes each), resolved content paths (65,536),
+//!   rendered directories and directory parents (1,000 each). Every change
+//!   made through the core drops or edits what it touched; a change another
+//!   process commits to the catalog is found within a second
+//!   (`notify.rs`), so what came from the catalog lives until it changes;
+//!   only content sizes expire (60 s: content files can change behind the
+//!   catalog). A value read from the catalog is only cached if no change
+//!   happened meanwhile (an epoch counter), so a racing reader cannot cache a
+//!   stale value;
 //! * open files: one content file descriptor per open inode, shared by its
 //!   handles; size and mtime kept in memory, committed to the catalog at
 //!   flush/fsync/release, never inside `write`;
@@ -62,6 +66,7 @@ pub mod flags;
 mod invalidate;
 pub mod memory;
 mod namespace;
+mod notify;
 pub mod quota;
 mod stats;
 #[cfg(test)]
@@ -76,6 +81,7 @@ use files::Handle;
 pub use files::OpenFile;
 use invalidate::LOCK_STRIPES;
 pub use namespace::{check_name, LINK_MAX, NAME_MAX};
+pub use notify::{Change, Notifier};
 use quota::Quota;
 pub use stats::{Counters, Stats};
 pub use types::{Attr, Caller, FsConfig, SetAttrReq, TimeSet};
@@ -99,13 +105,15 @@ pub struct MarkBaseFs {
     open: Mutex<HashMap<Ino, Arc<OpenFile>>>,
     handles: Mutex<HashMap<u64, Handle>>,
     dir_handles: Mutex<HashMap<u64, Arc<DirHandle>>>,
-    /// The listing generation last handed to the kernel, by directory.
-    listed: Mutex<lru::LruCache<Ino, u64>>,
     next_fh: AtomicU64,
     locks: Vec<Mutex<()>>,
     size_fixes: Mutex<HashMap<Ino, u64>>,
     quota: Option<Quota>,
     memory: memory::MemoryGuard,
+    /// Where changes made behind the core's back are reported.
+    notifier: Mutex<Option<Arc<dyn Notifier>>>,
+    /// The catalog's outside version last seen by `poll_catalog`.
+    outside_version: Mutex<Option<u64>>,
     pub counters: Counters,
 }
 
@@ -116,7 +124,7 @@ impl MarkBaseFs {
         MarkBaseFs {
             attrs: TtlCache::new(cfg.attr_entries, cfg.ttl),
             paths: TtlCache::new(cfg.path_entries, cfg.ttl),
-            sizes: TtlCache::new(cfg.attr_entries, cfg.ttl),
+            sizes: TtlCache::new(cfg.attr_entries, cfg.content_ttl),
             parents: TtlCache::new(cfg.dir_entries, cfg.ttl),
             dirs: TtlCache::new(cfg.dir_entries, cfg.ttl),
             catalog,
@@ -125,23 +133,23 @@ impl MarkBaseFs {
             open: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
             dir_handles: Mutex::new(HashMap::new()),
-            listed: Mutex::new(lru::LruCache::new(
-                std::num::NonZeroUsize::new(cfg.dir_entries.max(1) * 4)
-                    .unwrap_or(std::num::NonZeroUsize::MIN),
-            )),
             next_fh: AtomicU64::new(1),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             size_fixes: Mutex::new(HashMap::new()),
             quota: cfg.quota.map(Quota::new),
             memory: memory::MemoryGuard::from_env(),
+            notifier: Mutex::new(None),
+            outside_version: Mutex::new(None),
             counters: Counters::default(),
         }
     }
 
+    /// The catalog under the core.
     pub fn catalog(&self) -> &Arc<dyn Catalog> {
         &self.catalog
     }
 
+    /// The content store under the core.
     pub fn store(&self) -> &ContentStore {
         &self.store
     }

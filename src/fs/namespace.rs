@@ -152,6 +152,9 @@ impl MarkBaseFs {
         Ok((rec, file))
     }
 
+    /// Make a folder (mode less umask; a set-group-id parent gives its group
+    /// and bit). Takes `parent`'s lock; edits its cached listing. EEXIST,
+    /// ENOTDIR, EACCES in `Unfiled`, and the name errors of [`check_name`].
     pub fn mkdir(
         &self,
         parent: Ino,
@@ -164,6 +167,8 @@ impl MarkBaseFs {
         Ok(self.attr_of(&rec))
     }
 
+    /// Make a regular file, FIFO, socket or device node (the kind from the
+    /// mode's `S_IFMT` bits, EINVAL for others); as [`MarkBaseFs::mkdir`].
     pub fn mknod(
         &self,
         parent: Ino,
@@ -181,6 +186,8 @@ impl MarkBaseFs {
         Ok(self.attr_of(&rec))
     }
 
+    /// Make a symlink to `target` (at most 4,095 bytes: ENAMETOOLONG); as
+    /// [`MarkBaseFs::mkdir`].
     pub fn symlink(
         &self,
         parent: Ino,
@@ -235,10 +242,15 @@ impl MarkBaseFs {
         Ok((self.attr_of(&rec), fh))
     }
 
+    /// Remove a name that is not a folder (EISDIR). The inode goes with its
+    /// last name, or at its last release if it is open. Takes `parent`'s
+    /// lock; edits its cached listing, drops the inode's cached attributes.
+    /// EPERM on `Unfiled`.
     pub fn unlink(&self, parent: Ino, name: &OsStr) -> FsResult<()> {
         self.remove(parent, name, false)
     }
 
+    /// Remove an empty folder (ENOTEMPTY, ENOTDIR); as [`MarkBaseFs::unlink`].
     pub fn rmdir(&self, parent: Ino, name: &OsStr) -> FsResult<()> {
         self.remove(parent, name, true)
     }
@@ -328,6 +340,12 @@ impl MarkBaseFs {
         Err(FsError::Invalid("directory tree too deep"))
     }
 
+    /// Move a name, replacing (or with `NoReplace` refusing: EEXIST) what is
+    /// at the destination, or swap two names (`Exchange`). Takes both
+    /// folders' locks (in stripe order); edits both cached listings. EINVAL
+    /// for a folder into itself, ENOTEMPTY/EISDIR/ENOTDIR as rename(2), EXDEV
+    /// for a catalog folder with contents leaving the catalog, EPERM/EACCES
+    /// for `Unfiled`.
     pub fn rename(
         &self,
         parent: Ino,
@@ -419,6 +437,9 @@ impl MarkBaseFs {
         Ok(())
     }
 
+    /// A hard link to `ino` as `new_name` in `new_parent`. Takes
+    /// `new_parent`'s lock; edits its listing, drops `ino`'s cached
+    /// attributes. EPERM for folders, EMLINK past [`LINK_MAX`], EEXIST.
     pub fn link(&self, ino: Ino, new_parent: Ino, new_name: &OsStr) -> FsResult<Attr> {
         let new_name = check_name(new_name)?;
         let _g = self.lock_dir(new_parent);

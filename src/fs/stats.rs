@@ -52,6 +52,7 @@ impl MarkBaseFs {
         Ok(space)
     }
 
+    /// A snapshot of the counters (no lock but the open-file table's, briefly).
     pub fn stats(&self) -> Stats {
         let c = &self.counters;
         let g = |a: &AtomicU64| a.load(Relaxed);

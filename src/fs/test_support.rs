@@ -56,6 +56,11 @@ impl TestFs {
         a
     }
 
+    /// The catalog's SQLite file.
+    pub fn catalog_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("u.sqlite")
+    }
+
     /// The names in a folder, sorted.
     pub fn names(&self, dir: Ino) -> Vec<String> {
         let mut v: Vec<String> = self

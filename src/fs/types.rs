@@ -57,7 +57,16 @@ pub struct FsConfig {
     pub attr_entries: usize,
     pub path_entries: usize,
     pub dir_entries: usize,
+    /// How long what was read from the catalog (records, listings, parents,
+    /// content paths) is trusted. Changes made through the core edit or drop
+    /// it; changes made by other processes are found by
+    /// [`MarkBaseFs::poll_catalog`](super::MarkBaseFs::poll_catalog), which
+    /// the daemon runs every second. So by default it lives until it is
+    /// evicted or the catalog changes, not until a clock runs out.
     pub ttl: Duration,
+    /// How long a closed content file's size, as last seen, is trusted
+    /// (content files can change behind the mount without the catalog).
+    pub content_ttl: Duration,
     /// Most bytes of file content (`quota` in markbase.toml).
     pub quota: Option<u64>,
 }
@@ -68,7 +77,8 @@ impl Default for FsConfig {
             attr_entries: 65_536,
             path_entries: 65_536,
             dir_entries: 1_000,
-            ttl: Duration::from_secs(60),
+            ttl: Duration::MAX,
+            content_ttl: Duration::from_secs(60),
             quota: None,
         }
     }
@@ -84,7 +94,8 @@ mod tests {
         assert_eq!(c.attr_entries, 65_536);
         assert_eq!(c.path_entries, 65_536);
         assert_eq!(c.dir_entries, 1_000);
-        assert_eq!(c.ttl, Duration::from_secs(60));
+        assert_eq!(c.ttl, Duration::MAX);
+        assert_eq!(c.content_ttl, Duration::from_secs(60));
         assert_eq!(c.quota, None);
     }
 }

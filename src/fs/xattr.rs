@@ -29,6 +29,9 @@ impl MarkBaseFs {
         Ok(n)
     }
 
+    /// An extended attribute's value (the root's `user.markbase.stats`: the
+    /// counters as JSON). ENODATA if it is not set, ENOENT if the inode is
+    /// gone, ERANGE/EOPNOTSUPP for names it refuses.
     pub fn getxattr(&self, ino: Ino, name: &OsStr) -> FsResult<Vec<u8>> {
         let n = Self::check_xattr_name(name)?;
         if ino == ROOT_INO && n == STATS_XATTR {
@@ -38,6 +41,7 @@ impl MarkBaseFs {
         Ok(self.catalog.get_xattr(ino, n)?)
     }
 
+    /// The names of an inode's extended attributes, each followed by a NUL.
     pub fn listxattr(&self, ino: Ino) -> FsResult<Vec<u8>> {
         self.record(ino)?;
         let mut out = Vec::new();
@@ -48,6 +52,10 @@ impl MarkBaseFs {
         Ok(out)
     }
 
+    /// Set an extended attribute as `how` allows (EEXIST, ENODATA); one
+    /// catalog transaction, which changes the inode's ctime; drops its
+    /// cached attributes. ERANGE for a FinderInfo that is not 32 bytes, EPERM
+    /// on `Unfiled`.
     pub fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], how: XattrSet) -> FsResult<()> {
         let n = Self::check_xattr_name(name)?;
         // macOS: Finder info is exactly 32 bytes.
@@ -64,6 +72,8 @@ impl MarkBaseFs {
         Ok(())
     }
 
+    /// Remove an extended attribute (ENODATA if it is not set); as
+    /// [`MarkBaseFs::setxattr`].
     pub fn removexattr(&self, ino: Ino, name: &OsStr) -> FsResult<()> {
         let n = Self::check_xattr_name(name)?;
         self.catalog.remove_xattr(ino, n, SystemTime::now())?;

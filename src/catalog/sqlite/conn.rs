@@ -207,6 +207,25 @@ impl SqliteCatalog {
         )
     }
 
+    /// SQLite's `data_version` on the writer's connection: it moves when
+    /// another connection commits, and this catalog's other connections
+    /// only read (and checkpoint PASSIVE, which leaves it alone), so it moves
+    /// for other processes' commits. When it moves, what was derived from
+    /// the whole catalog (the cycle heads) is found again.
+    pub(super) fn data_version(&self) -> Result<u64, CatalogError> {
+        let v: i64 = self
+            .writer
+            .lock()
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let mut seen = self.seen_version.lock();
+        if seen.is_some_and(|s| s != v) {
+            *self.cycle_heads.lock() = None;
+        }
+        *seen = Some(v);
+        Ok(v as u64)
+    }
+
     /// Make every committed change durable: sync the WAL (commits are in it
     /// until a checkpoint copies them back).
     pub(super) fn sync_wal(&self) -> Result<(), CatalogError> {

@@ -87,6 +87,8 @@ pub struct SqliteCatalog {
     /// One node of each `parent_id` cycle, shown under `Unfiled` (found at the
     /// first listing of the root, so that mounting never scans the catalog).
     cycle_heads: Mutex<Option<Arc<HashSet<String>>>>,
+    /// SQLite's `data_version` as last read on the writer's connection.
+    seen_version: Mutex<Option<i64>>,
 }
 
 impl SqliteCatalog {
@@ -241,5 +243,9 @@ impl Catalog for SqliteCatalog {
 
     fn sync(&self) -> Result<(), CatalogError> {
         self.sync_wal()
+    }
+
+    fn outside_version(&self) -> Result<u64, CatalogError> {
+        self.data_version()
     }
 }

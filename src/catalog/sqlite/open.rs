@@ -146,6 +146,7 @@ impl SqliteCatalog {
             wal: Mutex::new(None),
             checkpoints,
             cycle_heads: Mutex::new(None),
+            seen_version: Mutex::new(None),
         };
         Ok(cat)
     }
