@@ -21,3 +21,4 @@ pub mod manager;
 pub mod mount;
 pub mod platform;
 pub mod store;
+pub mod sync;

@@ -16,11 +16,11 @@
 //! longest ago; every entry expires after the TTL anyway.
 
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use crate::sync::{AtomicU64, Mutex};
 use lru::LruCache;
-use parking_lot::Mutex;
 
 use crate::catalog::Ino;
 

@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 
 use super::flags::{AllocMode, OpenFlags, Whence};
 use super::{FsError, FsResult, MarkBaseFs, SetAttrReq};

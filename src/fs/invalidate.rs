@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use parking_lot::MutexGuard;
+use crate::sync::MutexGuard;
 
 use super::dir::DirEdit;
 use super::{FsError, FsResult, MarkBaseFs};

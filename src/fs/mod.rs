@@ -48,10 +48,9 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use crate::sync::{AtomicU64, Mutex};
 
 use crate::catalog::{Catalog, Ino, NodeRecord};
 use crate::store::ContentStore;
@@ -59,6 +58,8 @@ use crate::store::ContentStore;
 mod attr;
 mod cache;
 pub mod check;
+#[cfg(all(test, feature = "shuttle"))]
+mod concurrency;
 mod dir;
 mod error;
 mod files;

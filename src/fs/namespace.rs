@@ -13,7 +13,7 @@ use std::fs::File;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 
 use super::dir::DirEdit;
 use super::files::{backing_now, FileState, OpenFile};
