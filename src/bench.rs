@@ -14,7 +14,7 @@
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -99,7 +99,10 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
 /// root) every clean cached page, since through a passthrough mount the
 /// pages that matter are the content file's, which `f` cannot reach.
 fn drop_pages(f: &File) {
+    #[cfg(target_os = "linux")]
     let _ = nix::fcntl::posix_fadvise(f, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED);
+    #[cfg(target_os = "macos")]
+    no_cache(f);
     nix::unistd::sync();
     let _ = std::fs::write("/proc/sys/vm/drop_caches", "1");
 }
@@ -424,11 +427,35 @@ fn open_frames(path: &Path, write: bool) -> Result<(File, bool)> {
     } else {
         o.read(true);
     }
+    direct_open(&o, path)
+}
+
+/// Open bypassing the page cache (`O_DIRECT`), or plainly where the file
+/// system refuses it; says which.
+#[cfg(target_os = "linux")]
+fn direct_open(o: &OpenOptions, path: &Path) -> Result<(File, bool)> {
+    use std::os::unix::fs::OpenOptionsExt;
     match o.clone().custom_flags(libc::O_DIRECT).open(path) {
         Ok(f) => Ok((f, true)),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok((o.open(path)?, false)),
         Err(e) => Err(e.into()),
     }
+}
+
+/// macOS has no `O_DIRECT`: `F_NOCACHE` on the open file does the same.
+#[cfg(target_os = "macos")]
+fn direct_open(o: &OpenOptions, path: &Path) -> Result<(File, bool)> {
+    let f = o.open(path)?;
+    let direct = no_cache(&f);
+    Ok((f, direct))
+}
+
+/// Turn the page cache off for `f` (`F_NOCACHE`, which nix lacks).
+#[cfg(target_os = "macos")]
+fn no_cache(f: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a descriptor `f` owns, with an integer argument.
+    unsafe { libc::fcntl(f.as_raw_fd(), libc::F_NOCACHE, 1) == 0 }
 }
 
 fn aja_run(target: &str, path: &Path, cfg: &AjaConfig, file_size: u64) -> Result<AjaResult> {

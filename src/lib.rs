@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod config;
 pub mod daemon;
 pub mod fs;
+#[cfg(fuse)]
 pub mod fuse;
 pub mod library;
 pub mod manager;

@@ -20,11 +20,10 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
-use crate::daemon::{
-    self, open_library, pid_alive, read_record, remove_record, Daemon, RuntimeRecord,
-};
+#[cfg(fuse)]
+use crate::daemon::{self, Daemon, RuntimeRecord};
+use crate::daemon::{open_library, pid_alive, read_record, remove_record};
 use crate::fs::{MarkBaseFs, STATS_XATTR};
-use crate::fuse::{FuseAdapter, KernelNotifier};
 use crate::library::Library;
 use crate::platform::Backend;
 
@@ -54,6 +53,8 @@ pub enum MountError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Backend(#[from] crate::platform::BackendError),
+    #[error("this markbase was built without FUSE (on a Mac: build it with `--features macfuse` where macFUSE is installed)")]
+    NoFuse,
     #[error("the mount daemon failed: {0}")]
     Daemon(String),
     #[error("{0}: {1}")]
@@ -271,7 +272,16 @@ pub fn serve(spec: &MountSpec, ready: Option<OwnedFd>) -> Result<(), MountError>
     result
 }
 
+/// Without a FUSE front end (a macOS build without `macfuse`), nothing to serve.
+#[cfg(not(fuse))]
+fn serve_inner(spec: &MountSpec, _ready: &mut Option<File>) -> Result<(), MountError> {
+    usable_mountpoint(&spec.mountpoint)?;
+    Err(MountError::NoFuse)
+}
+
+#[cfg(fuse)]
 fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountError> {
+    use crate::fuse::{FuseAdapter, KernelNotifier};
     let mountpoint = usable_mountpoint(&spec.mountpoint)?;
     let fs = open_fs(spec)?;
     let settings = crate::config::user_settings(&spec.library.data_dir, &spec.library.user)?;
@@ -298,8 +308,14 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountEr
     if spec.allow_other {
         config.acl = fuser::SessionACL::All;
     }
-    config.n_threads = Some(spec.threads.max(1));
-    config.clone_fd = true;
+    // fuser serves with several threads (each its own /dev/fuse clone) on
+    // Linux only; elsewhere one thread is all it takes.
+    if cfg!(target_os = "linux") {
+        config.n_threads = Some(spec.threads.max(1));
+        config.clone_fd = true;
+    } else {
+        config.n_threads = Some(1);
+    }
     let mut session = fuser::Session::new(
         FuseAdapter::new(fs.clone(), passthrough),
         &mountpoint,
@@ -326,9 +342,10 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountEr
     let _daemon = Daemon::start(fs.clone(), &spec.library, record, read_only, move || {
         if let Err(e) = unmounter.unmount() {
             tracing::warn!("unmount: {e}; detaching lazily");
-            let _ = nix::mount::umount2(&stop_mp, nix::mount::MntFlags::MNT_DETACH);
+            let _ = crate::platform::detach(&stop_mp);
         }
     })?;
+    #[cfg(target_os = "linux")]
     {
         // Once the session answers, give the mount the readahead of the disk
         // under the content store (the kernel starts FUSE mounts at 128 KiB).
@@ -344,6 +361,7 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountEr
     session.run().map_err(io_err("FUSE session"))
 }
 
+#[cfg(target_os = "linux")]
 fn bdi_readahead_path(dev: u64) -> PathBuf {
     let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
     PathBuf::from(format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb"))
@@ -351,6 +369,7 @@ fn bdi_readahead_path(dev: u64) -> PathBuf {
 
 /// Set the mount's readahead to the content store disk's (at least 1 MiB, at
 /// most 16 MiB). Needs root; otherwise the kernel's default stays.
+#[cfg(target_os = "linux")]
 fn tune_readahead(mountpoint: &Path, content: &Path) {
     use std::os::unix::fs::MetadataExt;
     let (Ok(m), Ok(c)) = (std::fs::metadata(mountpoint), std::fs::metadata(content)) else {
@@ -421,8 +440,8 @@ pub fn spawn_daemon(spec: &MountSpec) -> Result<u32, MountError> {
         .append(true)
         .open(&log_path)
         .map_err(io_err(log_path.display().to_string()))?;
-    let (r, w) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io_err("pipe")(e.into()))?;
+    // Both ends close on exec; the daemon's end is kept open for it below.
+    let (r, w) = std::io::pipe().map_err(io_err("pipe"))?;
     let wfd = w.as_raw_fd();
     let exe = std::env::current_exe().map_err(io_err("current executable"))?;
     let mut cmd = Command::new(exe);
@@ -447,7 +466,7 @@ pub fn spawn_daemon(spec: &MountSpec) -> Result<u32, MountError> {
     }
     let mut child = cmd.spawn().map_err(io_err("start the mount daemon"))?;
     drop(w);
-    let mut rf = File::from(r);
+    let mut rf = File::from(OwnedFd::from(r));
     let mut msg = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut buf = [0u8; 512];
@@ -545,8 +564,7 @@ pub fn unmount(dir: &Path) -> Result<(), MountError> {
         )));
     }
     // No daemon: a dead mount ("Transport endpoint is not connected").
-    nix::mount::umount2(&mp, nix::mount::MntFlags::MNT_DETACH)
-        .map_err(|e| io_err(format!("unmount {}", mp.display()))(e.into()))?;
+    crate::platform::detach(&mp).map_err(io_err(format!("unmount {}", mp.display())))?;
     remove_record(&mp);
     Ok(())
 }
@@ -559,6 +577,7 @@ pub fn read_stats(dir: &Path) -> Result<String, MountError> {
         .map_err(|_| MountError::NotMounted(dir.to_path_buf()))?;
     let mut buf = vec![0u8; 64 << 10];
     // SAFETY: valid C strings and a buffer of the given length.
+    #[cfg(target_os = "linux")]
     let n = unsafe {
         libc::getxattr(
             c.as_ptr(),
@@ -567,10 +586,22 @@ pub fn read_stats(dir: &Path) -> Result<String, MountError> {
             buf.len(),
         )
     };
+    // SAFETY: as above; macOS adds a position (0) and options (none).
+    #[cfg(target_os = "macos")]
+    let n = unsafe {
+        libc::getxattr(
+            c.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            0,
+            0,
+        )
+    };
     if n < 0 {
         let e = std::io::Error::last_os_error();
         return Err(match e.raw_os_error() {
-            Some(libc::ENODATA) | Some(libc::EOPNOTSUPP) => {
+            Some(crate::fs::NO_ATTR) | Some(libc::EOPNOTSUPP) => {
                 MountError::NotMounted(dir.to_path_buf())
             }
             _ => MountError::Io(dir.display().to_string(), e),

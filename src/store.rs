@@ -176,16 +176,7 @@ impl ContentStore {
             }
             n
         };
-        use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
-        let from = self.pool.path(n);
-        renameat2(
-            AT_FDCWD,
-            &from,
-            AT_FDCWD,
-            path,
-            RenameFlags::RENAME_NOREPLACE,
-        )
-        .ok()?;
+        rename_no_replace(&self.pool.path(n), path).ok()?;
         let ready = OpenOptions::new()
             .read(true)
             .write(true)
@@ -374,6 +365,22 @@ impl ContentStore {
             frsize: s.fragment_size() as u32,
         })
     }
+}
+
+/// Rename `from` to `to`, failing (EEXIST) rather than replacing `to`.
+#[cfg(target_os = "linux")]
+fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE)?;
+    Ok(())
+}
+
+/// Rename `from` to `to`, failing (EEXIST) rather than replacing `to`: a
+/// hard link (which never replaces), then the old name goes.
+#[cfg(not(target_os = "linux"))]
+fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    std::fs::hard_link(from, to)?;
+    std::fs::remove_file(from)
 }
 
 #[cfg(test)]

@@ -91,7 +91,7 @@ impl FsError {
             FsError::Invalid(_) => EINVAL,
             FsError::NameTooLong => ENAMETOOLONG,
             FsError::BadName => EILSEQ,
-            FsError::NoAttr => ENODATA,
+            FsError::NoAttr => NO_ATTR,
             FsError::Range => ERANGE,
             FsError::Perm(_) => EPERM,
             FsError::Access(_) => EACCES,
@@ -127,6 +127,12 @@ impl FsError {
 }
 
 pub type FsResult<T> = Result<T, FsError>;
+
+/// "No such attribute": ENODATA on Linux, ENOATTR on macOS.
+#[cfg(not(target_os = "macos"))]
+pub const NO_ATTR: i32 = libc::ENODATA;
+#[cfg(target_os = "macos")]
+pub const NO_ATTR: i32 = libc::ENOATTR;
 
 #[cfg(test)]
 mod tests {

@@ -57,10 +57,17 @@ pub enum RenameMode {
 }
 
 impl RenameMode {
-    /// From `renameat2(2)` flags; unknown bits and both modes at once are EINVAL.
+    /// From `renameat2(2)` flags (Linux) or `renamex_np(2)` flags (macOS,
+    /// as macFUSE passes them); unknown bits and both modes at once are EINVAL.
     pub fn from_raw(flags: u32) -> FsResult<RenameMode> {
+        #[cfg(not(target_os = "macos"))]
         const NOREPLACE: u32 = 1; // RENAME_NOREPLACE
+        #[cfg(not(target_os = "macos"))]
         const EXCHANGE: u32 = 2; // RENAME_EXCHANGE
+        #[cfg(target_os = "macos")]
+        const NOREPLACE: u32 = 4; // RENAME_EXCL
+        #[cfg(target_os = "macos")]
+        const EXCHANGE: u32 = 2; // RENAME_SWAP
         match flags {
             0 => Ok(RenameMode::Replace),
             NOREPLACE => Ok(RenameMode::NoReplace),
@@ -75,8 +82,9 @@ impl XattrSet {
     /// answers (both known bits at once pass: then nothing can succeed,
     /// EEXIST or ENODATA, as on ext4).
     pub fn from_raw(flags: i32) -> FsResult<XattrSet> {
-        const CREATE: i32 = 1; // XATTR_CREATE
-        const REPLACE: i32 = 2; // XATTR_REPLACE
+        // 1 and 2 on Linux, 2 and 4 on macOS.
+        const CREATE: i32 = libc::XATTR_CREATE;
+        const REPLACE: i32 = libc::XATTR_REPLACE;
         if flags & !(CREATE | REPLACE) != 0 {
             return Err(FsError::Invalid("xattr flags"));
         }
@@ -170,6 +178,7 @@ mod tests {
         assert!(!OpenFlags::from_raw(libc::O_RDONLY | libc::O_TRUNC).truncate);
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn rename_flags_match_libc() {
         assert_eq!(
@@ -199,7 +208,7 @@ mod tests {
             XattrSet::from_raw(libc::XATTR_REPLACE).ok(),
             Some(XattrSet::REPLACE)
         );
-        assert!(XattrSet::from_raw(4).is_err());
+        assert!(XattrSet::from_raw(0x100).is_err());
     }
 
     #[test]

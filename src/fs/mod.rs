@@ -77,7 +77,7 @@ mod xattr;
 
 use cache::TtlCache;
 pub use dir::{DirHandle, Listing};
-pub use error::{FsError, FsResult};
+pub use error::{FsError, FsResult, NO_ATTR};
 use files::Handle;
 pub use files::OpenFile;
 use invalidate::LOCK_STRIPES;

@@ -1,27 +1,45 @@
-//! Where the mount meets the operating system: which FUSE *backend* serves it.
+//! Where the mount meets the operating system: which *backend* serves it.
 //!
 //! Linux has one: the kernel's FUSE (`/dev/fuse`), with passthrough on 6.9+.
 //! macOS has several, chosen per user in `markbase.toml` or with `--backend`:
-//! macFUSE's kernel extension (or its FSKit module on macOS 26), and FUSE-T,
-//! which speaks NFSv4 or SMB3 to the system's own client. The core and the
-//! catalog know nothing of this; the adapter asks here for the mount options
-//! a backend needs and whether it can hand files to the kernel (passthrough).
-//! A backend this machine cannot serve is refused before anything is mounted,
-//! with a one-line reason, rather than silently replaced.
+//! the built-in NFS server mounted by the Mac's own NFS client (needs nothing
+//! installed), macFUSE's kernel extension (a build with `--features
+//! macfuse`), FUSE-T (NFS or SMB to the system's client, in front of
+//! libfuse) and macFUSE's FSKit module (macOS 15.4+). What only macOS does
+//! is decided by the pure functions of [`macos`], tested on Linux. The core
+//! and the catalog know nothing of this; the adapter asks here for the mount
+//! options a backend needs and whether it can hand files to the kernel
+//! (passthrough). A backend this machine cannot serve is refused before
+//! anything is mounted, with a one-line reason, rather than silently replaced.
 
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 
-/// A FUSE backend.
+pub mod macos;
+
+/// Take a mount away even if it is busy or its daemon is gone: Linux
+/// detaches it lazily (`MNT_DETACH`), macOS forces it (`MNT_FORCE`).
+pub fn detach(mountpoint: &Path) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH)?;
+    #[cfg(not(target_os = "linux"))]
+    nix::mount::unmount(mountpoint, nix::mount::MntFlags::MNT_FORCE)?;
+    Ok(())
+}
+
+/// A backend: what serves a mount to the operating system.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     /// The kernel's own FUSE: Linux `/dev/fuse`, or macFUSE's kernel extension.
     Kernel,
-    /// FUSE-T serving the mount over a local NFSv4 connection (macOS, any version).
-    FuseTNfs,
+    /// The built-in NFSv3 server, mounted by the system's own NFS client.
+    Nfs,
+    /// FUSE-T serving the mount over a local NFS connection (macOS).
+    FuseT,
     /// FUSE-T serving the mount over a local SMB3 connection (macOS).
     FuseTSmb,
-    /// Apple's FSKit, through macFUSE or FUSE-T (macOS 26+).
+    /// Apple's FSKit, through macFUSE's FSKit module (macOS 15.4+).
     FsKit,
 }
 
@@ -36,11 +54,9 @@ pub enum BackendChoice {
 /// A backend name that is not one of ours, or one this machine cannot serve.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BackendError {
-    #[error("unknown backend {0:?} (choose auto, kernel, nfs, smb or fskit)")]
+    #[error("unknown backend {0:?} (choose auto, kernel, nfs, fuse-t, fuse-t-smb or fskit)")]
     Unknown(String),
-    #[error(
-        "backend {0} needs macOS with FUSE-T or macFUSE; this machine serves `kernel` (or `auto`)"
-    )]
+    #[error("backend {0} cannot serve on this machine, which serves `kernel` (or `auto`)")]
     Unsupported(Backend),
 }
 
@@ -48,16 +64,19 @@ impl Backend {
     pub fn name(self) -> &'static str {
         match self {
             Backend::Kernel => "kernel",
-            Backend::FuseTNfs => "nfs",
-            Backend::FuseTSmb => "smb",
+            Backend::Nfs => "nfs",
+            Backend::FuseT => "fuse-t",
+            Backend::FuseTSmb => "fuse-t-smb",
             Backend::FsKit => "fskit",
         }
     }
 
-    /// Can this machine serve it?
+    /// Can this build serve it here? (On a Mac, what is installed is
+    /// checked at mount time by [`macos::check_backend`].) The built-in NFS
+    /// server is not in this build yet.
     pub fn supported_here(self) -> bool {
         if cfg!(target_os = "macos") {
-            true
+            self != Backend::Nfs
         } else {
             self == Backend::Kernel
         }
@@ -73,8 +92,8 @@ impl Backend {
     /// `backend=` option; Linux needs none).
     pub fn mount_options(self) -> Vec<String> {
         match self {
-            Backend::Kernel => vec![],
-            Backend::FuseTNfs => vec!["backend=nfs".into()],
+            Backend::Kernel | Backend::Nfs => vec![],
+            Backend::FuseT => vec!["backend=nfs".into()],
             Backend::FuseTSmb => vec!["backend=smb".into()],
             Backend::FsKit => vec!["backend=fskit".into()],
         }
@@ -103,7 +122,8 @@ impl FromStr for BackendChoice {
         Ok(match s.trim().to_ascii_lowercase().as_str() {
             "auto" | "" => BackendChoice::Auto,
             "kernel" | "fuse" | "macfuse" => BackendChoice::Fixed(Backend::Kernel),
-            "nfs" | "fuse-t" | "fuse-t-nfs" => BackendChoice::Fixed(Backend::FuseTNfs),
+            "nfs" => BackendChoice::Fixed(Backend::Nfs),
+            "fuse-t" | "fuse-t-nfs" => BackendChoice::Fixed(Backend::FuseT),
             "smb" | "fuse-t-smb" => BackendChoice::Fixed(Backend::FuseTSmb),
             "fskit" => BackendChoice::Fixed(Backend::FsKit),
             other => return Err(BackendError::Unknown(other.to_string())),
@@ -115,9 +135,10 @@ impl BackendChoice {
     /// The backend to mount with on this machine.
     pub fn resolve(self) -> Result<Backend, BackendError> {
         let b = match self {
-            // macOS: FSKit where the system has it is the direct path; FUSE-T's
-            // NFS works everywhere else. Linux: the kernel.
-            BackendChoice::Auto if cfg!(target_os = "macos") => Backend::FuseTNfs,
+            // macOS: macFUSE's kext where installed and built in, else the
+            // built-in NFS server (macos::auto_backend, once the system is
+            // probed at mount). Linux: the kernel.
+            BackendChoice::Auto if cfg!(target_os = "macos") => Backend::Kernel,
             BackendChoice::Auto => Backend::Kernel,
             BackendChoice::Fixed(b) => b,
         };
@@ -150,8 +171,12 @@ mod tests {
             assert_eq!(here, Backend::Kernel);
             assert!(here.passthrough_possible());
             assert_eq!(
-                BackendChoice::Fixed(Backend::FuseTNfs).resolve(),
-                Err(BackendError::Unsupported(Backend::FuseTNfs))
+                BackendChoice::Fixed(Backend::FuseT).resolve(),
+                Err(BackendError::Unsupported(Backend::FuseT))
+            );
+            assert_eq!(
+                "nfs".parse::<BackendChoice>().map(|c| c.resolve()),
+                Ok(Err(BackendError::Unsupported(Backend::Nfs)))
             );
         }
     }
