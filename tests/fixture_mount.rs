@@ -433,6 +433,51 @@ fn xattrs_follow_macos_expectations() {
     assert_eq!(len, 60_000);
 }
 
+/// What Finder writes besides FinderInfo and resource forks: the quarantine
+/// flag on downloads, files past 4 GiB (written sparse here), and F_FULLFSYNC
+/// (which macFUSE hands on as fsync: fsync must commit the size).
+#[test]
+fn what_finder_writes_works() {
+    use std::os::unix::fs::FileExt;
+    let lib = TestLib::empty("finder");
+    let m = lib.mount(&[]);
+    let p = m.path("download.mov");
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&p)
+        .unwrap();
+    let past_4g = (5u64 << 30) + 7;
+    f.write_all_at(b"tail", past_4g).unwrap();
+    f.sync_all().unwrap();
+    assert_eq!(fs::metadata(&p).unwrap().len(), past_4g + 4);
+    let mut back = [0u8; 4];
+    f.read_exact_at(&mut back, past_4g).unwrap();
+    assert_eq!(&back, b"tail");
+    // Committed by the fsync: the catalog has the size before any close.
+    let size: i64 = Connection::open(lib.catalog())
+        .unwrap()
+        .query_row(
+            "SELECT size FROM file_nodes WHERE label = 'download.mov'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(size as u64, past_4g + 4);
+    drop(f);
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    let n = std::ffi::CString::new("user.com.apple.quarantine").unwrap();
+    let v = b"0083;6747a1b2;Safari;F1E2D3C4-0000-4000-8000-000000000000";
+    let r = unsafe { libc::setxattr(c.as_ptr(), n.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
+    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+    let mut buf = vec![0u8; 256];
+    let len = unsafe { libc::getxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert_eq!(&buf[..len as usize], v);
+    fs::remove_file(&p).unwrap();
+}
+
 #[test]
 fn statfs_reports_the_content_store() {
     let lib = TestLib::empty("s");
