@@ -71,6 +71,17 @@ fn v1_rows(path: &Path) -> Vec<String> {
 }
 
 #[test]
+fn a_library_keeps_its_identity() {
+    each(|name, open, path| {
+        let id = open(path).library_id();
+        assert!(!id.is_nil(), "{name}");
+        assert_eq!(open(path).library_id(), id, "{name}: same after reopen");
+        let other = path.with_file_name("other.sqlite");
+        assert_ne!(open(&other).library_id(), id, "{name}: one per library");
+    });
+}
+
+#[test]
 fn inode_numbers_are_stable_and_never_reused() {
     each(|name, open, path| {
         let cat = open(path);

@@ -362,6 +362,12 @@ pub trait Catalog: Send + Sync {
     /// Make every committed change durable (after an `fsync`).
     fn sync(&self) -> Result<(), CatalogError>;
 
+    /// The library's identity: made when the catalog is first opened, the
+    /// same at every later open, kept with the catalog (a copy of the file
+    /// is the same library). Front ends name the library by it in file
+    /// handles that must outlive the daemon (NFS).
+    fn library_id(&self) -> uuid::Uuid;
+
     /// A number that changes when something other than this catalog object
     /// commits to the store (the MarkBase app, `sqlite3`): the file system
     /// core polls it and revalidates its caches when it moves. It may also

@@ -150,6 +150,11 @@ impl MarkBaseFs {
         &self.catalog
     }
 
+    /// The library's identity (see [`Catalog::library_id`]).
+    pub fn library_id(&self) -> uuid::Uuid {
+        self.catalog.library_id()
+    }
+
     /// The content store under the core.
     pub fn store(&self) -> &ContentStore {
         &self.store

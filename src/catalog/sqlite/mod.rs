@@ -89,6 +89,8 @@ pub struct SqliteCatalog {
     cycle_heads: Mutex<Option<Arc<HashSet<String>>>>,
     /// SQLite's `data_version` as last read on the writer's connection.
     seen_version: Mutex<Option<i64>>,
+    /// The library's identity (`mb_meta.library_id`).
+    library_id: uuid::Uuid,
 }
 
 impl SqliteCatalog {
@@ -247,5 +249,9 @@ impl Catalog for SqliteCatalog {
 
     fn outside_version(&self) -> Result<u64, CatalogError> {
         self.data_version()
+    }
+
+    fn library_id(&self) -> uuid::Uuid {
+        self.library_id
     }
 }

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::conn::{Checkpoints, Writer, FIRST_INO, WAL_BACKSTOP_PAGES, WRITER_CACHE_KIB};
-use super::schema::{table_exists, SCHEMA_VERSION, V1_SCHEMA};
+use super::schema::{library_id, table_exists, SCHEMA_VERSION, V1_SCHEMA};
 use super::{OpenOptions, SqliteCatalog};
 use crate::catalog::CatalogError;
 
@@ -115,6 +115,7 @@ impl SqliteCatalog {
         conn.busy_timeout(Duration::from_secs(10))?;
         let mut conn = conn;
         Self::migrate(&mut conn)?;
+        let library_id = library_id(&conn)?;
         let mut next: u64 = conn.query_row(
             "SELECT CAST(value AS INTEGER) FROM mb_meta WHERE key='next_ino'",
             [],
@@ -147,6 +148,7 @@ impl SqliteCatalog {
             checkpoints,
             cycle_heads: Mutex::new(None),
             seen_version: Mutex::new(None),
+            library_id,
         };
         Ok(cat)
     }

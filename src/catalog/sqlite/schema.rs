@@ -84,6 +84,16 @@ pub(super) fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bo
     .map(|o| o.is_some())
 }
 
+/// The library's identity from `mb_meta` (written by [`SqliteCatalog::migrate`]).
+pub(super) fn library_id(conn: &Connection) -> Result<uuid::Uuid, CatalogError> {
+    let text: String = conn.query_row(
+        "SELECT value FROM mb_meta WHERE key='library_id'",
+        [],
+        |r| r.get(0),
+    )?;
+    uuid::Uuid::parse_str(&text).map_err(|e| CatalogError::Corrupt(format!("library_id: {e}")))
+}
+
 impl SqliteCatalog {
     pub(super) fn migrate(conn: &mut Connection) -> Result<(), CatalogError> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -138,6 +148,12 @@ impl SqliteCatalog {
         tx.execute(
             "INSERT OR IGNORE INTO mb_meta(key, value) VALUES('next_ino', ?1)",
             [FIRST_INO.to_string()],
+        )?;
+        // The library's identity, made once: what file handles that must
+        // outlive the daemon (NFS) name the library by.
+        tx.execute(
+            "INSERT OR IGNORE INTO mb_meta(key, value) VALUES('library_id', ?1)",
+            [uuid::Uuid::new_v4().to_string()],
         )?;
         let now_ns = to_ns(SystemTime::now());
         tx.execute(
