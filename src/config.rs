@@ -10,7 +10,7 @@
 //! uid = 501                             # owner of nodes with none recorded
 //! gid = 20
 //! quota = "2TB"                         # bytes of file content (or a number)
-//! backend = "auto"                      # auto, kernel, nfs, smb, fskit
+//! backend = "auto"                      # auto, kernel, nfs, fuse-t, fuse-t-smb, fskit
 //! ```
 //!
 //! With no file, the defaults work: the media root `<data-dir>/media/<user>/`,

@@ -112,8 +112,9 @@ struct FuseArgs {
     /// macOS and kernels before 6.9 get).
     #[arg(long)]
     no_passthrough: bool,
-    /// FUSE backend: auto, kernel (Linux FUSE, macFUSE), nfs or smb (FUSE-T),
-    /// fskit (macOS 26). Overrides `backend` in markbase.toml.
+    /// Backend: auto, kernel (Linux FUSE, macFUSE), nfs (the built-in NFS
+    /// server), fuse-t or fuse-t-smb (FUSE-T), fskit (macOS 15.4+).
+    /// Overrides `backend` in markbase.toml.
     #[arg(long)]
     backend: Option<markbase::platform::BackendChoice>,
     /// FUSE worker threads.
