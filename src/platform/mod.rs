@@ -56,7 +56,7 @@ pub enum BackendChoice {
 pub enum BackendError {
     #[error("unknown backend {0:?} (choose auto, kernel, nfs, fuse-t, fuse-t-smb or fskit)")]
     Unknown(String),
-    #[error("backend {0} cannot serve on this machine, which serves `kernel` (or `auto`)")]
+    #[error("backend {b} needs {needs}; this machine serves `kernel` (or `auto`)", b = .0, needs = .0.needs())]
     Unsupported(Backend),
 }
 
@@ -68,6 +68,16 @@ impl Backend {
             Backend::FuseT => "fuse-t",
             Backend::FuseTSmb => "fuse-t-smb",
             Backend::FsKit => "fskit",
+        }
+    }
+
+    /// What it takes to serve it, for the one line that refuses it.
+    pub fn needs(self) -> &'static str {
+        match self {
+            Backend::Kernel => "Linux's FUSE or macFUSE",
+            Backend::Nfs => "the built-in NFS server, which is not in this build yet",
+            Backend::FuseT | Backend::FuseTSmb => "macOS with FUSE-T",
+            Backend::FsKit => "macOS 15.4+ with macFUSE's FSKit module",
         }
     }
 
