@@ -24,7 +24,7 @@ use crate::sync::Mutex;
 
 use super::flags::{AllocMode, OpenFlags, Whence};
 use super::{FsError, FsResult, MarkBaseFs, SetAttrReq};
-use crate::catalog::{Ino, Kind};
+use crate::catalog::{Ino, Kind, NodeRecord};
 
 pub(super) struct FileState {
     pub(super) size: u64,
@@ -69,6 +69,24 @@ pub(super) fn stamp(m: &std::fs::Metadata) -> io::Result<(u64, SystemTime)> {
 }
 
 impl OpenFile {
+    /// `file`, the content of `rec`'s inode, opened: its size is the content
+    /// file's, its times the record's until a write moves them.
+    pub(super) fn new(
+        rec: &NodeRecord,
+        file: File,
+        path: PathBuf,
+        writable: bool,
+    ) -> io::Result<OpenFile> {
+        let base = backing_now(&file)?;
+        Ok(OpenFile {
+            ino: rec.ino,
+            file,
+            path,
+            writable,
+            state: Mutex::new(FileState::new(base.0, rec.mtime, rec.ctime, base)),
+        })
+    }
+
     /// Bring the state up to date with writes the kernel did by passthrough.
     pub(super) fn sync_from_backing(&self, st: &mut FileState) {
         if st.passthrough {
@@ -180,14 +198,7 @@ impl MarkBaseFs {
                 Err(e) => return Err(e.into()),
             };
             let writable = file_writable(&file);
-            let base = backing_now(&file)?;
-            let of = Arc::new(OpenFile {
-                ino,
-                file,
-                path: p,
-                writable,
-                state: Mutex::new(FileState::new(base.0, rec.mtime, rec.ctime, base)),
-            });
+            let of = Arc::new(OpenFile::new(&rec, file, p, writable)?);
             self.open.lock().entry(ino).or_insert(of);
         };
         if flags.truncate {

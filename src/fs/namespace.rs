@@ -13,10 +13,8 @@ use std::fs::File;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::sync::Mutex;
-
 use super::dir::DirEdit;
-use super::files::{backing_now, FileState, OpenFile};
+use super::files::OpenFile;
 use super::flags::{kind_from_mode, OpenFlags, RenameMode};
 use super::{Attr, Caller, FsError, FsResult, MarkBaseFs};
 use crate::catalog::{DirEntry, Ino, Kind, NewNode, NodeRecord, ROOT_INO, UNFILED_INO};
@@ -221,20 +219,8 @@ impl MarkBaseFs {
         }
         let (rec, file) = self.make(parent, name, Make::of(Kind::File, mode & !umask), caller)?;
         let file = file.ok_or(FsError::Invalid("create without content"))?;
-        let file_base = file.try_clone()?;
         let path = rec.content.clone().unwrap_or_default();
-        let of = Arc::new(OpenFile {
-            ino: rec.ino,
-            file,
-            path,
-            writable: true,
-            state: Mutex::new(FileState::new(
-                0,
-                rec.mtime,
-                rec.ctime,
-                backing_now(&file_base)?,
-            )),
-        });
+        let of = Arc::new(OpenFile::new(&rec, file, path, true)?);
         self.open.lock().insert(rec.ino, of);
         let fh = self
             .open_handle(rec.ino, flags)?

@@ -16,11 +16,11 @@
 //! requests, and a notification sent from inside a request can deadlock).
 //! The notifier is called with no lock of the core held.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::{FsResult, MarkBaseFs};
-use crate::catalog::Ino;
+use crate::catalog::{DirEntry, Ino};
 
 /// One thing a front end's cache may hold that is no longer true.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -67,7 +67,7 @@ impl MarkBaseFs {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut changes = Vec::new();
         for (dir, old) in self.dirs.snapshot() {
-            let fresh = match self.catalog.list(dir) {
+            let entries = match self.catalog.list(dir) {
                 Ok(entries) => entries,
                 Err(_) => {
                     self.dirs.pop([&dir]);
@@ -76,29 +76,22 @@ impl MarkBaseFs {
                     continue;
                 }
             };
-            let same = |a: &crate::catalog::DirEntry, b: &crate::catalog::DirEntry| {
-                a.ino == b.ino && a.kind == b.kind
+            // Names are unique in a listing: compare by name, both ways.
+            let fresh: HashMap<&str, &DirEntry> =
+                entries.iter().map(|e| (e.name.as_str(), e)).collect();
+            let kept = |e: &DirEntry| {
+                fresh
+                    .get(e.name.as_str())
+                    .is_some_and(|f| f.ino == e.ino && f.kind == e.kind)
             };
-            let mut differs = fresh.len() != old.entries.len();
-            for e in &old.entries {
-                if !fresh.iter().any(|f| f.name == e.name && same(f, e)) {
-                    changes.push(Change::Entry {
-                        parent: dir,
-                        name: e.name.clone(),
-                    });
-                    differs = true;
-                }
-            }
-            for f in &fresh {
-                if old.get(&f.name).is_none() {
-                    changes.push(Change::Entry {
-                        parent: dir,
-                        name: f.name.clone(),
-                    });
-                    differs = true;
-                }
-            }
-            if differs {
+            let gone_or_changed = old.entries.iter().filter(|e| !kept(e));
+            let new = entries.iter().filter(|f| old.get(&f.name).is_none());
+            let before = changes.len();
+            changes.extend(gone_or_changed.chain(new).map(|e| Change::Entry {
+                parent: dir,
+                name: e.name.clone(),
+            }));
+            if changes.len() > before {
                 self.dirs.pop([&dir]);
                 changes.push(Change::Listing(dir));
             }
