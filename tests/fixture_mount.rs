@@ -405,16 +405,7 @@ fn xattrs_follow_macos_expectations() {
     let before = fs::metadata(&p).unwrap().mtime_nsec();
     let before_s = fs::metadata(&p).unwrap().mtime();
     std::thread::sleep(std::time::Duration::from_millis(20));
-    let set = |name: &str, v: &[u8]| -> i32 {
-        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-        let n = std::ffi::CString::new(name).unwrap();
-        let r = unsafe { libc::setxattr(c.as_ptr(), n.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
-        if r == 0 {
-            0
-        } else {
-            std::io::Error::last_os_error().raw_os_error().unwrap()
-        }
-    };
+    let set = |name: &str, v: &[u8]| set_xattr(&p, name, v);
     assert_eq!(set("user.com.apple.FinderInfo", &[0u8; 32]), 0);
     assert_eq!(set("user.com.apple.FinderInfo", &[0u8; 31]), libc::ERANGE);
     assert_eq!(set("user.com.apple.ResourceFork", &vec![1u8; 60_000]), 0);
@@ -427,9 +418,7 @@ fn xattrs_follow_macos_expectations() {
     let dir = m.dir.clone();
     m.unmount();
     let m = lib.mount_at(&dir, &[]);
-    let c = std::ffi::CString::new(m.path("clip.mov").to_str().unwrap()).unwrap();
-    let n = std::ffi::CString::new("user.com.apple.ResourceFork").unwrap();
-    let len = unsafe { libc::getxattr(c.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) };
+    let len = get_xattr(&m.path("clip.mov"), "user.com.apple.ResourceFork", &mut []);
     assert_eq!(len, 60_000);
 }
 
@@ -467,14 +456,11 @@ fn what_finder_writes_works() {
         .unwrap();
     assert_eq!(size as u64, past_4g + 4);
     drop(f);
-    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-    let n = std::ffi::CString::new("user.com.apple.quarantine").unwrap();
     let v = b"0083;6747a1b2;Safari;F1E2D3C4-0000-4000-8000-000000000000";
-    let r = unsafe { libc::setxattr(c.as_ptr(), n.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
-    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+    assert_eq!(set_xattr(&p, "user.com.apple.quarantine", v), 0);
     let mut buf = vec![0u8; 256];
-    let len = unsafe { libc::getxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    assert_eq!(&buf[..len as usize], v);
+    let len = get_xattr(&p, "user.com.apple.quarantine", &mut buf);
+    assert_eq!(&buf[..len.max(0) as usize], v);
     fs::remove_file(&p).unwrap();
 }
 

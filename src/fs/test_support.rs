@@ -16,7 +16,7 @@ pub(super) const ME: Caller = Caller { uid: 0, gid: 0 };
 /// A core and the directory that holds its catalog and content.
 pub(super) struct TestFs {
     pub fs: MarkBaseFs,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl TestFs {
@@ -35,7 +35,7 @@ impl TestFs {
         let store = ContentStore::new(&dir.path().join("content"), &[]).expect("store");
         TestFs {
             fs: MarkBaseFs::new(Arc::new(cat), store, cfg),
-            _dir: dir,
+            dir,
         }
     }
 
@@ -58,7 +58,7 @@ impl TestFs {
 
     /// The catalog's SQLite file.
     pub fn catalog_path(&self) -> std::path::PathBuf {
-        self._dir.path().join("u.sqlite")
+        self.dir.path().join("u.sqlite")
     }
 
     /// The names in a folder, sorted.

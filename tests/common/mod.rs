@@ -217,6 +217,33 @@ pub fn errno_of<T>(r: std::io::Result<T>) -> Option<i32> {
     r.err().and_then(|e| e.raw_os_error())
 }
 
+/// `setxattr(2)` on `p`: 0, or the errno.
+pub fn set_xattr(p: &Path, name: &str, value: &[u8]) -> i32 {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let r = unsafe {
+        libc::setxattr(
+            c.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if r == 0 {
+        0
+    } else {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+    }
+}
+
+/// `getxattr(2)` on `p` into `buf` (empty: ask for the size): the length, or -1.
+pub fn get_xattr(p: &Path, name: &str, buf: &mut [u8]) -> isize {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    unsafe { libc::getxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) }
+}
+
 /// The pid of the daemon serving `dir` (from `markbase fuse --status --json`).
 pub fn daemon_pid(dir: &Path) -> u32 {
     let out = Command::new(bin())
