@@ -140,7 +140,11 @@ impl MarkBaseFs {
         let name = check_name(name)?;
         let l = self.listing(parent)?;
         let e = l.get(name).ok_or(FsError::NotFound)?;
-        self.getattr(e.ino)
+        // Gone between the listing and now: no such name.
+        self.getattr(e.ino).map_err(|e| match e {
+            FsError::Stale => FsError::NotFound,
+            e => e,
+        })
     }
 
     /// A symlink's target. EINVAL if `ino` is not a symlink.

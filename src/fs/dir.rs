@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::{FsError, FsResult, MarkBaseFs};
 use crate::catalog::{DirEntry, Ino, Kind};
@@ -28,6 +28,8 @@ pub struct Listing {
     /// Which load from the catalog this is (edits made through the mount
     /// keep it: the kernel sees those changes itself).
     pub(super) generation: u64,
+    /// The entries in cookie order (`stateless.rs`), made when first asked.
+    cookies: OnceLock<Arc<Vec<(u64, usize)>>>,
 }
 
 /// Generations of listings loaded from the catalog.
@@ -63,7 +65,15 @@ impl Listing {
             by_name,
             exact,
             generation: LISTING_LOADS.fetch_add(1, Relaxed),
+            cookies: OnceLock::new(),
         }
+    }
+
+    /// The entries in cookie order, each with its cookie.
+    pub(super) fn cookie_order(&self) -> Arc<Vec<(u64, usize)>> {
+        self.cookies
+            .get_or_init(|| Arc::new(super::stateless::cookie_order(self)))
+            .clone()
     }
 
     /// The entry named `name`, if any.
@@ -72,6 +82,7 @@ impl Listing {
     }
 
     pub(super) fn apply(&mut self, edit: DirEdit) {
+        self.cookies = OnceLock::new();
         match edit {
             DirEdit::Add(e) => {
                 if let Some(&i) = self.by_name.get(&e.name) {

@@ -17,6 +17,11 @@ use crate::store::StoreError;
 pub enum FsError {
     #[error("no such file or directory")]
     NotFound,
+    /// The inode itself is gone (a handle outlived it), as opposed to a
+    /// name not found: NFS tells the two apart (STALE, NOENT); errno
+    /// ENOENT, as a local file system gives for a vanished inode.
+    #[error("stale inode")]
+    Stale,
     #[error("file exists")]
     Exists,
     #[error("not a directory")]
@@ -83,7 +88,7 @@ impl FsError {
     pub fn errno(&self) -> i32 {
         use libc::*;
         match self {
-            FsError::NotFound => ENOENT,
+            FsError::NotFound | FsError::Stale => ENOENT,
             FsError::Exists => EEXIST,
             FsError::NotDir => ENOTDIR,
             FsError::IsDir => EISDIR,

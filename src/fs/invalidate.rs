@@ -16,7 +16,7 @@ use crate::sync::MutexGuard;
 
 use super::dir::DirEdit;
 use super::{FsError, FsResult, MarkBaseFs};
-use crate::catalog::{Ino, NodeRecord};
+use crate::catalog::{CatalogError, Ino, NodeRecord};
 
 /// Stripes of the per-directory lock.
 pub(super) const LOCK_STRIPES: usize = 64;
@@ -94,9 +94,12 @@ impl MarkBaseFs {
     }
 
     pub(super) fn record(&self, ino: Ino) -> FsResult<Arc<NodeRecord>> {
-        self.attrs.get_or_load(ino, &self.epoch, || {
-            self.catalog.get(ino).map(Arc::new).map_err(FsError::from)
-        })
+        self.attrs
+            .get_or_load(ino, &self.epoch, || match self.catalog.get(ino) {
+                Ok(r) => Ok(Arc::new(r)),
+                Err(CatalogError::NotFound) => Err(FsError::Stale),
+                Err(e) => Err(e.into()),
+            })
     }
 
     pub(super) fn fresh_record(&self, rec: NodeRecord) -> Arc<NodeRecord> {

@@ -18,6 +18,7 @@
 //! | `files.rs` | open files: open, read, write, flush, fsync, release, fallocate, lseek |
 //! | `xattr.rs` | extended attributes |
 //! | `notify.rs` | changes made behind the core's back: found, dropped from the caches, reported to the front ends |
+//! | `stateless.rs` | for front ends without open and close (NFS): I/O by inode on leased handles, cookie-addressed folder pages, remove of either kind, exclusive create, permission checks |
 //! | `stats.rs` | counters, `statfs` |
 //! | `quota.rs`, `memory.rs` | the byte quota; refusing writers under memory pressure |
 //! | `cache.rs` | the bounded, expiring cache all of the above share |
@@ -69,6 +70,7 @@ pub mod memory;
 mod namespace;
 mod notify;
 pub mod quota;
+mod stateless;
 mod stats;
 #[cfg(test)]
 mod test_support;
@@ -84,6 +86,7 @@ use invalidate::LOCK_STRIPES;
 pub use namespace::{check_name, LINK_MAX, NAME_MAX};
 pub use notify::{Change, Notifier};
 use quota::Quota;
+pub use stateless::{permitted, Access, DirPage};
 pub use stats::{Counters, Stats};
 pub use types::{Attr, Caller, FsConfig, SetAttrReq, TimeSet};
 pub use xattr::STATS_XATTR;
@@ -106,6 +109,8 @@ pub struct MarkBaseFs {
     open: Mutex<HashMap<Ino, Arc<OpenFile>>>,
     handles: Mutex<HashMap<u64, Handle>>,
     dir_handles: Mutex<HashMap<u64, Arc<DirHandle>>>,
+    /// Handles kept for front ends that never open (`stateless.rs`).
+    leases: Mutex<stateless::Leases>,
     next_fh: AtomicU64,
     locks: Vec<Mutex<()>>,
     size_fixes: Mutex<HashMap<Ino, u64>>,
@@ -134,6 +139,7 @@ impl MarkBaseFs {
             open: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
             dir_handles: Mutex::new(HashMap::new()),
+            leases: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             size_fixes: Mutex::new(HashMap::new()),
