@@ -1,7 +1,8 @@
 //! MarkBase FUSE: one user's MarkBase media library mounted as a POSIX file system.
 //!
 //! Three layers, each ignorant of the ones above it:
-//! * [`fuse`]: the kernel adapter (thin; `fuser` types stop here);
+//! * front ends: [`fuse`], the kernel adapter, and [`nfs`], an NFSv3
+//!   server (thin; `fuser` and `nfs3_server` types stop there);
 //! * [`fs`]: the file system core: inodes, handles, caches, POSIX rules;
 //! * [`catalog`] (metadata, SQLite today) and [`store`] (content files).
 //!
@@ -20,6 +21,7 @@ pub mod fuse;
 pub mod library;
 pub mod manager;
 pub mod mount;
+pub mod nfs;
 pub mod platform;
 pub mod store;
 pub mod sync;

@@ -44,6 +44,9 @@ enum Command {
     },
     /// Mount, unmount, inspect and test FUSE mounts.
     Fuse(FuseArgs),
+    /// Serve libraries over NFSv3 (for macOS's own NFS client, and other
+    /// machines): in the foreground, until SIGTERM or Ctrl-C.
+    Nfs(NfsArgs),
     /// Check a user's library (catalog and content store); exit 1 on damage.
     Fsck {
         #[arg(long)]
@@ -149,6 +152,24 @@ struct FuseArgs {
     chart: Option<PathBuf>,
 }
 
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("action").required(true).args(["serve"])))]
+struct NfsArgs {
+    /// Serve --user's library (the address is printed once it answers).
+    #[arg(long)]
+    serve: bool,
+    #[arg(long)]
+    user: Option<String>,
+    /// Address and port to serve on; port 0 picks a free one. Anything but
+    /// loopback needs --allow-clients.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
+    /// Other machines allowed to connect (CIDR or address, comma-separated);
+    /// loopback always is. Connections from elsewhere are closed unanswered.
+    #[arg(long, value_delimiter = ',')]
+    allow_clients: Vec<String>,
+}
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MARKBASE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -199,8 +220,42 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Fuse(args) => fuse(&cli.data_dir, args),
+        Command::Nfs(args) => nfs(&cli.data_dir, args),
         Command::Fsck { .. } => unreachable!("handled in main"),
     }
+}
+
+/// `markbase nfs`.
+fn nfs(data_dir: &std::path::Path, a: NfsArgs) -> Result<()> {
+    use markbase::nfs::{service, AllowList, ServeOptions};
+    let user = a.user.as_deref().context("--serve needs --user")?;
+    let lib = Library::new(data_dir, user)?;
+    let opts = ServeOptions {
+        listen: a.listen,
+        allow: AllowList::parse(&a.allow_clients)?,
+    };
+    service::serve_library(&lib, &opts, |addr| {
+        // Printed, not required: a closed stdout must not stop a server.
+        use std::io::Write;
+        let (ip, port) = (addr.ip(), addr.port());
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "serving {user} over NFSv3 at {addr} (export /)");
+        let _ = writeln!(
+            out,
+            "  libnfs: nfs://{ip}//?version=3&nfsport={port}&mountport={port}"
+        );
+        let mut mac = markbase::platform::macos::mount_nfs_command(
+            port,
+            std::path::Path::new(&format!("/Volumes/MarkBase_{user}")),
+            Default::default(),
+        );
+        if let Some(host) = mac.iter_mut().find(|a| a.ends_with(":/")) {
+            *host = format!("{ip}:/");
+        }
+        let _ = writeln!(out, "  macOS:  {}", mac.join(" "));
+        let _ = out.flush();
+    })?;
+    Ok(())
 }
 
 /// Check (and repair) a library; true when it was clean.

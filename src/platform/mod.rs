@@ -75,15 +75,18 @@ impl Backend {
     pub fn needs(self) -> &'static str {
         match self {
             Backend::Kernel => "Linux's FUSE or macFUSE",
-            Backend::Nfs => "the built-in NFS server, which is not in this build yet",
+            Backend::Nfs => {
+                "a step not wired yet: serve with `markbase nfs --serve` and mount that with the OS's NFS client"
+            }
             Backend::FuseT | Backend::FuseTSmb => "macOS with FUSE-T",
             Backend::FsKit => "macOS 15.4+ with macFUSE's FSKit module",
         }
     }
 
     /// Can this build serve it here? (On a Mac, what is installed is
-    /// checked at mount time by [`macos::check_backend`].) The built-in NFS
-    /// server is not in this build yet.
+    /// checked at mount time by [`macos::check_backend`].) Mounting the
+    /// built-in NFS server in one step is not wired yet (`markbase nfs
+    /// --serve` serves it).
     pub fn supported_here(self) -> bool {
         if cfg!(target_os = "macos") {
             self != Backend::Nfs

@@ -1,0 +1,484 @@
+//! The NFSv3 front end, driven by clients nobody here wrote: libnfs's
+//! `nfs-ls`, `nfs-cp` and `nfs-cat` (what a user would try first), and
+//! `nfs3_client` for the protocol's corners (offsets, setattr, links,
+//! paging under change, handles across a restart, a crash between WRITE
+//! and COMMIT, refused addresses, what Macs write).
+
+mod common;
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::Path;
+
+use common::nfs::{libnfs, Client};
+use common::{stream, TestLib};
+use nfs3_client::nfs3_types::nfs3::{
+    createhow3, nfsstat3, sattr3, set_atime, set_mtime, stable_how, Nfs3Option,
+};
+use sha2::{Digest, Sha256};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// (kind, size, path) for everything under `root`, as `ls -lR` would see it.
+fn local_tree(root: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = e.path();
+            let m = std::fs::symlink_metadata(&p).expect("lstat");
+            let rel = p.strip_prefix(root).expect("under root");
+            let kind = if m.is_dir() {
+                'd'
+            } else if m.file_type().is_symlink() {
+                'l'
+            } else {
+                '-'
+            };
+            let size = if m.is_dir() { 0 } else { m.len() };
+            out.insert(format!("{kind} {size} {}", rel.to_string_lossy()));
+            if m.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// The same from `nfs-ls -R` output (`mode nlink uid gid size path`).
+fn nfs_ls_tree(text: &[u8]) -> BTreeSet<String> {
+    let text = String::from_utf8_lossy(text);
+    let mut out = BTreeSet::new();
+    for line in text.lines() {
+        let mut rest = line;
+        let mut fields = Vec::new();
+        for _ in 0..5 {
+            rest = rest.trim_start();
+            let end = rest.find(' ').unwrap_or(rest.len());
+            fields.push(&rest[..end]);
+            rest = &rest[end..];
+        }
+        let path = rest.strip_prefix(' ').unwrap_or(rest);
+        let kind = fields[0].chars().next().unwrap_or('?');
+        let size = if kind == 'd' { "0" } else { fields[4] };
+        out.insert(format!("{kind} {size} {path}"));
+    }
+    out
+}
+
+#[test]
+fn libnfs_lists_the_anomalies_fixture_as_the_fuse_mount_shows_it() {
+    let lib = TestLib::fixture("nfsls", None, true);
+    let m = lib.mount(&[]);
+    let fuse = local_tree(&m.dir);
+    m.unmount();
+    let s = lib.serve_nfs(&[]);
+    let nfs = nfs_ls_tree(&libnfs("nfs-ls", &["-R", &s.url("/")]));
+    assert!(fuse.len() > 12_000, "the fixture: {} entries", fuse.len());
+    let only_fuse: Vec<_> = fuse.difference(&nfs).take(10).collect();
+    let only_nfs: Vec<_> = nfs.difference(&fuse).take(10).collect();
+    assert!(
+        only_fuse.is_empty() && only_nfs.is_empty(),
+        "FUSE only: {only_fuse:#?}\nNFS only: {only_nfs:#?}"
+    );
+    s.stop();
+}
+
+fn sha(path: &Path) -> Vec<u8> {
+    let mut h = Sha256::new();
+    let mut f = std::fs::File::open(path).expect("open");
+    std::io::copy(&mut f, &mut h).expect("hash");
+    h.finalize().to_vec()
+}
+
+#[test]
+fn libnfs_copies_a_gib_in_and_out_byte_for_byte() {
+    let lib = TestLib::empty("nfscp");
+    let src = lib.tmp.path().join("src.bin");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&src).expect("create");
+        for i in 0..256u64 {
+            f.write_all(&stream(i, 4 << 20)).expect("write");
+        }
+    }
+    let s = lib.serve_nfs(&[]);
+    libnfs("nfs-cp", &[src.to_str().expect("utf8"), &s.url("/big.bin")]);
+    let back = lib.tmp.path().join("back.bin");
+    libnfs(
+        "nfs-cp",
+        &[&s.url("/big.bin"), back.to_str().expect("utf8")],
+    );
+    assert_eq!(
+        std::fs::metadata(&back).map(|m| m.len()).ok(),
+        Some(1 << 30)
+    );
+    assert!(sha(&src) == sha(&back), "1 GiB came back different");
+    // nfs-cat of a small file, and the copy is in the catalog.
+    let rt = rt();
+    rt.block_on(async {
+        let mut c = Client::connect(s.addr).await.expect("connect");
+        let f = c
+            .create(&c.root.clone(), "note.txt", 0o644)
+            .await
+            .expect("create");
+        c.write(&f, 0, b"hello over nfs\n", stable_how::FILE_SYNC)
+            .await
+            .expect("write");
+    });
+    assert_eq!(
+        libnfs("nfs-cat", &[&s.url("/note.txt")]),
+        b"hello over nfs\n"
+    );
+    s.stop();
+    let n: i64 = rusqlite_count(&lib, "big.bin");
+    assert_eq!(n, 1, "big.bin has its row in file_nodes");
+}
+
+/// Rows named `label` in the catalog's `file_nodes`.
+fn rusqlite_count(lib: &TestLib, label: &str) -> i64 {
+    let out = std::process::Command::new("sqlite3")
+        .arg(lib.catalog())
+        .arg(format!(
+            "select count(*) from file_nodes where label = '{label}'"
+        ))
+        .output()
+        .expect("sqlite3 (apt-get install sqlite3)");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a count")
+}
+
+#[test]
+fn protocol_operations_behave_as_on_a_local_disk() {
+    let lib = TestLib::empty("nfsops");
+    let s = lib.serve_nfs(&[]);
+    rt().block_on(async {
+        let mut c = Client::connect(s.addr).await.expect("connect");
+        let root = c.root.clone();
+        // create, writes at offsets (a hole between), read.
+        let f = c.create(&root, "a.bin", 0o640).await.expect("create");
+        assert_eq!(c.getattr(&f).await.map(|a| a.mode & 0o777), Ok(0o640));
+        c.write(&f, 0, b"head", stable_how::UNSTABLE)
+            .await
+            .expect("write");
+        c.write(&f, 10, b"tail", stable_how::UNSTABLE)
+            .await
+            .expect("write");
+        c.commit(&f).await.expect("commit");
+        let mut want = b"head".to_vec();
+        want.extend_from_slice(&[0; 6]);
+        want.extend_from_slice(b"tail");
+        assert_eq!(c.read_all(&f).await, Ok(want));
+        assert_eq!(
+            c.create(&root, "a.bin", 0o644).await,
+            Err(nfsstat3::NFS3ERR_EXIST),
+            "GUARDED create of an existing name"
+        );
+        // setattr: truncate, times, mode.
+        let t = nfs3_client::nfs3_types::nfs3::nfstime3 {
+            seconds: 1_600_000_000,
+            nseconds: 5,
+        };
+        c.setattr(
+            &f,
+            sattr3 {
+                size: Nfs3Option::Some(6),
+                mode: Nfs3Option::Some(0o600),
+                atime: set_atime::SET_TO_CLIENT_TIME(t),
+                mtime: set_mtime::SET_TO_CLIENT_TIME(t),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("setattr");
+        let a = c.getattr(&f).await.expect("getattr");
+        assert_eq!((a.size, a.mode & 0o7777), (6, 0o600));
+        assert_eq!((a.mtime.seconds, a.mtime.nseconds), (t.seconds, t.nseconds));
+        // rename over an existing file: the target is replaced.
+        let b = c.create(&root, "b.bin", 0o644).await.expect("create b");
+        c.write(&b, 0, b"bbbb", stable_how::FILE_SYNC)
+            .await
+            .expect("write");
+        c.rename(&root, "a.bin", &root, "b.bin")
+            .await
+            .expect("rename");
+        assert_eq!(c.lookup(&root, "a.bin").await, Err(nfsstat3::NFS3ERR_NOENT));
+        let nb = c.lookup(&root, "b.bin").await.expect("lookup");
+        assert_eq!(c.getattr(&nb).await.map(|a| a.size), Ok(6));
+        // link, symlink, readlink.
+        c.link(&nb, &root, "hard").await.expect("link");
+        assert_eq!(c.getattr(&nb).await.map(|a| a.nlink), Ok(2));
+        let l = c.symlink(&root, "sym", "b.bin").await.expect("symlink");
+        assert_eq!(c.readlink(&l).await, Ok(b"b.bin".to_vec()));
+        // mkdir; rmdir of a non-empty folder; remove and rmdir.
+        let d = c.mkdir(&root, "dir").await.expect("mkdir");
+        c.create(&d, "inner", 0o644).await.expect("create inner");
+        assert_eq!(c.rmdir(&root, "dir").await, Err(nfsstat3::NFS3ERR_NOTEMPTY));
+        c.remove(&d, "inner").await.expect("remove");
+        c.rmdir(&root, "dir").await.expect("rmdir");
+        assert_eq!(c.getattr(&d).await.err(), Some(nfsstat3::NFS3ERR_STALE));
+        // A file removed while in use stays readable through its handle.
+        let o = c.create(&root, "open.bin", 0o644).await.expect("create");
+        c.write(&o, 0, b"still here", stable_how::UNSTABLE)
+            .await
+            .expect("write");
+        c.remove(&root, "open.bin").await.expect("remove");
+        assert_eq!(
+            c.lookup(&root, "open.bin").await,
+            Err(nfsstat3::NFS3ERR_NOENT)
+        );
+        assert_eq!(c.read_all(&o).await, Ok(b"still here".to_vec()));
+        // Exclusive create: a retransmission gets the same file.
+        let v = nfs3_client::nfs3_types::nfs3::createverf3(*b"verifier");
+        let x1 = c
+            .create_how(&root, "x", createhow3::EXCLUSIVE(v))
+            .await
+            .expect("exclusive");
+        let x2 = c
+            .create_how(&root, "x", createhow3::EXCLUSIVE(v))
+            .await
+            .expect("retransmitted");
+        assert_eq!(x1, x2);
+        let other = nfs3_client::nfs3_types::nfs3::createverf3(*b"another!");
+        assert_eq!(
+            c.create_how(&root, "x", createhow3::EXCLUSIVE(other)).await,
+            Err(nfsstat3::NFS3ERR_EXIST)
+        );
+        let mut names = c.names(&root).await.expect("readdir");
+        names.sort();
+        assert_eq!(names, ["b.bin", "hard", "sym", "x"]);
+    });
+    s.stop();
+}
+
+#[test]
+fn paging_a_big_folder_while_another_client_changes_it_loses_and_repeats_nothing() {
+    let lib = TestLib::empty("nfspages");
+    let s = lib.serve_nfs(&[]);
+    rt().block_on(async {
+        let mut c = Client::connect(s.addr).await.expect("connect");
+        let root = c.root.clone();
+        let d = c.mkdir(&root, "big").await.expect("mkdir");
+        for i in 0..10_000 {
+            c.create(&d, &format!("f{i:05}"), 0o644)
+                .await
+                .expect("create");
+        }
+        let mut other = Client::connect(s.addr).await.expect("connect 2");
+        let d2 = d.clone();
+        let changer = tokio::spawn(async move {
+            for i in 0..300 {
+                other
+                    .create(&d2, &format!("new{i:03}"), 0o644)
+                    .await
+                    .expect("create new");
+                other
+                    .remove(&d2, &format!("f{:05}", i * 7))
+                    .await
+                    .expect("remove");
+            }
+        });
+        let (mut seen, mut cookie, mut verf, mut pages) = (Vec::new(), 0, [0u8; 8], 0);
+        loop {
+            let (page, v, eof) = c.readdir_page(&d, cookie, verf, 2048).await.expect("page");
+            verf = v;
+            pages += 1;
+            if let Some((_, k)) = page.last() {
+                cookie = *k;
+            }
+            seen.extend(page.into_iter().map(|(n, _)| n));
+            if eof {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        changer.await.expect("changer");
+        assert!(pages > 50, "{pages} pages: the test must page");
+        let unique: HashSet<&String> = seen.iter().collect();
+        assert_eq!(unique.len(), seen.len(), "an entry came twice");
+        let removed: HashSet<String> = (0..300).map(|i| format!("f{:05}", i * 7)).collect();
+        for i in 0..10_000 {
+            let n = format!("f{i:05}");
+            assert!(removed.contains(&n) || unique.contains(&n), "{n} was lost");
+        }
+    });
+    s.stop();
+}
+
+#[test]
+fn handles_survive_a_restart_and_a_crash_changes_the_write_verifier() {
+    let lib = TestLib::empty("nfsrestart");
+    let rt = rt();
+    let s = lib.serve_nfs(&[]);
+    let (fh, gone, verf) = rt.block_on(async {
+        let mut c = Client::connect(s.addr).await.expect("connect");
+        let root = c.root.clone();
+        let f = c.create(&root, "kept.bin", 0o644).await.expect("create");
+        c.write(&f, 0, b"durable", stable_how::FILE_SYNC)
+            .await
+            .expect("write");
+        let g = c.create(&root, "gone.bin", 0o644).await.expect("create");
+        c.commit(&g).await.expect("commit");
+        c.remove(&root, "gone.bin").await.expect("remove");
+        // Answered UNSTABLE: the server may lose it until COMMIT.
+        let (_, v) = c
+            .write(&f, 7, b" and more", stable_how::UNSTABLE)
+            .await
+            .expect("write");
+        (f, g, v)
+    });
+    s.kill();
+    let s = lib.serve_nfs(&[]);
+    rt.block_on(async {
+        let mut c = Client::connect(s.addr).await.expect("connect");
+        let (data, _) = c.read(&fh, 0, 7).await.expect("the old handle reads");
+        assert_eq!(data, b"durable");
+        let v = c.commit(&fh).await.expect("commit");
+        assert_ne!(v, verf, "the verifier must change across a crash");
+        // What a client does on a changed verifier: send again, commit.
+        let (_, v2) = c
+            .write(&fh, 7, b" and more", stable_how::UNSTABLE)
+            .await
+            .expect("resend");
+        assert_eq!(c.commit(&fh).await, Ok(v2));
+        assert_eq!(c.read_all(&fh).await, Ok(b"durable and more".to_vec()));
+        assert_eq!(c.getattr(&gone).await.err(), Some(nfsstat3::NFS3ERR_STALE));
+    });
+    s.stop();
+    // A clean restart keeps the handle too.
+    let s = lib.serve_nfs(&[]);
+    rt.block_on(async {
+        let mut c = Client::connect(s.addr).await.expect("connect");
+        assert_eq!(c.getattr(&fh).await.map(|a| a.size), Ok(16));
+    });
+    s.stop();
+}
+
+/// A non-loopback address of this machine, if it has one.
+fn own_address() -> Option<std::net::Ipv4Addr> {
+    // The source address the kernel picks for an outside destination (a UDP
+    // connect sends nothing), else what `hostname -I` lists first.
+    let routed = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|u| u.connect("192.0.2.255:9").map(|_| u))
+        .and_then(|u| u.local_addr())
+        .ok()
+        .and_then(|a| match a.ip() {
+            std::net::IpAddr::V4(ip) if !ip.is_loopback() && !ip.is_unspecified() => Some(ip),
+            _ => None,
+        });
+    routed.or_else(|| {
+        let out = std::process::Command::new("hostname")
+            .arg("-I")
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|w| w.parse::<std::net::Ipv4Addr>().ok())
+            .find(|ip| !ip.is_loopback())
+    })
+}
+
+#[test]
+fn clients_are_refused_unless_allowed() {
+    let lib = TestLib::empty("nfsallow");
+    let refused = lib.markbase(&[
+        "nfs",
+        "--serve",
+        "--user",
+        "nfsallow",
+        "--listen",
+        "0.0.0.0:0",
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--allow-clients"),
+        "says what is missing: {}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let Some(ip) = own_address() else {
+        eprintln!("no non-loopback address here: refusal by address not tested");
+        return;
+    };
+    let s = lib.serve_nfs_on("0.0.0.0:0", &["--allow-clients", "10.99.0.0/16"]);
+    let port = s.port();
+    assert!(
+        !answers_null_rpc(std::net::SocketAddr::new(ip.into(), port)),
+        "{ip} is not in the allow-list"
+    );
+    assert!(
+        answers_null_rpc(std::net::SocketAddr::new([127, 0, 0, 1].into(), port)),
+        "loopback is allowed"
+    );
+    s.stop();
+    let allowed = format!("{ip}/32");
+    let s = lib.serve_nfs_on("0.0.0.0:0", &["--allow-clients", &allowed]);
+    assert!(
+        answers_null_rpc(std::net::SocketAddr::new(ip.into(), s.port())),
+        "allowed by --allow-clients"
+    );
+    rt().block_on(async {
+        let addr = std::net::SocketAddr::new(ip.into(), s.port());
+        Client::connect(addr)
+            .await
+            .expect("MOUNT from an allowed address");
+    });
+    s.stop();
+}
+
+/// Does the server at `addr` answer an NFS NULL call? Sent by hand over
+/// TCP, as `nfs3_client` spins on a connection closed under it.
+fn answers_null_rpc(addr: std::net::SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))
+    else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    // Record mark (last fragment, 40 bytes), then xid, CALL, RPC v2,
+    // NFS (100003) v3, procedure 0, AUTH_NONE credential and verifier.
+    let words: [u32; 11] = [0x8000_0028, 7, 0, 2, 100_003, 3, 0, 0, 0, 0, 0];
+    let call: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
+    if s.write_all(&call).is_err() {
+        return false;
+    }
+    let mut reply = [0u8; 64];
+    matches!(s.read(&mut reply), Ok(n) if n >= 28)
+}
+
+#[test]
+fn mac_metadata_files_work_and_stay_out_of_the_catalog() {
+    let lib = TestLib::empty("nfsjunk");
+    let s = lib.serve_nfs(&[]);
+    rt().block_on(async {
+        let mut c = Client::connect(s.addr).await.expect("connect");
+        let root = c.root.clone();
+        let f = c.create(&root, "clip.mov", 0o644).await.expect("create");
+        c.write(&f, 0, b"video", stable_how::FILE_SYNC)
+            .await
+            .expect("write");
+        for (name, data) in [
+            ("._clip.mov", &b"\x00\x05\x16\x07AppleDouble"[..]),
+            (".DS_Store", b"\x00\x00\x00\x01Bud1"),
+        ] {
+            let j = c.create(&root, name, 0o644).await.expect("create junk");
+            c.write(&j, 0, data, stable_how::FILE_SYNC)
+                .await
+                .expect("write junk");
+            let j = c.lookup(&root, name).await.expect("lookup junk");
+            assert_eq!(c.read_all(&j).await, Ok(data.to_vec()), "{name} reads back");
+        }
+        let mut names = c.names(&root).await.expect("readdir");
+        names.sort();
+        assert_eq!(names, [".DS_Store", "._clip.mov", "clip.mov"]);
+    });
+    s.stop();
+    assert_eq!(rusqlite_count(&lib, "clip.mov"), 1);
+    assert_eq!(rusqlite_count(&lib, "._clip.mov"), 0);
+    assert_eq!(rusqlite_count(&lib, ".DS_Store"), 0);
+}
