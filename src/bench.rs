@@ -139,15 +139,17 @@ impl Drop for Aligned {
 // ---------------------------------------------------------------- plain throughput
 
 #[derive(Serialize)]
-struct Throughput {
+pub(crate) struct Throughput {
     target: String,
-    write_mb_s: f64,
-    read_mb_s: f64,
+    pub(crate) write_mb_s: f64,
+    pub(crate) read_mb_s: f64,
     per_second_write_mb_s: Vec<f64>,
     per_second_read_mb_s: Vec<f64>,
 }
 
-fn write_read(target: &str, path: &Path, size: u64) -> Result<Throughput> {
+/// Write `size` bytes to `path` in 1 MiB blocks, fsync, drop the pages,
+/// read it back; MB/s each way (and per second).
+pub(crate) fn write_read(target: &str, path: &Path, size: u64) -> Result<Throughput> {
     let block = vec![0x5Au8; 1 << 20];
     let pb = progress(size, &format!("{target} write"));
     let t = Instant::now();

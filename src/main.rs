@@ -14,6 +14,7 @@ use markbase::manager;
 use markbase::mount::{self, MountSpec};
 
 mod bench;
+mod bench_nfs;
 mod stability;
 
 #[derive(Parser, Debug)]
@@ -147,6 +148,10 @@ struct FuseArgs {
     /// --test --stability: how many demo users to make and mount.
     #[arg(long, default_value_t = 10)]
     mounts: usize,
+    /// --test --backend nfs: also measure `rclone serve nfs` (this rclone
+    /// binary) on the same directory with the same client.
+    #[arg(long)]
+    peer_rclone: Option<PathBuf>,
     /// --test: draw throughput over time into this SVG file.
     #[arg(long)]
     chart: Option<PathBuf>,
@@ -496,6 +501,16 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
                 json: a.json,
                 chart: a.chart.as_deref(),
             });
+        }
+        let nfs = markbase::platform::BackendChoice::Fixed(markbase::platform::Backend::Nfs);
+        if a.backend == Some(nfs) && !a.aja {
+            return bench_nfs::throughput(
+                data_dir,
+                a.user.as_deref(),
+                bench::parse_size(&a.size)?,
+                a.json,
+                a.peer_rclone.as_deref(),
+            );
         }
         if a.aja {
             return bench::aja(&opts, &a.config, bench::parse_size(&a.file_size)?);

@@ -220,6 +220,8 @@ fn protocol_operations_behave_as_on_a_local_disk() {
         let d = c.mkdir(&root, "dir").await.expect("mkdir");
         c.create(&d, "inner", 0o644).await.expect("create inner");
         assert_eq!(c.rmdir(&root, "dir").await, Err(nfsstat3::NFS3ERR_NOTEMPTY));
+        assert_eq!(c.remove(&root, "dir").await, Err(nfsstat3::NFS3ERR_ISDIR));
+        assert_eq!(c.rmdir(&root, "hard").await, Err(nfsstat3::NFS3ERR_NOTDIR));
         c.remove(&d, "inner").await.expect("remove");
         c.rmdir(&root, "dir").await.expect("rmdir");
         assert_eq!(c.getattr(&d).await.err(), Some(nfsstat3::NFS3ERR_STALE));

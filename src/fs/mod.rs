@@ -18,7 +18,7 @@
 //! | `files.rs` | open files: open, read, write, flush, fsync, release, fallocate, lseek |
 //! | `xattr.rs` | extended attributes |
 //! | `notify.rs` | changes made behind the core's back: found, dropped from the caches, reported to the front ends |
-//! | `stateless.rs` | for front ends without open and close (NFS): I/O by inode on leased handles, cookie-addressed folder pages, remove of either kind, exclusive create, permission checks |
+//! | `stateless.rs` | for front ends without open and close (NFS): I/O by inode on leased handles, cookie-addressed folder pages, exclusive create, permission checks |
 //! | `stats.rs` | counters, `statfs` |
 //! | `quota.rs`, `memory.rs` | the byte quota; refusing writers under memory pressure |
 //! | `cache.rs` | the bounded, expiring cache all of the above share |

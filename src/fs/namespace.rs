@@ -233,17 +233,15 @@ impl MarkBaseFs {
     /// lock; edits its cached listing, drops the inode's cached attributes.
     /// EPERM on `Unfiled`.
     pub fn unlink(&self, parent: Ino, name: &OsStr) -> FsResult<()> {
-        self.remove(parent, name, Some(false))
+        self.remove(parent, name, false)
     }
 
     /// Remove an empty folder (ENOTEMPTY, ENOTDIR); as [`MarkBaseFs::unlink`].
     pub fn rmdir(&self, parent: Ino, name: &OsStr) -> FsResult<()> {
-        self.remove(parent, name, Some(true))
+        self.remove(parent, name, true)
     }
 
-    /// Remove `name` from `parent`: a folder if `dir` is `Some(true)`, a
-    /// non-folder if `Some(false)`, whichever it is if `None`.
-    pub(super) fn remove(&self, parent: Ino, name: &OsStr, dir: Option<bool>) -> FsResult<()> {
+    pub(super) fn remove(&self, parent: Ino, name: &OsStr, dir: bool) -> FsResult<()> {
         let name = check_name(name)?;
         let _g = self.lock_dir(parent);
         let e = self
@@ -254,7 +252,7 @@ impl MarkBaseFs {
         if e.ino == UNFILED_INO {
             return Err(FsError::Perm("Unfiled is virtual"));
         }
-        match (dir.unwrap_or(e.kind == Kind::Dir), e.kind == Kind::Dir) {
+        match (dir, e.kind == Kind::Dir) {
             (false, true) => return Err(FsError::IsDir),
             (true, false) => return Err(FsError::NotDir),
             (true, true) if !self.listing(e.ino)?.entries.is_empty() => {

@@ -1,8 +1,7 @@
 //! What a stateless front end (the NFSv3 server) needs from the core, and a
 //! kernel front end does not: I/O by inode without an open handle, folder
-//! pages addressed by cookies that survive changes to the folder, removal
-//! without knowing the kind first, exclusive create with a verifier, and
-//! permission checks (no kernel makes them for such a front end).
+//! pages addressed by cookies that survive changes to the folder, exclusive
+//! create with a verifier, and permission checks (no kernel makes them for such a front end).
 //!
 //! Leases: NFS has no open or close. The first read or write of an inode
 //! opens it through the ordinary path ([`MarkBaseFs::open`]) and keeps the
@@ -283,13 +282,6 @@ impl MarkBaseFs {
         Ok(self.listing(dir)?.generation)
     }
 
-    /// Remove `name` from `parent` whatever it is (a folder must be empty),
-    /// under the folder's lock, so no other change can slip between
-    /// finding the kind and removing.
-    pub fn remove_any(&self, parent: Ino, name: &OsStr) -> FsResult<()> {
-        self.remove(parent, name, None)
-    }
-
     /// Create `name` in `parent` unless it exists, marked with `verifier`
     /// (kept in the new file's access and modification times, as Linux's
     /// NFS server does, until the client sets them). If the name exists and
@@ -379,32 +371,11 @@ mod tests {
         let t = TestFs::new();
         let a = t.file("f", b"data");
         assert_eq!(t.fs.read_ino(a.ino, 0, 4).ok(), Some(b"data".to_vec()));
-        t.fs.remove_any(ROOT_INO, OsStr::new("f")).expect("remove");
+        t.fs.unlink(ROOT_INO, OsStr::new("f")).expect("remove");
         assert_eq!(t.fs.read_ino(a.ino, 0, 4).ok(), Some(b"data".to_vec()));
         t.fs.retire_leases(Duration::ZERO);
         assert!(matches!(t.fs.getattr(a.ino), Err(FsError::Stale)));
         assert!(matches!(t.fs.read_ino(a.ino, 0, 4), Err(FsError::Stale)));
-    }
-
-    #[test]
-    fn remove_any_takes_files_and_empty_folders() {
-        let t = TestFs::new();
-        t.file("f", b"");
-        let d = t.mkdir(ROOT_INO, "d");
-        t.fs.mkdir(d.ino, OsStr::new("sub"), 0o755, 0, ME)
-            .expect("mkdir");
-        assert_eq!(
-            errno(t.fs.remove_any(ROOT_INO, OsStr::new("d"))),
-            libc::ENOTEMPTY
-        );
-        t.fs.remove_any(d.ino, OsStr::new("sub")).expect("rmdir");
-        t.fs.remove_any(ROOT_INO, OsStr::new("d")).expect("rmdir");
-        t.fs.remove_any(ROOT_INO, OsStr::new("f")).expect("unlink");
-        assert!(t.names(ROOT_INO).is_empty());
-        assert_eq!(
-            errno(t.fs.remove_any(ROOT_INO, OsStr::new("f"))),
-            libc::ENOENT
-        );
     }
 
     #[test]
@@ -434,8 +405,7 @@ mod tests {
             }
             t.file(&format!("new{round}"), b"");
             let gone = seen[round].clone();
-            t.fs.remove_any(ROOT_INO, OsStr::new(&gone))
-                .expect("remove");
+            t.fs.unlink(ROOT_INO, OsStr::new(&gone)).expect("remove");
             round += 1;
         }
         let mut sorted = seen.clone();

@@ -1,8 +1,8 @@
 //! The NFS front end's file system: `nfs3_server`'s traits implemented by
 //! calls into the core, one call each, with no file-system rule of its own.
-//! Each call runs on tokio's blocking pool (the core does disk and SQLite
-//! I/O), so many requests of one client run at once and none of them stalls
-//! the threads that read and answer RPCs.
+//! Each call runs where its request is handled, with tokio told that it
+//! blocks (the core does disk and SQLite I/O), so many requests of one
+//! client run at once and none of them stalls the reading of the others.
 //!
 //! Every request acts as the library's owner (`caller`): AUTH_SYS carries a
 //! uid and gids that the client chooses, so they authenticate nothing, and
@@ -81,28 +81,25 @@ impl MarkBaseNfs {
         fattr(a, self.fsid)
     }
 
-    /// Run `op` on the core in tokio's blocking pool; a failure becomes its
-    /// NFS status and a log line (debug for a caller's mistake, warn for
-    /// the file system's own trouble).
-    async fn run<T: Send + 'static>(
+    /// Run `op` on the core, on this worker thread with tokio told that it
+    /// blocks (`block_in_place`: other tasks move to other workers; no copy
+    /// of the request's data, no hop to another thread); a failure becomes
+    /// its NFS status and a log line (debug for a caller's mistake, warn
+    /// for the file system's own trouble).
+    async fn run<T>(
         &self,
         what: &'static str,
-        op: impl FnOnce(&MarkBaseFs) -> FsResult<T> + Send + 'static,
+        op: impl FnOnce(&MarkBaseFs) -> FsResult<T>,
     ) -> Result<T, nfsstat3> {
-        let fs = self.fs.clone();
-        match tokio::task::spawn_blocking(move || op(&fs)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
+        match tokio::task::block_in_place(|| op(&self.fs)) {
+            Ok(v) => Ok(v),
+            Err(e) => {
                 if e.is_routine() {
                     tracing::debug!("nfs {what}: {e}");
                 } else {
                     tracing::warn!("nfs {what}: {e}");
                 }
                 Err(status(&e))
-            }
-            Err(e) => {
-                tracing::error!("nfs {what}: the worker failed: {e}");
-                Err(nfsstat3::NFS3ERR_SERVERFAULT)
             }
         }
     }
@@ -147,21 +144,14 @@ impl ReadDirPlusIterator<NfsHandle> for NamesPlus {
             if entries.is_empty() {
                 return NextResult::Eof;
             }
-            let fs = self.fs.clone();
-            let done = tokio::task::spawn_blocking(move || {
-                let inos: Vec<Ino> = entries.iter().map(|(_, e)| e.ino).collect();
-                let attrs = fs.getattr_many(&inos);
-                entries
-                    .into_iter()
-                    .zip(attrs)
-                    .map(|((c, e), a)| (c, e, a.ok()))
-                    .collect::<Vec<_>>()
-            })
-            .await;
-            match done {
-                Ok(v) => self.batch = v.into_iter(),
-                Err(_) => return NextResult::Err(nfsstat3::NFS3ERR_SERVERFAULT),
-            }
+            let inos: Vec<Ino> = entries.iter().map(|(_, e)| e.ino).collect();
+            let attrs = tokio::task::block_in_place(|| self.fs.getattr_many(&inos));
+            self.batch = entries
+                .into_iter()
+                .zip(attrs)
+                .map(|((c, e), a)| (c, e, a.ok()))
+                .collect::<Vec<_>>()
+                .into_iter();
         }
         match self.batch.next() {
             Some((cookie, e, a)) => NextResult::Ok(DirEntryPlus {
@@ -365,10 +355,9 @@ impl NfsFileSystem for MarkBaseNfs {
     ) -> Result<(fattr3, stable_how), nfsstat3> {
         let ino = self.ino(id)?;
         let sync = !matches!(stable, stable_how::UNSTABLE);
-        let data = data.to_vec();
         let a = self
-            .run("write", move |fs| {
-                fs.write_ino(ino, offset, &data, sync)?;
+            .run("write", |fs| {
+                fs.write_ino(ino, offset, data, sync)?;
                 fs.getattr(ino)
             })
             .await?;
@@ -446,8 +435,13 @@ impl NfsFileSystem for MarkBaseNfs {
     async fn remove(&self, dirid: &NfsHandle, name: &filename3<'_>) -> Result<(), nfsstat3> {
         let dir = self.ino(dirid)?;
         let name = name_of(name);
-        self.run("remove", move |fs| fs.remove_any(dir, &name))
-            .await
+        self.run("remove", move |fs| fs.unlink(dir, &name)).await
+    }
+
+    async fn rmdir(&self, dirid: &NfsHandle, name: &filename3<'_>) -> Result<(), nfsstat3> {
+        let dir = self.ino(dirid)?;
+        let name = name_of(name);
+        self.run("rmdir", move |fs| fs.rmdir(dir, &name)).await
     }
 
     async fn rename<'a>(

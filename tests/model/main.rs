@@ -1,14 +1,19 @@
 //! Property-based test of the file system without FUSE: random sequences of
-//! operations run by a [`driver::Driver`] (the core today; an NFS client
-//! next) and by the reference model (`reference.rs`); every result (data or
-//! errno) and the final tree must agree. Shrunk failures are kept below as
-//! named regression tests.
+//! operations run by a [`driver::Driver`] (the core called directly, and a
+//! real NFS client against the built-in server) and by the reference model
+//! (`reference.rs`); every result (data or errno) and the final tree must
+//! agree. Shrunk failures are kept below as named regression tests, run on
+//! both drivers.
 //!
 //! * `ops.rs`: the operations and their generators;
 //! * `reference.rs`: POSIX as maps in memory;
-//! * `driver.rs`: the drivers (the core, called directly).
+//! * `driver.rs`: the driver interface and the core's driver;
+//! * `nfs_driver.rs`: the NFS front end's driver.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod driver;
+mod nfs_driver;
 mod ops;
 mod reference;
 
@@ -55,6 +60,7 @@ fn run_on(driver: &dyn Driver, ops: &[Op]) {
 
 fn run(ops: &[Op]) {
     run_on(&CoreDriver::new(), ops);
+    run_on(&nfs_driver::NfsDriver::new(), ops);
 }
 
 proptest! {
@@ -66,7 +72,19 @@ proptest! {
     })]
     #[test]
     fn core_matches_model(ops in prop::collection::vec(op(), 1..40)) {
-        run(&ops);
+        run_on(&CoreDriver::new(), &ops);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/model/regressions.txt"))),
+        ..ProptestConfig::default()
+    })]
+    #[test]
+    fn nfs_matches_model(ops in prop::collection::vec(op(), 1..40)) {
+        run_on(&nfs_driver::NfsDriver::new(), &ops);
     }
 }
 

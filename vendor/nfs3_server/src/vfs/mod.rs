@@ -343,6 +343,18 @@ pub trait NfsFileSystem: NfsReadFileSystem {
         filename: &filename3<'_>,
     ) -> impl Future<Output = Result<(), nfsstat3>> + Send;
 
+    /// Removes a directory (RMDIR; MarkBase patch: upstream sends RMDIR
+    /// to [`remove`](Self::remove), which cannot then refuse a file as
+    /// NOTDIR, nor REMOVE refuse a directory as ISDIR). The default calls
+    /// `remove`, as upstream did.
+    fn rmdir(
+        &self,
+        dirid: &Self::Handle,
+        dirname: &filename3<'_>,
+    ) -> impl Future<Output = Result<(), nfsstat3>> + Send {
+        self.remove(dirid, dirname)
+    }
+
     /// Removes a file.
     /// If not supported due to readonly file system
     /// this should return `Err(nfsstat3::NFS3ERR_ROFS)`

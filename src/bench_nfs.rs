@@ -1,0 +1,324 @@
+//! `markbase fuse --test --backend nfs`: the plain throughput test through
+//! the built-in NFS server instead of a FUSE mount, with the same JSON
+//! fields (`write_ratio`, `read_ratio` against the disk, in the same run).
+//!
+//! The server is the real binary (`markbase nfs --serve`, its own process);
+//! the client is `nfs3_client` with [`STREAMS`] connections, each with one
+//! 1 MiB request in flight, as an NFS client with read-ahead and write-behind
+//! keeps several going. Writes are UNSTABLE and end with COMMIT, which
+//! makes them durable, as the disk's side ends with fsync. Pages are dropped
+//! before the read (as root), so both sides read from the disk.
+//!
+//! `--peer-rclone PATH` also measures `rclone serve nfs` serving the same
+//! directory to the same client (rclone's server answers MOUNT but not its
+//! export list, so libnfs cannot be the client there).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use nfs3_client::nfs3_types::nfs3::*;
+use nfs3_client::nfs3_types::xdr_codec::Opaque;
+use nfs3_client::tokio::{TokioConnector, TokioIo};
+use nfs3_client::Nfs3ConnectionBuilder;
+use serde::Serialize;
+
+use markbase::library::Library;
+
+/// Connections, each with one request in flight.
+pub const STREAMS: usize = 4;
+const BLOCK: usize = 1 << 20;
+
+type Conn = nfs3_client::Nfs3Connection<TokioIo<tokio::net::TcpStream>>;
+
+/// One side's figures.
+#[derive(Serialize)]
+pub struct Side {
+    target: String,
+    write_mb_s: f64,
+    read_mb_s: f64,
+}
+
+/// A server process, killed on drop.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start `markbase nfs --serve` for `user` of `data_dir`; its address.
+fn serve(data_dir: &Path, user: &str) -> Result<(Server, SocketAddr)> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["nfs", "--serve", "--user", user])
+        .env("MARKBASE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("start markbase nfs --serve")?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        BufReader::new(out).read_line(&mut line)?;
+    }
+    let server = Server(child);
+    let addr = line
+        .split(" at ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("markbase nfs did not start: {line:?}"))?;
+    Ok((server, addr))
+}
+
+/// Start `rclone serve nfs` on `dir`; its address once it answers.
+fn serve_rclone(rclone: &Path, dir: &Path) -> Result<(Server, SocketAddr)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let child = Command::new(rclone)
+        .args(["serve", "nfs"])
+        .arg(dir)
+        .args(["--addr", &addr.to_string(), "--vfs-cache-mode", "off"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("start {} serve nfs", rclone.display()))?;
+    let server = Server(child);
+    let t = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        if t.elapsed() > Duration::from_secs(10) {
+            bail!("rclone serve nfs did not answer on {addr}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((server, addr))
+}
+
+async fn connect(addr: SocketAddr) -> Result<Conn> {
+    Nfs3ConnectionBuilder::new(TokioConnector, addr.ip().to_string(), "/")
+        .connect_from_privileged_port(false)
+        .mount_port(addr.port())
+        .nfs3_port(addr.port())
+        .mount()
+        .await
+        .map_err(|e| anyhow::anyhow!("NFS mount of {addr}: {e}"))
+}
+
+fn ok<T, E>(r: Nfs3Result<T, E>, what: &str) -> Result<T> {
+    match r {
+        Nfs3Result::Ok(v) => Ok(v),
+        Nfs3Result::Err((s, _)) => bail!("{what}: {s:?}"),
+    }
+}
+
+/// Write `size` bytes to a new file `name` in the export's root over
+/// [`STREAMS`] connections, COMMIT; drop caches; read it back the same way.
+async fn write_read(target: &str, addr: SocketAddr, name: &str, size: u64) -> Result<Side> {
+    let mut conns = Vec::new();
+    for _ in 0..STREAMS {
+        conns.push(connect(addr).await?);
+    }
+    let root = conns[0].root_nfs_fh3();
+    let args = CREATE3args {
+        where_: diropargs3 {
+            dir: root.clone(),
+            name: name.as_bytes().into(),
+        },
+        how: createhow3::UNCHECKED(sattr3 {
+            mode: Nfs3Option::Some(0o644),
+            ..Default::default()
+        }),
+    };
+    let created = ok(conns[0].create(&args).await?, "create")?;
+    let fh = match created.obj {
+        Nfs3Option::Some(fh) => fh,
+        Nfs3Option::None => {
+            let l = LOOKUP3args {
+                what: diropargs3 {
+                    dir: root.clone(),
+                    name: name.as_bytes().into(),
+                },
+            };
+            ok(conns[0].lookup(&l).await?, "lookup")?.object
+        }
+    };
+    let blocks = size.div_ceil(BLOCK as u64);
+    let data = Arc::new(vec![0x5Au8; BLOCK]);
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for (k, mut c) in conns.into_iter().enumerate() {
+        let (fh, data) = (fh.clone(), data.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut b = k as u64;
+            while b < blocks {
+                let off = b * BLOCK as u64;
+                let n = (size - off).min(BLOCK as u64) as usize;
+                let w = WRITE3args {
+                    file: fh.clone(),
+                    offset: off,
+                    count: n as u32,
+                    stable: stable_how::UNSTABLE,
+                    data: Opaque::borrowed(&data[..n]),
+                };
+                ok(c.write(&w).await?, "write")?;
+                b += STREAMS as u64;
+            }
+            anyhow::Ok(c)
+        }));
+    }
+    let mut conns = Vec::new();
+    for t in tasks {
+        conns.push(t.await??);
+    }
+    let commit = COMMIT3args {
+        file: fh.clone(),
+        offset: 0,
+        count: 0,
+    };
+    ok(conns[0].commit(&commit).await?, "commit")?;
+    let write_mb_s = size as f64 / t.elapsed().as_secs_f64() / 1e6;
+    nix::unistd::sync();
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "1");
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for (k, mut c) in conns.into_iter().enumerate() {
+        let fh = fh.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut b, mut got) = (k as u64, 0u64);
+            while b < blocks {
+                let r = READ3args {
+                    file: fh.clone(),
+                    offset: b * BLOCK as u64,
+                    count: BLOCK as u32,
+                };
+                got += ok(c.read(&r).await?, "read")?.data.len() as u64;
+                b += STREAMS as u64;
+            }
+            anyhow::Ok((c, got))
+        }));
+    }
+    let mut total = 0;
+    let mut conns = Vec::new();
+    for t in tasks {
+        let (c, got) = t.await??;
+        total += got;
+        conns.push(c);
+    }
+    let read_mb_s = total as f64 / t.elapsed().as_secs_f64() / 1e6;
+    if total != size {
+        bail!("{target}: read {total} bytes of {size}");
+    }
+    let rm = REMOVE3args {
+        object: diropargs3 {
+            dir: root,
+            name: name.as_bytes().into(),
+        },
+    };
+    ok(conns[0].remove(&rm).await?, "remove")?;
+    Ok(Side {
+        target: target.into(),
+        write_mb_s,
+        read_mb_s,
+    })
+}
+
+/// The test: through the NFS server, on the disk, and (with `rclone`)
+/// through `rclone serve nfs` on the disk's directory; one table or JSON.
+pub fn throughput(
+    data_dir: &Path,
+    user: Option<&str>,
+    size: u64,
+    json: bool,
+    rclone: Option<&Path>,
+) -> Result<()> {
+    let tmp = tempfile::Builder::new()
+        .prefix("markbase-test-")
+        .tempdir()?;
+    let (data_dir, user): (PathBuf, String) = match user {
+        Some(u) => (data_dir.to_path_buf(), u.to_string()),
+        None => {
+            let d = tmp.path().join("data");
+            Library::new(&d, "demo")?.create(true)?;
+            (d, "demo".to_string())
+        }
+    };
+    let lib = Library::new(&data_dir, &user)?;
+    let backing = lib.content_dir().join("markbase-test-native");
+    std::fs::create_dir_all(&backing)?;
+    let name = format!("markbase-test-{}.bin", std::process::id());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let nfs = {
+        let (_server, addr) = serve(&data_dir, &user)?;
+        rt.block_on(write_read("nfs", addr, &name, size))?
+    };
+    let disk = crate::bench::write_read("disk", &backing.join(&name), size)?;
+    let disk = Side {
+        target: "disk".into(),
+        write_mb_s: disk.write_mb_s,
+        read_mb_s: disk.read_mb_s,
+    };
+    let peer = match rclone {
+        Some(r) => {
+            let (_server, addr) = serve_rclone(r, &backing)?;
+            Some(rt.block_on(write_read("rclone", addr, &name, size))?)
+        }
+        None => None,
+    };
+    let _ = std::fs::remove_dir(&backing);
+    if json {
+        let mut v = serde_json::json!({
+            "size": size, "backend": "nfs", "streams": STREAMS,
+            "mount": nfs, "disk": disk,
+            "write_ratio": nfs.write_mb_s / disk.write_mb_s,
+            "read_ratio": nfs.read_mb_s / disk.read_mb_s,
+        });
+        if let Some(p) = &peer {
+            v["rclone"] = serde_json::to_value(p)?;
+            v["rclone_write_ratio"] = (p.write_mb_s / disk.write_mb_s).into();
+            v["rclone_read_ratio"] = (p.read_mb_s / disk.read_mb_s).into();
+        }
+        println!("{v}");
+        return Ok(());
+    }
+    println!(
+        "{:<8} {:>12} {:>12} {:>8}",
+        "", "nfs MB/s", "disk MB/s", "ratio"
+    );
+    for (what, n, d) in [
+        ("write", nfs.write_mb_s, disk.write_mb_s),
+        ("read", nfs.read_mb_s, disk.read_mb_s),
+    ] {
+        println!("{what:<8} {n:>12.0} {d:>12.0} {:>7.2}x", n / d);
+    }
+    if let Some(p) = peer {
+        println!(
+            "rclone serve nfs, same client: write {:.0} MB/s ({:.2}x), read {:.0} MB/s ({:.2}x)",
+            p.write_mb_s,
+            p.write_mb_s / disk.write_mb_s,
+            p.read_mb_s,
+            p.read_mb_s / disk.read_mb_s
+        );
+    }
+    Ok(())
+}
