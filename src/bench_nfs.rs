@@ -10,7 +10,8 @@
 //! before the read (as root), so both sides read from the disk.
 //!
 //! `--peer-rclone PATH` also measures `rclone serve nfs` serving the same
-//! directory to the same client (rclone's server answers MOUNT but not its
+//! directory to the same client (with `--vfs-cache-mode full`, which its
+//! documentation asks for to write) (rclone's server answers MOUNT but not its
 //! export list, so libnfs cannot be the client there).
 
 use std::io::{BufRead, BufReader};
@@ -88,7 +89,7 @@ fn serve(data_dir: &Path, user: &str) -> Result<(Server, SocketAddr)> {
 }
 
 /// Start `rclone serve nfs` on `dir`; its address once it answers.
-fn serve_rclone(rclone: &Path, dir: &Path) -> Result<(Server, SocketAddr)> {
+fn serve_rclone(rclone: &Path, dir: &Path, cache: &Path) -> Result<(Server, SocketAddr)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -96,7 +97,12 @@ fn serve_rclone(rclone: &Path, dir: &Path) -> Result<(Server, SocketAddr)> {
     let child = Command::new(rclone)
         .args(["serve", "nfs"])
         .arg(dir)
-        .args(["--addr", &addr.to_string(), "--vfs-cache-mode", "off"])
+        // Writing through rclone's NFS server needs its VFS cache ("full"
+        // is what its documentation recommends); it lives in a temporary
+        // directory of its own.
+        .args(["--addr", &addr.to_string(), "--vfs-cache-mode", "full"])
+        .arg("--cache-dir")
+        .arg(cache)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -280,7 +286,8 @@ pub fn throughput(
     };
     let peer = match rclone {
         Some(r) => {
-            let (_server, addr) = serve_rclone(r, &backing)?;
+            let cache = tmp.path().join("rclone-cache");
+            let (_server, addr) = serve_rclone(r, &backing, &cache)?;
             Some(rt.block_on(write_read("rclone", addr, &name, size))?)
         }
         None => None,

@@ -114,6 +114,19 @@ fn record_path(mountpoint: &Path) -> PathBuf {
     runtime_dir().join(format!("{key}.json"))
 }
 
+/// Every runtime record of this machine (running daemons, and dead ones
+/// that could not remove theirs).
+pub fn records() -> Vec<RuntimeRecord> {
+    std::fs::read_dir(runtime_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|t| serde_json::from_str(&t).ok())
+        .collect()
+}
+
 pub fn read_record(mountpoint: &Path) -> Option<RuntimeRecord> {
     let text = std::fs::read_to_string(record_path(mountpoint)).ok()?;
     serde_json::from_str(&text).ok()

@@ -88,7 +88,8 @@ pub struct MountStatus {
     pub user: String,
     pub mountpoint: PathBuf,
     pub pid: Option<u32>,
-    /// `mounted`, `dead` (daemon gone), or `unresponsive` (no answer in 1 s).
+    /// `mounted`, `dead` (daemon gone), `unresponsive` (no answer in 1 s),
+    /// or `serving` (an NFS server; its address is the mountpoint).
     pub state: String,
     pub backend: String,
     pub uptime_s: u64,
@@ -156,6 +157,27 @@ pub fn status() -> Vec<MountStatus> {
                 .as_ref()
                 .and_then(|s| s.get("cache_hit_rate"))
                 .and_then(|v| v.as_f64()),
+        });
+    }
+    // NFS servers have no kernel mount here: their records name them
+    // (`nfs://ADDR:PORT/`).
+    for r in daemon::records().into_iter().filter(|r| r.backend == "nfs") {
+        let alive = daemon::pid_alive(r.pid);
+        if !alive {
+            daemon::remove_record(&r.mountpoint);
+            continue;
+        }
+        out.push(MountStatus {
+            user: r.user.clone(),
+            mountpoint: r.mountpoint.clone(),
+            pid: Some(r.pid),
+            state: "serving".into(),
+            backend: r.backend.clone(),
+            uptime_s: now.saturating_sub(r.started_unix),
+            open_files: None,
+            bytes_read: None,
+            bytes_written: None,
+            cache_hit_rate: None,
         });
     }
     out.sort_by(|a, b| a.user.cmp(&b.user).then(a.mountpoint.cmp(&b.mountpoint)));

@@ -484,3 +484,48 @@ fn mac_metadata_files_work_and_stay_out_of_the_catalog() {
     assert_eq!(rusqlite_count(&lib, "._clip.mov"), 0);
     assert_eq!(rusqlite_count(&lib, ".DS_Store"), 0);
 }
+
+#[test]
+fn status_shows_a_server_and_sigterm_commits_and_stops_it() {
+    let lib = TestLib::empty("nfsstatus");
+    let s = lib.serve_nfs(&[]);
+    let status = std::process::Command::new(common::bin())
+        .args(["fuse", "--status", "--json"])
+        .env("MARKBASE_RUNTIME_DIR", lib.tmp.path().join("run"))
+        .output()
+        .expect("status");
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON");
+    let row = v
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["user"] == "nfsstatus"))
+        .unwrap_or_else(|| panic!("no row for the server: {v}"));
+    assert_eq!(row["backend"], "nfs");
+    assert_eq!(row["state"], "serving");
+    assert_eq!(row["mountpoint"], format!("nfs://{}/", s.addr));
+    // Written UNSTABLE and never committed: SIGTERM commits it.
+    rt().block_on(async {
+        let mut c = Client::connect(s.addr).await.expect("connect");
+        let f = c
+            .create(&c.root.clone(), "late.bin", 0o644)
+            .await
+            .expect("create");
+        c.write(&f, 0, &[7u8; 5000], stable_how::UNSTABLE)
+            .await
+            .expect("write");
+    });
+    s.stop();
+    let size = std::process::Command::new("sqlite3")
+        .arg(lib.catalog())
+        .arg("select size from file_nodes where label = 'late.bin'")
+        .output()
+        .expect("sqlite3");
+    assert_eq!(String::from_utf8_lossy(&size.stdout).trim(), "5000");
+    assert!(
+        !lib.tmp
+            .path()
+            .join("run")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some()),
+        "the runtime record is gone"
+    );
+}
