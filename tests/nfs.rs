@@ -475,6 +475,19 @@ fn mac_metadata_files_work_and_stay_out_of_the_catalog() {
             let j = c.lookup(&root, name).await.expect("lookup junk");
             assert_eq!(c.read_all(&j).await, Ok(data.to_vec()), "{name} reads back");
         }
+        // macOS sends names in NFD: they find what was written in NFC.
+        let nfc = c
+            .create(&root, "Caf\u{e9}.mov", 0o644)
+            .await
+            .expect("create NFC");
+        assert_eq!(c.lookup(&root, "Cafe\u{301}.mov").await, Ok(nfc));
+        assert_eq!(
+            c.create(&root, "Cafe\u{301}.mov", 0o644).await,
+            Err(nfsstat3::NFS3ERR_EXIST)
+        );
+        c.remove(&root, "Cafe\u{301}.mov")
+            .await
+            .expect("remove by NFD");
         let mut names = c.names(&root).await.expect("readdir");
         names.sort();
         assert_eq!(names, [".DS_Store", "._clip.mov", "clip.mov"]);

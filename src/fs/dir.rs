@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 
+use unicode_normalization::UnicodeNormalization;
+
 use super::{FsError, FsResult, MarkBaseFs};
 use crate::catalog::{DirEntry, Ino, Kind};
 
@@ -30,6 +32,8 @@ pub struct Listing {
     pub(super) generation: u64,
     /// The entries in cookie order (`stateless.rs`), made when first asked.
     cookies: OnceLock<Arc<Vec<(u64, usize)>>>,
+    /// Non-ASCII names in Unicode NFC, made when first asked.
+    nfc: OnceLock<HashMap<String, usize>>,
 }
 
 /// Generations of listings loaded from the catalog.
@@ -66,6 +70,7 @@ impl Listing {
             exact,
             generation: LISTING_LOADS.fetch_add(1, Relaxed),
             cookies: OnceLock::new(),
+            nfc: OnceLock::new(),
         }
     }
 
@@ -76,13 +81,35 @@ impl Listing {
             .clone()
     }
 
-    /// The entry named `name`, if any.
+    /// The entry named `name`, if any: spelled as given, or else the same
+    /// name in another Unicode normalization form (macOS sends names in
+    /// NFD, most other systems write NFC; both find the one entry).
     pub fn get(&self, name: &str) -> Option<&DirEntry> {
-        self.by_name.get(name).map(|&i| &self.entries[i])
+        if let Some(&i) = self.by_name.get(name) {
+            return self.entries.get(i);
+        }
+        if name.is_ascii() {
+            return None;
+        }
+        let nfc: String = name.nfc().collect();
+        let i = *self.nfc_index().get(&nfc)?;
+        self.entries.get(i)
+    }
+
+    fn nfc_index(&self) -> &HashMap<String, usize> {
+        self.nfc.get_or_init(|| {
+            self.entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| !e.name.is_ascii())
+                .map(|(i, e)| (e.name.nfc().collect(), i))
+                .collect()
+        })
     }
 
     pub(super) fn apply(&mut self, edit: DirEdit) {
         self.cookies = OnceLock::new();
+        self.nfc = OnceLock::new();
         match edit {
             DirEdit::Add(e) => {
                 if let Some(&i) = self.by_name.get(&e.name) {
@@ -192,7 +219,9 @@ impl MarkBaseFs {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{errno, TestFs};
+    use std::ffi::OsStr;
+
+    use super::super::test_support::{errno, TestFs, ME};
     use super::*;
     use crate::catalog::ROOT_INO;
 
@@ -249,6 +278,34 @@ mod tests {
         for fh in [a, b, c] {
             t.fs.releasedir(fh);
         }
+    }
+
+    #[test]
+    fn nfc_and_nfd_spellings_find_one_entry() {
+        let t = TestFs::new();
+        let (nfc, nfd) = ("Caf\u{e9}.mov", "Cafe\u{301}.mov");
+        let a = t.file(nfc, b"x");
+        assert_eq!(
+            t.fs.lookup(ROOT_INO, OsStr::new(nfd)).map(|x| x.ino).ok(),
+            Some(a.ino)
+        );
+        // Creating the other spelling is creating the same name.
+        let again =
+            t.fs.mknod(ROOT_INO, OsStr::new(nfd), libc::S_IFREG | 0o644, 0, 0, ME);
+        assert_eq!(errno(again), libc::EEXIST);
+        // Renamed and removed by the other spelling.
+        t.fs.rename(
+            ROOT_INO,
+            OsStr::new(nfd),
+            ROOT_INO,
+            OsStr::new("b.mov"),
+            Default::default(),
+        )
+        .expect("rename");
+        t.file(nfd, b"y");
+        assert_eq!(t.names(ROOT_INO), ["Cafe\u{301}.mov", "b.mov"]);
+        t.fs.unlink(ROOT_INO, OsStr::new(nfc)).expect("unlink");
+        assert_eq!(t.names(ROOT_INO), ["b.mov"]);
     }
 
     #[test]

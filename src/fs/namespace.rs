@@ -249,6 +249,9 @@ impl MarkBaseFs {
             .get(name)
             .cloned()
             .ok_or(FsError::NotFound)?;
+        // The entry's own spelling (the name asked may be another Unicode
+        // normalization form of it).
+        let name = e.name.as_str();
         if e.ino == UNFILED_INO {
             return Err(FsError::Perm("Unfiled is virtual"));
         }
@@ -348,6 +351,11 @@ impl MarkBaseFs {
         let (src_dir, dst_dir) = (self.listing(parent)?, self.listing(new_parent)?);
         let src = src_dir.get(name).cloned().ok_or(FsError::NotFound)?;
         let dst = dst_dir.get(new_name).cloned();
+        // The entries' own spellings (a name asked may be another Unicode
+        // normalization form of one).
+        let name = src.name.as_str();
+        let dst_name = dst.as_ref().map(|d| d.name.clone());
+        let new_name = dst_name.as_deref().unwrap_or(new_name);
         if src.ino == UNFILED_INO || dst.as_ref().is_some_and(|d| d.ino == UNFILED_INO) {
             return Err(FsError::Perm("Unfiled is virtual"));
         }
