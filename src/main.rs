@@ -165,6 +165,10 @@ struct NfsArgs {
     serve: bool,
     #[arg(long)]
     user: Option<String>,
+    /// Every users/*.sqlite, one server process each (each on its own
+    /// port of --listen's address), until SIGTERM or Ctrl-C.
+    #[arg(long, conflicts_with = "user")]
+    all: bool,
     /// Address and port to serve on; port 0 picks a free one. Anything but
     /// loopback needs --allow-clients.
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -233,7 +237,10 @@ fn run(cli: Cli) -> Result<()> {
 /// `markbase nfs`.
 fn nfs(data_dir: &std::path::Path, a: NfsArgs) -> Result<()> {
     use markbase::nfs::{service, AllowList, ServeOptions};
-    let user = a.user.as_deref().context("--serve needs --user")?;
+    if a.all {
+        return nfs_all(data_dir, &a);
+    }
+    let user = a.user.as_deref().context("--serve needs --user or --all")?;
     let lib = Library::new(data_dir, user)?;
     let opts = ServeOptions {
         listen: a.listen,
@@ -260,6 +267,86 @@ fn nfs(data_dir: &std::path::Path, a: NfsArgs) -> Result<()> {
         let _ = writeln!(out, "  macOS:  {}", mac.join(" "));
         let _ = out.flush();
     })?;
+    Ok(())
+}
+
+/// `markbase nfs --serve --all`: one `markbase nfs --serve` process per
+/// user (so that one user's crash leaves the others serving), their
+/// addresses printed; SIGTERM or SIGINT stops them all (each commits first).
+fn nfs_all(data_dir: &std::path::Path, a: &NfsArgs) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    let users = manager::users(data_dir);
+    if users.is_empty() {
+        bail!("no users in {}", data_dir.join("users").display());
+    }
+    if a.listen.port() != 0 && users.len() > 1 {
+        bail!("--all serves each user on its own port: give --listen ADDR:0");
+    }
+    let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT])?;
+    let mut children = Vec::new();
+    for u in &users {
+        let mut cmd = std::process::Command::new(std::env::current_exe()?);
+        cmd.arg("--data-dir")
+            .arg(data_dir)
+            .args(["nfs", "--serve", "--user", u, "--listen"])
+            .arg(a.listen.to_string());
+        if !a.allow_clients.is_empty() {
+            cmd.arg("--allow-clients").arg(a.allow_clients.join(","));
+        }
+        let mut child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            BufReader::new(out).read_line(&mut line)?;
+        }
+        match line
+            .split(" at ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+        {
+            Some(addr) => println!("{u:<16} nfs://{addr}/ (pid {})", child.id()),
+            None => eprintln!("{u:<16} FAILED (see its log lines above)"),
+        }
+        children.push(child);
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    // Until a signal, or until every server has exited on its own.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let _ = tx.send(sig);
+        }
+    });
+    loop {
+        if rx
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .is_ok()
+        {
+            break;
+        }
+        if children
+            .iter_mut()
+            .all(|c| matches!(c.try_wait(), Ok(Some(_))))
+        {
+            bail!("every server exited");
+        }
+    }
+    for c in &children {
+        let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    }
+    let mut failed = 0;
+    for mut c in children {
+        if !c.wait().map(|s| s.success()).unwrap_or(false) {
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} server(s) did not stop cleanly");
+    }
     Ok(())
 }
 

@@ -542,3 +542,53 @@ fn status_shows_a_server_and_sigterm_commits_and_stops_it() {
         "the runtime record is gone"
     );
 }
+
+#[test]
+fn serve_all_runs_one_server_per_user_and_each_reaches_only_its_own_library() {
+    use std::io::{BufRead, BufReader};
+    let lib = TestLib::empty("nfsall1");
+    common::assert_success(&lib.markbase(&["library", "create", "--user", "nfsall2"]));
+    let mut child = std::process::Command::new(common::bin())
+        .arg("--data-dir")
+        .arg(&lib.data)
+        .args(["nfs", "--serve", "--all"])
+        .env("MARKBASE_RUNTIME_DIR", lib.tmp.path().join("run"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut servers = std::collections::BTreeMap::new();
+    for _ in 0..2 {
+        let mut line = String::new();
+        out.read_line(&mut line).expect("a line per user");
+        let mut w = line.split_whitespace();
+        let (user, url) = (w.next().unwrap_or(""), w.next().unwrap_or(""));
+        let addr: std::net::SocketAddr = url
+            .trim_start_matches("nfs://")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap_or_else(|_| panic!("no address in {line:?}"));
+        servers.insert(user.to_string(), addr);
+    }
+    let (a, b) = (servers["nfsall1"], servers["nfsall2"]);
+    assert_ne!(a, b);
+    rt().block_on(async {
+        let mut ca = Client::connect(a).await.expect("connect 1");
+        let root = ca.root.clone();
+        ca.create(&root, "only-in-1.mov", 0o644)
+            .await
+            .expect("create");
+        let mut cb = Client::connect(b).await.expect("connect 2");
+        assert_eq!(cb.names(&cb.root.clone()).await, Ok(Vec::<String>::new()));
+        // A handle of one library is stale at the other's server.
+        let h = ca.lookup(&root, "only-in-1.mov").await.expect("lookup");
+        assert_eq!(cb.getattr(&h).await.err(), Some(nfsstat3::NFS3ERR_STALE));
+    });
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
+    let st = child.wait().expect("wait");
+    assert!(st.success(), "--all stops cleanly on SIGTERM: {st:?}");
+    assert_eq!(rusqlite_count(&lib, "only-in-1.mov"), 1);
+}
