@@ -49,18 +49,7 @@ impl Drop for TestMount {
 
 /// Mount `user`'s library from `data_dir`, or a new demo library when `user` is None.
 pub fn test_mount(data_dir: &Path, user: Option<&str>, passthrough: bool) -> Result<TestMount> {
-    let tmp = tempfile::Builder::new()
-        .prefix("markbase-test-")
-        .tempdir()?;
-    let (data_dir, user) = match user {
-        Some(u) => (data_dir.to_path_buf(), u.to_string()),
-        None => {
-            let d = tmp.path().join("data");
-            Library::new(&d, "demo")?.create(true)?;
-            (d, "demo".to_string())
-        }
-    };
-    let lib = Library::new(&data_dir, &user)?;
+    let (tmp, lib) = test_library(data_dir, user)?;
     let mp = tmp.path().join("mnt");
     std::fs::create_dir_all(&mp)?;
     let spec = MountSpec {
@@ -79,6 +68,23 @@ pub fn test_mount(data_dir: &Path, user: Option<&str>, passthrough: bool) -> Res
         backing,
         _tmp: tmp,
     })
+}
+
+/// `user`'s library in `data_dir`, or with no `user` a new demo library in
+/// the returned temporary directory (removed when it is dropped).
+pub fn test_library(data_dir: &Path, user: Option<&str>) -> Result<(tempfile::TempDir, Library)> {
+    let tmp = tempfile::Builder::new()
+        .prefix("markbase-test-")
+        .tempdir()?;
+    let lib = match user {
+        Some(u) => Library::new(data_dir, u)?,
+        None => {
+            let lib = Library::new(&tmp.path().join("data"), "demo")?;
+            lib.create(true)?;
+            lib
+        }
+    };
+    Ok((tmp, lib))
 }
 
 pub fn progress(len: u64, what: &str) -> ProgressBar {

@@ -16,7 +16,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,8 +27,6 @@ use nfs3_client::nfs3_types::xdr_codec::Opaque;
 use nfs3_client::tokio::{TokioConnector, TokioIo};
 use nfs3_client::Nfs3ConnectionBuilder;
 use serde::Serialize;
-
-use markbase::library::Library;
 
 /// Connections, each with one request in flight.
 pub const STREAMS: usize = 4;
@@ -256,18 +254,7 @@ pub fn throughput(
     json: bool,
     rclone: Option<&Path>,
 ) -> Result<()> {
-    let tmp = tempfile::Builder::new()
-        .prefix("markbase-test-")
-        .tempdir()?;
-    let (data_dir, user): (PathBuf, String) = match user {
-        Some(u) => (data_dir.to_path_buf(), u.to_string()),
-        None => {
-            let d = tmp.path().join("data");
-            Library::new(&d, "demo")?.create(true)?;
-            (d, "demo".to_string())
-        }
-    };
-    let lib = Library::new(&data_dir, &user)?;
+    let (tmp, lib) = crate::bench::test_library(data_dir, user)?;
     let backing = lib.content_dir().join("markbase-test-native");
     std::fs::create_dir_all(&backing)?;
     let name = format!("markbase-test-{}.bin", std::process::id());
@@ -275,7 +262,7 @@ pub fn throughput(
         .enable_all()
         .build()?;
     let nfs = {
-        let (_server, addr) = serve(&data_dir, &user)?;
+        let (_server, addr) = serve(&lib.data_dir, &lib.user)?;
         rt.block_on(write_read("nfs", addr, &name, size))?
     };
     let disk = crate::bench::write_read("disk", &backing.join(&name), size)?;

@@ -35,17 +35,22 @@ fn errno(e: FsError) -> i32 {
     e.errno()
 }
 
+/// A core over a new, empty catalog and content store in `dir`.
+pub fn fresh_core(dir: &std::path::Path) -> MarkBaseFs {
+    let opts = OpenOptions {
+        uid: 0,
+        gid: 0,
+        create: true,
+    };
+    let cat = SqliteCatalog::open(&dir.join("u.sqlite"), &opts).expect("catalog");
+    let store = ContentStore::new(&dir.join("content"), &[]).expect("store");
+    MarkBaseFs::new(Arc::new(cat), store, FsConfig::default())
+}
+
 impl CoreDriver {
     pub fn new() -> CoreDriver {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let opts = OpenOptions {
-            uid: 0,
-            gid: 0,
-            create: true,
-        };
-        let cat = SqliteCatalog::open(&tmp.path().join("u.sqlite"), &opts).expect("catalog");
-        let store = ContentStore::new(&tmp.path().join("content"), &[]).expect("store");
-        let fs = MarkBaseFs::new(Arc::new(cat), store, FsConfig::default());
+        let fs = fresh_core(tmp.path());
         CoreDriver { _tmp: tmp, fs }
     }
 

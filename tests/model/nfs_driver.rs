@@ -8,14 +8,12 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use markbase::catalog::sqlite::{OpenOptions, SqliteCatalog};
-use markbase::fs::{Caller, FsConfig, MarkBaseFs};
+use markbase::fs::Caller;
 use markbase::nfs::{AllowList, ServeOptions, Stopper};
-use markbase::store::ContentStore;
 use nfs3_client::nfs3_types::nfs3::{ftype3, nfs_fh3, nfsstat3, sattr3, stable_how, Nfs3Option};
 
 use super::common::nfs::Client;
-use super::driver::Driver;
+use super::driver::{fresh_core, Driver};
 use super::ops::{Op, P, R};
 use super::Tree;
 
@@ -72,14 +70,7 @@ impl Drop for NfsDriver {
 impl NfsDriver {
     pub fn new() -> NfsDriver {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let opts = OpenOptions {
-            uid: 0,
-            gid: 0,
-            create: true,
-        };
-        let cat = SqliteCatalog::open(&tmp.path().join("u.sqlite"), &opts).expect("catalog");
-        let store = ContentStore::new(&tmp.path().join("content"), &[]).expect("store");
-        let fs = Arc::new(MarkBaseFs::new(Arc::new(cat), store, FsConfig::default()));
+        let fs = Arc::new(fresh_core(tmp.path()));
         let stopper = Stopper::default();
         let (tx, rx) = std::sync::mpsc::channel();
         let stop = stopper.clone();
