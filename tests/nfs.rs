@@ -559,6 +559,15 @@ fn serve_all_runs_one_server_per_user_and_each_reaches_only_its_own_library() {
         .spawn()
         .expect("spawn");
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    // Stopped (with its servers) even if an assertion below fails.
+    struct StopOnDrop(u32);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            let pid = nix::unistd::Pid::from_raw(self.0 as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+    let _stop = StopOnDrop(child.id());
     let mut servers = std::collections::BTreeMap::new();
     for _ in 0..2 {
         let mut line = String::new();
