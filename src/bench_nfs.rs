@@ -77,11 +77,7 @@ fn serve(data_dir: &Path, user: &str) -> Result<(Server, SocketAddr)> {
         BufReader::new(out).read_line(&mut line)?;
     }
     let server = Server(child);
-    let addr = line
-        .split(" at ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|s| s.parse().ok())
+    let addr = markbase::nfs::service::addr_in_ready_line(&line)
         .with_context(|| format!("markbase nfs did not start: {line:?}"))?;
     Ok((server, addr))
 }

@@ -251,7 +251,7 @@ fn nfs(data_dir: &std::path::Path, a: NfsArgs) -> Result<()> {
         use std::io::Write;
         let (ip, port) = (addr.ip(), addr.port());
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "serving {user} over NFSv3 at {addr} (export /)");
+        let _ = writeln!(out, "{}", service::ready_line(user, addr));
         let _ = writeln!(
             out,
             "  libnfs: nfs://{ip}//?version=3&nfsport={port}&mountport={port}"
@@ -301,11 +301,7 @@ fn nfs_all(data_dir: &std::path::Path, a: &NfsArgs) -> Result<()> {
         if let Some(out) = child.stdout.take() {
             BufReader::new(out).read_line(&mut line)?;
         }
-        match line
-            .split(" at ")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-        {
+        match markbase::nfs::service::addr_in_ready_line(&line) {
             Some(addr) => println!("{u:<16} nfs://{addr}/ (pid {})", child.id()),
             None => eprintln!("{u:<16} FAILED (see its log lines above)"),
         }

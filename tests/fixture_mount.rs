@@ -446,15 +446,7 @@ fn what_finder_writes_works() {
     f.read_exact_at(&mut back, past_4g).unwrap();
     assert_eq!(&back, b"tail");
     // Committed by the fsync: the catalog has the size before any close.
-    let size: i64 = Connection::open(lib.catalog())
-        .unwrap()
-        .query_row(
-            "SELECT size FROM file_nodes WHERE label = 'download.mov'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(size as u64, past_4g + 4);
+    assert_eq!(lib.node_sizes("download.mov"), [(past_4g + 4) as i64]);
     drop(f);
     let v = b"0083;6747a1b2;Safari;F1E2D3C4-0000-4000-8000-000000000000";
     assert_eq!(set_xattr(&p, "user.com.apple.quarantine", v), 0);
@@ -494,15 +486,7 @@ fn unmount_flushes_files_that_are_still_open() {
         "unmount waited {:?}",
         t.elapsed()
     );
-    let size: i64 = Connection::open(lib.catalog())
-        .unwrap()
-        .query_row(
-            "SELECT size FROM file_nodes WHERE label='recording.mov'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(size, 1 << 20);
+    assert_eq!(lib.node_sizes("recording.mov"), [1 << 20]);
     // The writer still holds its file; finishing it must not fail.
     f.write_all(b"tail").unwrap();
     drop(f);

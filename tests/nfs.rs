@@ -135,23 +135,11 @@ fn libnfs_copies_a_gib_in_and_out_byte_for_byte() {
         b"hello over nfs\n"
     );
     s.stop();
-    let n: i64 = rusqlite_count(&lib, "big.bin");
-    assert_eq!(n, 1, "big.bin has its row in file_nodes");
-}
-
-/// Rows named `label` in the catalog's `file_nodes`.
-fn rusqlite_count(lib: &TestLib, label: &str) -> i64 {
-    let out = std::process::Command::new("sqlite3")
-        .arg(lib.catalog())
-        .arg(format!(
-            "select count(*) from file_nodes where label = '{label}'"
-        ))
-        .output()
-        .expect("sqlite3 (apt-get install sqlite3)");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("a count")
+    assert_eq!(
+        lib.node_sizes("big.bin"),
+        [1 << 30],
+        "big.bin's row in file_nodes"
+    );
 }
 
 #[test]
@@ -493,9 +481,9 @@ fn mac_metadata_files_work_and_stay_out_of_the_catalog() {
         assert_eq!(names, [".DS_Store", "._clip.mov", "clip.mov"]);
     });
     s.stop();
-    assert_eq!(rusqlite_count(&lib, "clip.mov"), 1);
-    assert_eq!(rusqlite_count(&lib, "._clip.mov"), 0);
-    assert_eq!(rusqlite_count(&lib, ".DS_Store"), 0);
+    assert_eq!(lib.node_sizes("clip.mov").len(), 1);
+    assert_eq!(lib.node_sizes("._clip.mov").len(), 0);
+    assert_eq!(lib.node_sizes(".DS_Store").len(), 0);
 }
 
 #[test]
@@ -527,12 +515,7 @@ fn status_shows_a_server_and_sigterm_commits_and_stops_it() {
             .expect("write");
     });
     s.stop();
-    let size = std::process::Command::new("sqlite3")
-        .arg(lib.catalog())
-        .arg("select size from file_nodes where label = 'late.bin'")
-        .output()
-        .expect("sqlite3");
-    assert_eq!(String::from_utf8_lossy(&size.stdout).trim(), "5000");
+    assert_eq!(lib.node_sizes("late.bin"), [5000]);
     assert!(
         !lib.tmp
             .path()
@@ -599,5 +582,5 @@ fn serve_all_runs_one_server_per_user_and_each_reaches_only_its_own_library() {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
     let st = child.wait().expect("wait");
     assert!(st.success(), "--all stops cleanly on SIGTERM: {st:?}");
-    assert_eq!(rusqlite_count(&lib, "only-in-1.mov"), 1);
+    assert_eq!(lib.node_sizes("only-in-1.mov").len(), 1);
 }

@@ -143,7 +143,7 @@ impl MarkBaseFs {
             let mut leases = self.leases.lock();
             match leases.get(&ino) {
                 // Another call made one meanwhile: use it, drop ours.
-                Some(l) if l.write || !write => Some(fh).map(|ours| (ours, l.fh)),
+                Some(l) if l.write || !write => Some((fh, l.fh)),
                 _ => {
                     let old = leases.insert(
                         ino,

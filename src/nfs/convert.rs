@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use nfs3_server::nfs3_types::nfs3::{
     fattr3, ftype3, nfsstat3, nfstime3, sattr3, set_atime, set_mtime, specdata3, Nfs3Option,
 };
+use nfs3_server::nfs3_types::xdr_codec::{Pack, Unpack};
 use nfs3_server::vfs::FileHandle;
 
 use crate::catalog::{Ino, Kind};
@@ -140,20 +141,20 @@ fn device_numbers(rdev: u32) -> specdata3 {
     }
 }
 
-/// The core's setattr request for an NFS `sattr3`.
-pub fn setattr_req(s: &sattr3) -> SetAttrReq {
-    let opt = |o: &Nfs3Option<u32>| match o {
+fn opt<T: Copy + Pack + Unpack>(o: &Nfs3Option<T>) -> Option<T> {
+    match o {
         Nfs3Option::Some(v) => Some(*v),
         Nfs3Option::None => None,
-    };
+    }
+}
+
+/// The core's setattr request for an NFS `sattr3`.
+pub fn setattr_req(s: &sattr3) -> SetAttrReq {
     SetAttrReq {
         mode: opt(&s.mode),
         uid: opt(&s.uid),
         gid: opt(&s.gid),
-        size: match s.size {
-            Nfs3Option::Some(v) => Some(v),
-            Nfs3Option::None => None,
-        },
+        size: opt(&s.size),
         atime: match s.atime {
             set_atime::DONT_CHANGE => None,
             set_atime::SET_TO_SERVER_TIME => Some(TimeSet::Now),
@@ -169,10 +170,7 @@ pub fn setattr_req(s: &sattr3) -> SetAttrReq {
 
 /// The mode an NFS create or mkdir asks for, or `default`.
 pub fn mode_of(s: &sattr3, default: u32) -> u32 {
-    match s.mode {
-        Nfs3Option::Some(m) => m & 0o7777,
-        Nfs3Option::None => default,
-    }
+    opt(&s.mode).map_or(default, |m| m & 0o7777)
 }
 
 #[cfg(test)]

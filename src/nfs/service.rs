@@ -22,6 +22,23 @@ pub enum ServiceError {
     Config(#[from] crate::config::ConfigError),
 }
 
+/// The first line `markbase nfs --serve` prints once clients can connect;
+/// what starts a server as a child process reads its address from it
+/// ([`addr_in_ready_line`]).
+pub fn ready_line(user: &str, addr: SocketAddr) -> String {
+    format!("serving {user} over NFSv3 at {addr} (export /)")
+}
+
+/// The address in a [`ready_line`], if `line` is one.
+pub fn addr_in_ready_line(line: &str) -> Option<SocketAddr> {
+    line.split(" at ")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// What the runtime record names an NFS server by, in place of a mountpoint.
 pub fn record_name(addr: SocketAddr) -> PathBuf {
     PathBuf::from(format!("nfs://{addr}/"))
@@ -80,5 +97,17 @@ pub fn serve_library(
     match daemon {
         Some(Err(e)) => Err(e.into()),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ready_line_gives_its_address_back() {
+        let addr: SocketAddr = "127.0.0.1:20490".parse().expect("addr");
+        assert_eq!(addr_in_ready_line(&ready_line("warren", addr)), Some(addr));
+        assert_eq!(addr_in_ready_line("markbase: no such user"), None);
     }
 }

@@ -111,6 +111,19 @@ impl TestLib {
             .join(format!("{}.sqlite", self.user))
     }
 
+    /// The sizes of the catalog's `file_nodes` rows labelled `label` (one
+    /// per row; none if there is no such row).
+    pub fn node_sizes(&self, label: &str) -> Vec<i64> {
+        let c = rusqlite::Connection::open(self.catalog()).expect("open the catalog");
+        let mut q = c
+            .prepare("SELECT size FROM file_nodes WHERE label = ?1")
+            .expect("prepare");
+        q.query_map([label], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+
     pub fn content_dir(&self) -> PathBuf {
         self.data.join("content").join(&self.user)
     }

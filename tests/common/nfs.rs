@@ -52,12 +52,7 @@ impl TestLib {
         let mut line = String::new();
         let mut out = BufReader::new(out);
         let _ = out.read_line(&mut line);
-        let addr = line
-            .split(" at ")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .and_then(|s| s.parse().ok());
-        let Some(addr) = addr else {
+        let Some(addr) = markbase::nfs::service::addr_in_ready_line(&line) else {
             let _ = child.kill();
             let _ = child.wait();
             panic!("markbase nfs did not start: {line:?}");
