@@ -83,6 +83,9 @@ pub struct RuntimeRecord {
     pub data_dir: PathBuf,
     pub started_unix: u64,
     pub backend: String,
+    /// An NFS-mounted library's server address (`--backend nfs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 /// Where runtime records live.
@@ -299,6 +302,7 @@ mod tests {
             data_dir: "/data".into(),
             started_unix: now_unix(),
             backend: "kernel".into(),
+            address: None,
         };
         write_record(&r).expect("write");
         let back = read_record(mp).expect("read");

@@ -72,9 +72,13 @@ impl Library {
     }
 
     pub fn log_path(&self) -> PathBuf {
-        self.data_dir
-            .join("logs")
-            .join(format!("{}.log", self.user))
+        // A Mac keeps logs where Console finds them.
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let dir = match home {
+            Some(h) if cfg!(target_os = "macos") => crate::platform::macos::log_dir(&h),
+            _ => self.data_dir.join("logs"),
+        };
+        dir.join(format!("{}.log", self.user))
     }
 
     /// The catalog, which must exist.

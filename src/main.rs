@@ -103,7 +103,7 @@ struct FuseArgs {
     test: bool,
     #[arg(long)]
     user: Option<String>,
-    /// Mount point.
+    /// Mount point (on a Mac, /Volumes/MarkBase_<user> when not given).
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Stay attached (for a service manager) instead of returning once mounted.
@@ -499,7 +499,7 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&st)?);
         } else {
             println!(
-                "{:<12} {:<32} {:>8} {:<13} {:<11} {:>9} {:>5} {:>12} {:>12} {:>6}",
+                "{:<12} {:<32} {:>8} {:<13} {:<11} {:>9} {:>5} {:>12} {:>12} {:>6}  address",
                 "user",
                 "mountpoint",
                 "pid",
@@ -509,12 +509,12 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
                 "open",
                 "read B",
                 "written B",
-                "hits"
+                "hits",
             );
             let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
             for s in st {
                 println!(
-                    "{:<12} {:<32} {:>8} {:<13} {:<11} {:>9} {:>5} {:>12} {:>12} {:>6}",
+                    "{:<12} {:<32} {:>8} {:<13} {:<11} {:>9} {:>5} {:>12} {:>12} {:>6}  {}",
                     s.user,
                     s.mountpoint.display(),
                     opt(s.pid.map(u64::from)),
@@ -526,7 +526,8 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
                     opt(s.bytes_written),
                     s.cache_hit_rate
                         .map(|r| format!("{:.0}%", r * 100.0))
-                        .unwrap_or_else(|| "-".into())
+                        .unwrap_or_else(|| "-".into()),
+                    s.address.as_deref().unwrap_or("-")
                 );
             }
         }
@@ -534,7 +535,17 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
     }
     if a.mount {
         let user = a.user.as_deref().context("--mount needs --user")?;
-        let dir = a.dir.clone().context("--mount needs --dir")?;
+        let dir = match a.dir.clone() {
+            Some(d) => d,
+            // A Mac mounts where Finder shows drives.
+            None if cfg!(target_os = "macos") => {
+                let d = markbase::platform::macos::default_mountpoint(user);
+                std::fs::create_dir_all(&d)
+                    .with_context(|| format!("create the mount point {}", d.display()))?;
+                d
+            }
+            None => anyhow::bail!("--mount needs --dir"),
+        };
         let spec = make_spec(user, dir.clone())?;
         if a.foreground {
             return Ok(mount::serve(&spec, mount::ready_fd_from_env())?);

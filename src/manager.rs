@@ -97,6 +97,8 @@ pub struct MountStatus {
     pub bytes_read: Option<u64>,
     pub bytes_written: Option<u64>,
     pub cache_hit_rate: Option<f64>,
+    /// The NFS server's address (`--backend nfs`, `markbase nfs --serve`).
+    pub address: Option<String>,
 }
 
 fn stats_with_timeout(dir: &Path, timeout: Duration) -> Option<Result<serde_json::Value, ()>> {
@@ -157,10 +159,12 @@ pub fn status() -> Vec<MountStatus> {
                 .as_ref()
                 .and_then(|s| s.get("cache_hit_rate"))
                 .and_then(|v| v.as_f64()),
+            address: None,
         });
     }
-    // NFS servers have no kernel mount here: their records name them
-    // (`nfs://ADDR:PORT/`).
+    // NFS servers have no FUSE mount: their records name them
+    // (`nfs://ADDR:PORT/`), or the folder the OS's NFS client mounted them
+    // on (`--mount --backend nfs`).
     for r in daemon::records().into_iter().filter(|r| r.backend == "nfs") {
         let alive = daemon::pid_alive(r.pid);
         if !alive {
@@ -171,13 +175,18 @@ pub fn status() -> Vec<MountStatus> {
             user: r.user.clone(),
             mountpoint: r.mountpoint.clone(),
             pid: Some(r.pid),
-            state: "serving".into(),
+            state: if r.mountpoint.starts_with("nfs:") {
+                "serving".into()
+            } else {
+                "mounted".into()
+            },
             backend: r.backend.clone(),
             uptime_s: now.saturating_sub(r.started_unix),
             open_files: None,
             bytes_read: None,
             bytes_written: None,
             cache_hit_rate: None,
+            address: r.address.clone(),
         });
     }
     out.sort_by(|a, b| a.user.cmp(&b.user).then(a.mountpoint.cmp(&b.mountpoint)));

@@ -55,6 +55,10 @@ pub enum MountError {
     Backend(#[from] crate::platform::BackendError),
     #[error("this markbase was built without FUSE (on a Mac: build it with `--features macfuse` where macFUSE is installed)")]
     NoFuse,
+    #[error(transparent)]
+    Nfs(Box<crate::nfs::service::ServiceError>),
+    #[error(transparent)]
+    Mac(#[from] crate::platform::macos::MacBackendError),
     #[error("the mount daemon failed: {0}")]
     Daemon(String),
     #[error("{0}: {1}")]
@@ -245,11 +249,17 @@ pub fn backend_of(
     spec: &MountSpec,
     settings: &crate::config::UserSettings,
 ) -> Result<Backend, MountError> {
-    Ok(spec
+    let backend = spec
         .backend
         .or(settings.backend)
         .unwrap_or_default()
-        .resolve()?)
+        .resolve()?;
+    // A Mac: what the backend needs must be installed (and compiled in).
+    if cfg!(target_os = "macos") {
+        let sys = crate::platform::macos::MacSystem::probe();
+        crate::platform::macos::check_backend(backend, &sys, &spec.mountpoint)?;
+    }
+    Ok(backend)
 }
 
 /// Open the library of `spec` as a file system core (catalog checks and
@@ -272,20 +282,60 @@ pub fn serve(spec: &MountSpec, ready: Option<OwnedFd>) -> Result<(), MountError>
     result
 }
 
+fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountError> {
+    let mountpoint = usable_mountpoint(&spec.mountpoint)?;
+    let settings = crate::config::user_settings(&spec.library.data_dir, &spec.library.user)?;
+    match backend_of(spec, &settings)? {
+        Backend::Nfs => {
+            let mut ready = ready.take();
+            crate::nfs::service::serve_mounted(&spec.library, &mountpoint, move || {
+                if let Some(r) = ready.as_mut() {
+                    let _ = writeln!(r, "ok");
+                }
+            })
+            .map_err(|e| MountError::Nfs(Box::new(e)))
+        }
+        backend => serve_fuse(spec, &mountpoint, &settings, backend, ready),
+    }
+}
+
 /// Without a FUSE front end (a macOS build without `macfuse`), nothing to serve.
 #[cfg(not(fuse))]
-fn serve_inner(spec: &MountSpec, _ready: &mut Option<File>) -> Result<(), MountError> {
-    usable_mountpoint(&spec.mountpoint)?;
+fn serve_fuse(
+    _spec: &MountSpec,
+    _mountpoint: &Path,
+    _settings: &crate::config::UserSettings,
+    _backend: Backend,
+    _ready: &mut Option<File>,
+) -> Result<(), MountError> {
     Err(MountError::NoFuse)
 }
 
 #[cfg(fuse)]
-fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountError> {
+fn serve_fuse(
+    spec: &MountSpec,
+    mountpoint: &Path,
+    settings: &crate::config::UserSettings,
+    backend: Backend,
+    ready: &mut Option<File>,
+) -> Result<(), MountError> {
     use crate::fuse::{FuseAdapter, KernelNotifier};
-    let mountpoint = usable_mountpoint(&spec.mountpoint)?;
+    let mountpoint = mountpoint.to_path_buf();
     let fs = open_fs(spec)?;
-    let settings = crate::config::user_settings(&spec.library.data_dir, &spec.library.user)?;
-    let backend = backend_of(spec, &settings)?;
+    if cfg!(target_os = "macos") && settings.read_only != Some(true) {
+        // Keep Spotlight from crawling the library.
+        let owner = crate::fs::Caller {
+            uid: settings
+                .uid
+                .unwrap_or_else(|| nix::unistd::getuid().as_raw()),
+            gid: settings
+                .gid
+                .unwrap_or_else(|| nix::unistd::getgid().as_raw()),
+        };
+        if let Err(e) = fs.mark_not_indexed(owner) {
+            tracing::warn!("{}: {e}", crate::fs::NOT_INDEXED);
+        }
+    }
     let mut passthrough = spec.passthrough && backend.passthrough_possible();
     if passthrough && fs.has_quota() {
         // The kernel would write passthrough files without asking us.
@@ -304,6 +354,12 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountEr
     }
     for o in backend.mount_options() {
         config.mount_options.push(fuser::MountOption::CUSTOM(o));
+    }
+    if cfg!(target_os = "macos") {
+        // The volume's name, a stable fsid, large transfers, a patient timeout.
+        for o in crate::platform::macos::macfuse_options(&spec.library.user, true) {
+            config.mount_options.push(fuser::MountOption::CUSTOM(o));
+        }
     }
     if spec.allow_other {
         config.acl = fuser::SessionACL::All;
@@ -334,6 +390,7 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountEr
             .unwrap_or(spec.library.data_dir.clone()),
         started_unix: daemon::now_unix(),
         backend: backend.name().into(),
+        address: None,
     };
     // Signals: everything flushed, then unmount (lazily if files are still open).
     let mut unmounter = session.unmount_callable();
@@ -526,12 +583,14 @@ pub fn ready_fd_from_env() -> Option<OwnedFd> {
 /// Flush and unmount the MarkBase mount at `dir`; clean it if its daemon is gone.
 pub fn unmount(dir: &Path) -> Result<(), MountError> {
     let abs = absolute(dir);
-    let mp = markbase_mounts()
+    let found = markbase_mounts()
         .into_iter()
         .rev()
         .find(|m| m.mountpoint == abs || abs.canonicalize().is_ok_and(|c| c == m.mountpoint))
-        .map(|m| m.mountpoint)
-        .ok_or_else(|| MountError::NotMounted(abs.clone()))?;
+        .map(|m| m.mountpoint);
+    let Some(mp) = found else {
+        return unmount_nfs(&abs);
+    };
     if let Some(rec) = read_record(&mp).filter(|r| pid_alive(r.pid)) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(rec.pid as i32),
@@ -567,6 +626,36 @@ pub fn unmount(dir: &Path) -> Result<(), MountError> {
     crate::platform::detach(&mp).map_err(io_err(format!("unmount {}", mp.display())))?;
     remove_record(&mp);
     Ok(())
+}
+
+/// Stop the daemon of a library mounted by the OS's NFS client at `abs`
+/// (`--backend nfs`, known by its runtime record): it flushes, unmounts and
+/// stops its server.
+fn unmount_nfs(abs: &Path) -> Result<(), MountError> {
+    let rec = read_record(abs)
+        .or_else(|| abs.canonicalize().ok().and_then(|c| read_record(&c)))
+        .filter(|r| r.backend == Backend::Nfs.name())
+        .ok_or_else(|| MountError::NotMounted(abs.to_path_buf()))?;
+    if !pid_alive(rec.pid) {
+        remove_record(&rec.mountpoint);
+        return Err(MountError::NotMounted(abs.to_path_buf()));
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(rec.pid as i32),
+        nix::sys::signal::SIGTERM,
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if !pid_alive(rec.pid) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Err(MountError::Daemon(format!(
+        "{}: NFS daemon {} did not stop in 60 s",
+        abs.display(),
+        rec.pid
+    )))
 }
 
 /// The counters of the mount at `dir` (JSON), read through its root xattr.

@@ -74,8 +74,10 @@ fn nfs_ls_tree(text: &[u8]) -> BTreeSet<String> {
 fn libnfs_lists_the_anomalies_fixture_as_the_fuse_mount_shows_it() {
     let lib = TestLib::fixture("nfsls", None, true);
     let m = lib.mount(&[]);
-    let fuse = local_tree(&m.dir);
+    let mut fuse = local_tree(&m.dir);
     m.unmount();
+    // The server puts Spotlight's marker at the root for its Mac clients.
+    fuse.insert("- 0 .metadata_never_index".into());
     let s = lib.serve_nfs(&[]);
     let nfs = nfs_ls_tree(&libnfs("nfs-ls", &["-R", &s.url("/")]));
     assert!(fuse.len() > 12_000, "the fixture: {} entries", fuse.len());
@@ -242,7 +244,10 @@ fn protocol_operations_behave_as_on_a_local_disk() {
         );
         let mut names = c.names(&root).await.expect("readdir");
         names.sort();
-        assert_eq!(names, ["b.bin", "hard", "sym", "x"]);
+        assert_eq!(
+            names,
+            [".metadata_never_index", "b.bin", "hard", "sym", "x"]
+        );
     });
     s.stop();
 }
@@ -478,12 +483,22 @@ fn mac_metadata_files_work_and_stay_out_of_the_catalog() {
             .expect("remove by NFD");
         let mut names = c.names(&root).await.expect("readdir");
         names.sort();
-        assert_eq!(names, [".DS_Store", "._clip.mov", "clip.mov"]);
+        assert_eq!(
+            names,
+            [
+                ".DS_Store",
+                "._clip.mov",
+                ".metadata_never_index",
+                "clip.mov"
+            ],
+            "the server's Spotlight marker among them"
+        );
     });
     s.stop();
     assert_eq!(lib.node_sizes("clip.mov").len(), 1);
     assert_eq!(lib.node_sizes("._clip.mov").len(), 0);
     assert_eq!(lib.node_sizes(".DS_Store").len(), 0);
+    assert_eq!(lib.node_sizes(".metadata_never_index").len(), 0);
 }
 
 #[test]
@@ -503,6 +518,7 @@ fn status_shows_a_server_and_sigterm_commits_and_stops_it() {
     assert_eq!(row["backend"], "nfs");
     assert_eq!(row["state"], "serving");
     assert_eq!(row["mountpoint"], format!("nfs://{}/", s.addr));
+    assert_eq!(row["address"], s.addr.to_string());
     // Written UNSTABLE and never committed: SIGTERM commits it.
     rt().block_on(async {
         let mut c = Client::connect(s.addr).await.expect("connect");
@@ -573,7 +589,8 @@ fn serve_all_runs_one_server_per_user_and_each_reaches_only_its_own_library() {
             .await
             .expect("create");
         let mut cb = Client::connect(b).await.expect("connect 2");
-        assert_eq!(cb.names(&cb.root.clone()).await, Ok(Vec::<String>::new()));
+        let marker = vec![".metadata_never_index".to_string()];
+        assert_eq!(cb.names(&cb.root.clone()).await, Ok(marker));
         // A handle of one library is stale at the other's server.
         let h = ca.lookup(&root, "only-in-1.mov").await.expect("lookup");
         assert_eq!(cb.getattr(&h).await.err(), Some(nfsstat3::NFS3ERR_STALE));
@@ -583,4 +600,57 @@ fn serve_all_runs_one_server_per_user_and_each_reaches_only_its_own_library() {
     let st = child.wait().expect("wait");
     assert!(st.success(), "--all stops cleanly on SIGTERM: {st:?}");
     assert_eq!(lib.node_sizes("only-in-1.mov").len(), 1);
+}
+
+#[test]
+fn mount_backend_nfs_mounts_with_the_os_client_or_says_in_one_line_why_not() {
+    let lib = TestLib::empty("nfsmount");
+    let dir = lib.tmp.path().join("mnt");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let d = dir.to_str().expect("utf-8");
+    if let Err(why) = markbase::platform::nfs_client::available() {
+        // This machine's kernel has no NFS client: refused before anything
+        // starts, in one line, and nothing left running or recorded.
+        let out = lib.markbase(&[
+            "fuse",
+            "--mount",
+            "--user",
+            "nfsmount",
+            "--dir",
+            d,
+            "--backend",
+            "nfs",
+        ]);
+        assert!(!out.status.success());
+        let msg = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(msg.trim().lines().count(), 1, "{msg}");
+        assert!(msg.contains(&why.to_string()), "{msg}");
+        assert!(msg.contains("markbase nfs --serve"), "{msg}");
+        let st = lib.markbase(&["fuse", "--status", "--json"]);
+        let rows: serde_json::Value = serde_json::from_slice(&st.stdout).expect("json");
+        assert!(
+            !rows
+                .as_array()
+                .is_some_and(|a| a.iter().any(|r| r["user"] == "nfsmount")),
+            "{rows}"
+        );
+        return;
+    }
+    // A machine with an NFS client: mounted in one step, written through,
+    // shown by --status, unmounted by --unmount with everything committed.
+    let m = lib.mount_at(&dir, &["--backend", "nfs"]);
+    std::fs::write(m.path("clip.mov"), stream(7, 3 << 20)).expect("write");
+    let st = lib.markbase(&["fuse", "--status", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&st.stdout).expect("json");
+    let row = rows
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["user"] == "nfsmount"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no row: {rows}"));
+    assert_eq!(
+        (row["backend"].as_str(), row["state"].as_str()),
+        (Some("nfs"), Some("mounted"))
+    );
+    m.unmount();
+    assert_eq!(lib.node_sizes("clip.mov"), vec![3 << 20]);
 }

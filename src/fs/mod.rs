@@ -83,7 +83,7 @@ pub use error::{FsError, FsResult, NO_ATTR};
 use files::Handle;
 pub use files::OpenFile;
 use invalidate::LOCK_STRIPES;
-pub use namespace::{check_name, LINK_MAX, NAME_MAX};
+pub use namespace::{check_name, LINK_MAX, NAME_MAX, NOT_INDEXED};
 pub use notify::{Change, Notifier};
 use quota::Quota;
 pub use stateless::{permitted, Access, DirPage};

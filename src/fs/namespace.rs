@@ -459,7 +459,26 @@ impl MarkBaseFs {
         let rec = self.fresh_record(rec);
         Ok(self.attr_of(&rec))
     }
+
+    /// Put [`NOT_INDEXED`] at the root unless it is there; true if it was
+    /// made. Front ends that serve Macs call it at start: Spotlight would
+    /// otherwise read every file of a network library to index it. It is an
+    /// OS file, kept in the side tables, never in the user's catalog.
+    pub fn mark_not_indexed(&self, owner: Caller) -> FsResult<bool> {
+        match self.lookup(ROOT_INO, OsStr::new(NOT_INDEXED)) {
+            Ok(_) => return Ok(false),
+            Err(FsError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        let name = OsStr::new(NOT_INDEXED);
+        let (_, fh) = self.create(ROOT_INO, name, 0o444, 0, OpenFlags::WRITE, owner)?;
+        self.release(fh)?;
+        Ok(true)
+    }
 }
+
+/// The empty file at a volume's root that tells Spotlight not to index it.
+pub const NOT_INDEXED: &str = ".metadata_never_index";
 
 #[cfg(test)]
 mod tests {
@@ -478,6 +497,15 @@ mod tests {
         assert_eq!(errno(check_name(os("a/b"))), libc::EINVAL);
         use std::os::unix::ffi::OsStrExt;
         assert_eq!(errno(check_name(OsStr::from_bytes(b"\xff"))), libc::EILSEQ);
+    }
+
+    #[test]
+    fn the_spotlight_marker_is_made_once() {
+        let t = TestFs::new();
+        assert_eq!(t.fs.mark_not_indexed(ME).ok(), Some(true));
+        assert_eq!(t.fs.mark_not_indexed(ME).ok(), Some(false));
+        let a = t.fs.lookup(ROOT_INO, os(NOT_INDEXED)).expect("made");
+        assert_eq!((a.size, a.perm), (0, 0o444));
     }
 
     #[test]

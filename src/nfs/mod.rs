@@ -69,6 +69,16 @@ pub struct ServeOptions {
     pub allow: AllowList,
 }
 
+impl Default for ServeOptions {
+    /// Loopback, a free port, no other machine allowed.
+    fn default() -> Self {
+        ServeOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            allow: AllowList::loopback(),
+        }
+    }
+}
+
 impl ServeOptions {
     /// Refuse what would expose a library by mistake: a non-loopback
     /// address without an allow-list.

@@ -1,15 +1,21 @@
 //! A user's library served over NFS as a daemon: the core opened as for a
 //! mount, the server started, and the daemon's common parts around it
 //! (runtime record for `--status`, signals that flush and stop, the
-//! recovery pass, the catalog thread).
+//! recovery pass, the catalog thread). Mounted by the OS's NFS client
+//! (`--backend nfs`), the daemon also runs the mount command once the server
+//! answers, unmounts before it stops, and stops when the mount is gone.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::{serve, ServeError, ServeOptions, Stopper};
 use crate::daemon::{self, open_library, Daemon, DaemonError, RuntimeRecord};
 use crate::fs::Caller;
 use crate::library::Library;
+use crate::platform::nfs_client;
 
 /// Errors of serving a library.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +26,8 @@ pub enum ServiceError {
     Serve(#[from] ServeError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error("mounting with the OS's NFS client: {0}")]
+    Mount(String),
 }
 
 /// The first line `markbase nfs --serve` prints once clients can connect;
@@ -51,6 +59,100 @@ pub fn serve_library(
     opts: &ServeOptions,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), ServiceError> {
+    serve_as(library, opts, None, ready)
+}
+
+/// Serve `library` on a free loopback port and mount it on `mountpoint`
+/// with the OS's NFS client (`markbase fuse --mount --backend nfs`); `ready`
+/// is called once the mount answers. SIGTERM or SIGINT flush everything,
+/// unmount (the client sends what it still holds first) and stop the
+/// server; so does the mount going away (`umount`, Finder's eject).
+pub fn serve_mounted(
+    library: &Library,
+    mountpoint: &Path,
+    ready: impl FnOnce() + Send + 'static,
+) -> Result<(), ServiceError> {
+    let failed = Arc::new(Mutex::new(None));
+    let mount = MountAt {
+        mountpoint: mountpoint.to_path_buf(),
+        failed: failed.clone(),
+        ready: Box::new(ready),
+    };
+    let served = serve_as(library, &ServeOptions::default(), Some(mount), |_| {});
+    let why = failed.lock().ok().and_then(|mut f| f.take());
+    match why {
+        Some(why) => Err(ServiceError::Mount(why)),
+        None => served,
+    }
+}
+
+/// Where the OS's NFS client mounts the server, what to call once it
+/// answers, and why it could not mount.
+struct MountAt {
+    mountpoint: PathBuf,
+    failed: Arc<Mutex<Option<String>>>,
+    ready: Box<dyn FnOnce() + Send>,
+}
+
+/// Run `cmd`; its error output (or how it failed to start) on failure.
+fn run(cmd: &[String]) -> Result<(), String> {
+    let (prog, args) = cmd.split_first().ok_or("empty command")?;
+    match Command::new(prog).args(args).stdin(Stdio::null()).output() {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!(
+            "{}: {}",
+            cmd.join(" "),
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Err(format!("{prog}: {e}")),
+    }
+}
+
+/// Unmount `mp` from the NFS client, detached if it is busy.
+fn unmount(mp: &Path) {
+    if let Err(e) = run(&nfs_client::unmount_command(mp, false)) {
+        tracing::warn!("{e}; detaching");
+        if let Err(e) = run(&nfs_client::unmount_command(mp, true)) {
+            tracing::error!("{e}");
+        }
+    }
+}
+
+/// Mount the server at `addr` on `mount.mountpoint` (on its own thread: the
+/// server must be answering while the client mounts), then watch the mount
+/// and stop the server once it is gone.
+fn mount_and_watch(addr: SocketAddr, mount: MountAt, stopper: Stopper) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("markbase-nfs-mount".into())
+        .spawn(move || {
+            let mp = &mount.mountpoint;
+            if let Err(why) = run(&nfs_client::mount_command(addr.port(), mp)) {
+                if let Ok(mut f) = mount.failed.lock() {
+                    *f = Some(why);
+                }
+                stopper.stop();
+                return;
+            }
+            tracing::info!("mounted at {} over NFSv3 from {addr}", mp.display());
+            (mount.ready)();
+            while nfs_client::is_mount_root(mp) {
+                std::thread::sleep(MOUNT_WATCH);
+            }
+            tracing::info!("{}: unmounted; stopping the server", mp.display());
+            stopper.stop();
+        })
+        .map(drop)
+}
+
+/// How often a mounted server checks that its mount is still there.
+const MOUNT_WATCH: Duration = Duration::from_secs(1);
+
+fn serve_as(
+    library: &Library,
+    opts: &ServeOptions,
+    mount: Option<MountAt>,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), ServiceError> {
     opts.check()?;
     let settings = crate::config::user_settings(&library.data_dir, &library.user)?;
     let owner = Caller {
@@ -70,12 +172,21 @@ pub fn serve_library(
         Ok(n) => tracing::info!("freed {n} inode(s) removed while in use before a crash"),
         Err(e) => tracing::warn!("freeing inodes removed while in use: {e}"),
     }
+    // Its clients are Macs: keep Spotlight from crawling the library.
+    if !read_only {
+        if let Err(e) = fs.mark_not_indexed(owner) {
+            tracing::warn!("{}: {e}", crate::fs::NOT_INDEXED);
+        }
+    }
     let stopper = Stopper::default();
     let mut daemon: Option<Result<Daemon, DaemonError>> = None;
     serve(fs.clone(), owner, opts, &stopper, |addr| {
         let record = RuntimeRecord {
             user: library.user.clone(),
-            mountpoint: record_name(addr),
+            mountpoint: match &mount {
+                Some(m) => m.mountpoint.clone(),
+                None => record_name(addr),
+            },
             pid: std::process::id(),
             data_dir: library
                 .data_dir
@@ -83,14 +194,31 @@ pub fn serve_library(
                 .unwrap_or(library.data_dir.clone()),
             started_unix: daemon::now_unix(),
             backend: "nfs".into(),
+            address: Some(addr.to_string()),
         };
         let stop = stopper.clone();
-        let started = Daemon::start(fs.clone(), library, record, read_only, move || stop.stop());
-        if started.is_ok() {
-            tracing::info!(user = %library.user, "serving over NFSv3 at {addr}");
-            ready(addr);
-        } else {
-            stopper.stop();
+        let mounted = mount.as_ref().map(|m| m.mountpoint.clone());
+        let started = Daemon::start(fs.clone(), library, record, read_only, move || {
+            if let Some(mp) = &mounted {
+                unmount(mp);
+            }
+            stop.stop()
+        });
+        match (&started, mount) {
+            (Err(_), _) => stopper.stop(),
+            (Ok(_), None) => {
+                tracing::info!(user = %library.user, "serving over NFSv3 at {addr}");
+                ready(addr);
+            }
+            (Ok(_), Some(m)) => {
+                let failed = m.failed.clone();
+                if let Err(e) = mount_and_watch(addr, m, stopper.clone()) {
+                    if let Ok(mut f) = failed.lock() {
+                        *f = Some(format!("mount thread: {e}"));
+                    }
+                    stopper.stop();
+                }
+            }
         }
         daemon = Some(started);
     })?;

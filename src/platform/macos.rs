@@ -26,6 +26,51 @@ pub struct MacSystem {
     pub built_with_macfuse: bool,
 }
 
+/// Where macFUSE keeps its kernel extensions (one folder per macOS major).
+pub const MACFUSE_KEXTS: &str = "/Library/Filesystems/macfuse.fs/Contents/Extensions";
+/// macFUSE's FSKit module (macFUSE 5+).
+pub const MACFUSE_FSKIT: &str = "/Library/Filesystems/macfuse.fs/Contents/Resources/macfuse.app/Contents/Extensions/io.macfuse.app.fsmodule.macfuse.appex";
+/// FUSE-T's library.
+pub const FUSE_T_LIB: &str = "/usr/local/lib/libfuse-t.dylib";
+
+/// macOS's (major, minor) from `sw_vers -productVersion` ("15.4.1"); (0, 0)
+/// if it cannot be read.
+pub fn parse_product_version(text: &str) -> (u32, u32) {
+    let mut parts = text.trim().split('.').map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), minor) => (major, minor.unwrap_or(0)),
+        _ => (0, 0),
+    }
+}
+
+impl MacSystem {
+    /// What a probe found: `sw_vers -productVersion`'s output and which of
+    /// [`MACFUSE_KEXTS`], [`MACFUSE_FSKIT`] and [`FUSE_T_LIB`] exist.
+    pub fn from_probe(
+        product_version: &str,
+        exists: impl Fn(&str) -> bool,
+        built_with_macfuse: bool,
+    ) -> MacSystem {
+        MacSystem {
+            version: parse_product_version(product_version),
+            macfuse_kext: exists(MACFUSE_KEXTS),
+            macfuse_fskit: exists(MACFUSE_FSKIT),
+            fuse_t: exists(FUSE_T_LIB),
+            built_with_macfuse,
+        }
+    }
+
+    /// Probe this Mac.
+    pub fn probe() -> MacSystem {
+        let version = std::process::Command::new("/usr/bin/sw_vers")
+            .arg("-productVersion")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        MacSystem::from_probe(&version, |p| Path::new(p).exists(), cfg!(fuse))
+    }
+}
+
 /// Why a backend the user asked for cannot serve on this Mac.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MacBackendError {
@@ -177,6 +222,27 @@ mod tests {
             version,
             ..MacSystem::default()
         }
+    }
+
+    #[test]
+    fn a_probe_reads_the_version_and_what_is_installed() {
+        assert_eq!(parse_product_version("15.4.1\n"), (15, 4));
+        assert_eq!(parse_product_version("26\n"), (26, 0));
+        assert_eq!(parse_product_version(""), (0, 0));
+        let sys = MacSystem::from_probe("15.5", |p| p == MACFUSE_KEXTS, true);
+        assert_eq!(
+            sys,
+            MacSystem {
+                version: (15, 5),
+                macfuse_kext: true,
+                macfuse_fskit: false,
+                fuse_t: false,
+                built_with_macfuse: true,
+            }
+        );
+        assert_eq!(auto_backend(&sys), Backend::Kernel);
+        let bare = MacSystem::from_probe("14.6.1", |_| false, false);
+        assert_eq!(auto_backend(&bare), Backend::Nfs);
     }
 
     #[test]

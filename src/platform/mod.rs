@@ -17,6 +17,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 pub mod macos;
+pub mod nfs_client;
 
 /// Take a mount away even if it is busy or its daemon is gone: Linux
 /// detaches it lazily (`MNT_DETACH`), macOS forces it (`MNT_FORCE`).
@@ -56,7 +57,7 @@ pub enum BackendChoice {
 pub enum BackendError {
     #[error("unknown backend {0:?} (choose auto, kernel, nfs, fuse-t, fuse-t-smb or fskit)")]
     Unknown(String),
-    #[error("backend {b} needs {needs}; this machine serves `kernel` (or `auto`)", b = .0, needs = .0.needs())]
+    #[error("{}", .0.refusal())]
     Unsupported(Backend),
 }
 
@@ -71,27 +72,33 @@ impl Backend {
         }
     }
 
-    /// What it takes to serve it, for the one line that refuses it.
-    pub fn needs(self) -> &'static str {
-        match self {
-            Backend::Kernel => "Linux's FUSE or macFUSE",
+    /// The one line that refuses it on this machine.
+    pub fn refusal(self) -> String {
+        let needs = match self {
+            Backend::Kernel => "Linux's FUSE or macOS with macFUSE",
             Backend::Nfs => {
-                "a step not wired yet: serve with `markbase nfs --serve` and mount that with the OS's NFS client"
+                let why = nfs_client::available()
+                    .err()
+                    .map_or("it has none".into(), |e| e.to_string());
+                return format!(
+                    "backend nfs mounts with the OS's NFS client, and {why}: serve the library \
+                     with `markbase nfs --serve --user USER` and mount it from a machine that has one"
+                );
             }
             Backend::FuseT | Backend::FuseTSmb => "macOS with FUSE-T",
             Backend::FsKit => "macOS 15.4+ with macFUSE's FSKit module",
-        }
+        };
+        format!("backend {self} needs {needs}; this machine serves `kernel` (or `auto`)")
     }
 
     /// Can this build serve it here? (On a Mac, what is installed is
-    /// checked at mount time by [`macos::check_backend`].) Mounting the
-    /// built-in NFS server in one step is not wired yet (`markbase nfs
-    /// --serve` serves it).
+    /// checked at mount time by [`macos::check_backend`].) The built-in NFS
+    /// server needs the OS's NFS client to mount it ([`nfs_client::available`]).
     pub fn supported_here(self) -> bool {
-        if cfg!(target_os = "macos") {
-            self != Backend::Nfs
-        } else {
-            self == Backend::Kernel
+        match self {
+            Backend::Nfs => nfs_client::available().is_ok(),
+            _ if cfg!(target_os = "macos") => true,
+            b => b == Backend::Kernel,
         }
     }
 
@@ -149,9 +156,10 @@ impl BackendChoice {
     pub fn resolve(self) -> Result<Backend, BackendError> {
         let b = match self {
             // macOS: macFUSE's kext where installed and built in, else the
-            // built-in NFS server (macos::auto_backend, once the system is
-            // probed at mount). Linux: the kernel.
-            BackendChoice::Auto if cfg!(target_os = "macos") => Backend::Kernel,
+            // built-in NFS server. Linux: the kernel.
+            BackendChoice::Auto if cfg!(target_os = "macos") => {
+                macos::auto_backend(&macos::MacSystem::probe())
+            }
             BackendChoice::Auto => Backend::Kernel,
             BackendChoice::Fixed(b) => b,
         };
@@ -187,10 +195,11 @@ mod tests {
                 BackendChoice::Fixed(Backend::FuseT).resolve(),
                 Err(BackendError::Unsupported(Backend::FuseT))
             );
-            assert_eq!(
-                "nfs".parse::<BackendChoice>().map(|c| c.resolve()),
-                Ok(Err(BackendError::Unsupported(Backend::Nfs)))
-            );
+            let nfs = "nfs".parse::<BackendChoice>().map(|c| c.resolve());
+            match nfs_client::available() {
+                Ok(()) => assert_eq!(nfs, Ok(Ok(Backend::Nfs))),
+                Err(_) => assert_eq!(nfs, Ok(Err(BackendError::Unsupported(Backend::Nfs)))),
+            }
         }
     }
 }
