@@ -44,14 +44,14 @@ where
         NFSPROC3_NULL => handle(context, message, nfsproc3_null).await,
         NFSPROC3_GETATTR => handle(context, message, nfsproc3_getattr).await,
         NFSPROC3_LOOKUP => handle(context, message, nfsproc3_lookup).await,
-        NFSPROC3_READ => handle(context, message, nfsproc3_read).await,
+        NFSPROC3_READ => handle_read(context, message).await,
         NFSPROC3_FSINFO => handle(context, message, nfsproc3_fsinfo).await,
         NFSPROC3_ACCESS => handle(context, message, nfsproc3_access).await,
         NFSPROC3_PATHCONF => handle(context, message, nfsproc3_pathconf).await,
         NFSPROC3_FSSTAT => handle(context, message, nfsproc3_fsstat).await,
         NFSPROC3_READDIR => handle(context, message, nfsproc3_readdir).await,
         NFSPROC3_READDIRPLUS => handle(context, message, nfsproc3_readdirplus).await,
-        NFSPROC3_WRITE => handle(context, message, nfsproc3_write).await,
+        NFSPROC3_WRITE => handle_write(context, message).await,
         NFSPROC3_CREATE => handle(context, message, nfsproc3_create).await,
         NFSPROC3_SETATTR => handle(context, message, nfsproc3_setattr).await,
         NFSPROC3_REMOVE => handle(context, message, nfsproc3_remove).await,
@@ -169,6 +169,80 @@ where
             READ3res::Err((stat, READ3resfail { file_attributes }))
         }
     }
+}
+
+/// READ, with the data sent after the packed reply rather than copied into
+/// it. (MarkBase patch: a 1 MiB read was copied once more here.)
+async fn handle_read<T>(
+    context: RPCContext<T>,
+    mut message: IncomingRpcMessage,
+) -> anyhow::Result<HandleResult>
+where
+    T: NfsFileSystem,
+{
+    let mut cursor = message.take_data();
+    let args = match READ3args::unpack(&mut cursor) {
+        Ok((args, _)) if cursor.position() == cursor.get_ref().len() as u64 => args,
+        _ => {
+            error!("Failed to unpack READ arguments");
+            return message.into_error_reply(accept_stat_data::GARBAGE_ARGS);
+        }
+    };
+    let xid = message.xid();
+    let mut data = Vec::new();
+    let result = match nfsproc3_read(context, xid, args).await {
+        READ3res::Ok(mut ok) => {
+            data = std::mem::replace(&mut ok.data, Opaque::borrowed(&[])).into_owned();
+            READ3res::Ok(ok)
+        }
+        err => err,
+    };
+    message.into_success_reply_with_data(&result, data)
+}
+
+/// WRITE, with the data handed to the file system as a slice of the message
+/// it came in. (MarkBase patch: upstream unpacked it into a zeroed buffer
+/// and copied it there first.)
+async fn handle_write<T>(
+    context: RPCContext<T>,
+    mut message: IncomingRpcMessage,
+) -> anyhow::Result<HandleResult>
+where
+    T: NfsFileSystem,
+{
+    let cursor = message.take_data();
+    let start = usize::try_from(cursor.position()).unwrap_or(usize::MAX);
+    let buf = cursor.into_inner();
+    let Some(args) = buf.get(start..).and_then(write_args) else {
+        error!("Failed to unpack WRITE arguments");
+        return message.into_error_reply(accept_stat_data::GARBAGE_ARGS);
+    };
+    let result = nfsproc3_write(context, message.xid(), args).await;
+    message.into_success_reply(&result)
+}
+
+/// WRITE3args from `b`, its data borrowed; `None` unless `b` is exactly
+/// one well-formed WRITE3args.
+fn write_args(b: &[u8]) -> Option<WRITE3args<'_>> {
+    let mut c = std::io::Cursor::new(b);
+    let (file, _) = nfs_fh3::unpack(&mut c).ok()?;
+    let (offset, _) = u64::unpack(&mut c).ok()?;
+    let (count, _) = u32::unpack(&mut c).ok()?;
+    let (stable, _) = stable_how::unpack(&mut c).ok()?;
+    let (len, _) = u32::unpack(&mut c).ok()?;
+    let at = usize::try_from(c.position()).ok()?;
+    let len = len as usize;
+    let padded = len.div_ceil(4) * 4;
+    if b.len() != at.checked_add(padded)? {
+        return None;
+    }
+    Some(WRITE3args {
+        file,
+        offset,
+        count,
+        stable,
+        data: Opaque::borrowed(&b[at..at + len]),
+    })
 }
 
 async fn nfsproc3_fsinfo<T>(context: RPCContext<T>, xid: u32, args: FSINFO3args) -> FSINFO3res

@@ -2,19 +2,18 @@ use std::io::Cursor;
 use std::time::Instant;
 
 use anyhow::anyhow;
-use messages::{CompleteRpcMessage, HandleResult, IncomingRpcMessage, PackedRpcMessage};
+use messages::{CompleteRpcMessage, HandleResult, IncomingRpcMessage};
 use nfs3_types::rpc::{
     RPC_VERSION_2, accept_stat_data, auth_flavor, auth_stat, auth_unix, call_body, fragment_header,
 };
 use nfs3_types::xdr_codec::{Pack, Unpack};
 use nfs3_types::{nfs3 as nfs, portmap};
-use tokio::io::{AsyncWriteExt, DuplexStream};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tracing::{error, info, trace, warn};
 
 use crate::context::RPCContext;
 use crate::transaction_tracker::{self, TransactionError, TransactionLock};
-use crate::units::KIBIBYTE;
 use crate::vfs::NfsFileSystem;
 use crate::{mount_handlers, nfs_handlers, portmap_handlers};
 
@@ -146,90 +145,42 @@ pub async fn write_fragment<IO: tokio::io::AsyncWrite + Unpin>(
     buf: CompleteRpcMessage,
 ) -> Result<(), anyhow::Error> {
     // TODO: split into many fragments
-    let buf = buf.into_inner();
-    assert!(buf.len() < (1 << 31));
-    let fragment_header = fragment_header::new(buf.len() as u32, true);
+    let (head, data) = buf.into_parts();
+    let pad = (4 - data.len() % 4) % 4;
+    let len = head.len() + data.len() + pad;
+    assert!(len < (1 << 31));
+    let fragment_header = fragment_header::new(len as u32, true);
     let header_buf = fragment_header.into_xdr_buf();
     socket.write_all(&header_buf).await?;
-    trace!("Writing fragment length: {}", buf.len());
-    socket.write_all(&buf).await?;
+    trace!("Writing fragment length: {len}");
+    socket.write_all(&head).await?;
+    socket.write_all(&data).await?;
+    socket.write_all(&[0u8; 3][..pad]).await?;
     Ok(())
 }
 
 pub type SocketMessageType = Result<CompleteRpcMessage, anyhow::Error>;
 
-/// The Socket Message Handler reads from a `TcpStream` and spawns off
-/// subtasks to handle each message. replies are queued into the
-/// `reply_send_channel`.
-#[derive(Debug)]
-pub struct SocketMessageHandler<T: NfsFileSystem + 'static> {
-    cur_fragment: PackedRpcMessage,
-    socket_receive_channel: DuplexStream,
-    reply_send_channel: mpsc::UnboundedSender<SocketMessageType>,
+/// Handle `message` on a task of its own; its reply (if any) is queued to
+/// `send`. (MarkBase patch: what `SocketMessageHandler` did after reading a
+/// message, without its in-memory pipe.)
+pub fn spawn_handler<T>(
     context: RPCContext<T>,
-}
-
-impl<T> SocketMessageHandler<T>
-where
+    message: CompleteRpcMessage,
+    send: mpsc::UnboundedSender<SocketMessageType>,
+) where
     T: NfsFileSystem + 'static,
 {
-    /// Creates a new `SocketMessageHandler` with the receiver for queued message replies
-    pub fn new(
-        context: RPCContext<T>,
-    ) -> (
-        Self,
-        DuplexStream,
-        mpsc::UnboundedReceiver<SocketMessageType>,
-    ) {
-        let (socksend, sockrecv) = tokio::io::duplex(256 * KIBIBYTE as usize);
-        let (msgsend, msgrecv) = mpsc::unbounded_channel();
-        (
-            Self {
-                cur_fragment: PackedRpcMessage::new(),
-                socket_receive_channel: sockrecv,
-                reply_send_channel: msgsend,
-                context,
-            },
-            socksend,
-            msgrecv,
-        )
-    }
-
-    /// Reads a fragment from the socket. This should be looped.
-    pub async fn read(&mut self) -> Result<(), anyhow::Error> {
-        let is_last = self
-            .cur_fragment
-            .recv(&mut self.socket_receive_channel)
-            .await?;
-        if is_last {
-            let message = std::mem::replace(&mut self.cur_fragment, PackedRpcMessage::new());
-            let message = match message {
-                PackedRpcMessage::Complete(data) => data,
-                PackedRpcMessage::Incomplete(_) => {
-                    unreachable!()
-                }
-            };
-
-            let context = self.context.clone();
-            let send = self.reply_send_channel.clone();
-            tokio::spawn(async move {
-                let result = handle_rpc_message(context, message).await;
-
-                match result {
-                    Ok(HandleResult::Reply(reply)) => {
-                        let _ = send.send(Ok(reply));
-                    }
-                    Ok(HandleResult::NoReply) => {
-                        // No reply needed
-                    }
-                    Err(err) => {
-                        error!("Error handling RPC message: {err}");
-                        let _ = send.send(Err(anyhow!("Error handling RPC message")));
-                    }
-                }
-            });
+    tokio::spawn(async move {
+        match handle_rpc_message(context, message).await {
+            Ok(HandleResult::Reply(reply)) => {
+                let _ = send.send(Ok(reply));
+            }
+            Ok(HandleResult::NoReply) => {}
+            Err(err) => {
+                error!("Error handling RPC message: {err}");
+                let _ = send.send(Err(anyhow!("Error handling RPC message")));
+            }
         }
-
-        Ok(())
-    }
+    });
 }

@@ -4,13 +4,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info};
 
 use crate::context::RPCContext;
-use crate::rpcwire::{SocketMessageHandler, write_fragment};
+use crate::rpcwire::messages::read_message;
+use crate::rpcwire::{SocketMessageType, spawn_handler, write_fragment};
 use crate::transaction_tracker::{Cleaner, TransactionTracker};
 use crate::units::KIBIBYTE;
 use crate::vfs::adapters::ReadOnlyAdapter;
@@ -44,58 +45,60 @@ pub fn generate_host_ip(hostnum: u16) -> String {
 }
 
 /// processes an established socket
+///
+/// MarkBase patch: each RPC message is read straight from the socket into
+/// its own buffer (no bounce buffer, no in-memory pipe, no zero-filling);
+/// replies go out through one writer task that coalesces the small ones.
 pub(crate) async fn process_socket<IO, T>(
-    mut socket: IO,
+    socket: IO,
     context: RPCContext<T>,
 ) -> Result<(), anyhow::Error>
 where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     T: NfsFileSystem + 'static,
 {
-    let (mut message_handler, mut socksend, mut msgrecvchan) =
-        SocketMessageHandler::new(context.clone());
-
-    tokio::spawn(async move {
-        loop {
-            if let Err(e) = message_handler.read().await {
-                debug!("Message loop broken due to {e}");
-                break;
-            }
-        }
-    });
-    let mut buf = vec![0u8; 128 * KIBIBYTE as usize].into_boxed_slice();
-    loop {
-        tokio::select! {
-            result = socket.read(&mut buf) => {
-                match result {
-                    Ok(0) => {
-                        return Ok(());
-                    }
-                    Ok(n) => {
-                        let _ = socksend.write_all(&buf[..n]).await;
-                    }
-                    Err(ref e) if e.kind() == io::ErrorKind::WouldBlock => {}
+    let (rd, wr) = tokio::io::split(socket);
+    let (reply_send, mut reply_recv) = mpsc::unbounded_channel::<SocketMessageType>();
+    let mut writer = tokio::spawn(async move {
+        let mut out = tokio::io::BufWriter::with_capacity(64 * KIBIBYTE as usize, wr);
+        while let Some(mut next) = reply_recv.recv().await {
+            loop {
+                match next {
+                    Ok(msg) => write_fragment(&mut out, msg).await?,
                     Err(e) => {
-                        debug!("Message handling closed : {e}");
-                        return Err(e.into());
-                    }
-                }
-            },
-            reply = msgrecvchan.recv() => {
-                match reply {
-                    Some(Err(e)) => {
                         debug!("Message handling closed : {e}");
                         return Err(e);
                     }
-                    Some(Ok(msg)) => {
-                        if let Err(e) = write_fragment(&mut socket, msg).await {
-                            error!("Write error {e}");
-                        }
-                    }
-                    None => {
-                        return Err(anyhow::anyhow!("Unexpected socket context termination"));
-                    }
                 }
+                match reply_recv.try_recv() {
+                    Ok(more) => next = more,
+                    Err(_) => break,
+                }
+            }
+            out.flush().await?;
+        }
+        Ok::<(), anyhow::Error>(())
+    });
+    let mut reader = tokio::io::BufReader::with_capacity(64 * KIBIBYTE as usize, rd);
+    loop {
+        tokio::select! {
+            message = read_message(&mut reader) => match message {
+                Ok(Some(message)) => spawn_handler(context.clone(), message, reply_send.clone()),
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    debug!("Message loop broken due to {e}");
+                    return Err(e);
+                }
+            },
+            written = &mut writer => {
+                return match written {
+                    Ok(Ok(())) => Err(anyhow::anyhow!("Unexpected socket context termination")),
+                    Ok(Err(e)) => {
+                        error!("Write error {e}");
+                        Err(e)
+                    }
+                    Err(e) => Err(e.into()),
+                };
             }
         }
     }
