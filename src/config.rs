@@ -57,6 +57,17 @@ pub struct UserSettings {
     pub backend: Option<BackendChoice>,
 }
 
+impl UserSettings {
+    /// Who owns the user's files in a mount: the configured uid and gid,
+    /// else the daemon's own.
+    pub fn owner(&self) -> crate::fs::Caller {
+        crate::fs::Caller {
+            uid: self.uid.unwrap_or_else(|| nix::unistd::getuid().as_raw()),
+            gid: self.gid.unwrap_or_else(|| nix::unistd::getgid().as_raw()),
+        }
+    }
+}
+
 /// `"500GB"`, `"2TiB"`, `"1.5T"` or a plain number of bytes.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();

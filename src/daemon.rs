@@ -43,17 +43,12 @@ pub enum DaemonError {
 pub fn open_library(library: &Library) -> Result<Arc<MarkBaseFs>, DaemonError> {
     let path = library.existing_catalog()?;
     let settings = crate::config::user_settings(&library.data_dir, &library.user)?;
-    let uid = settings
-        .uid
-        .unwrap_or_else(|| nix::unistd::getuid().as_raw());
-    let gid = settings
-        .gid
-        .unwrap_or_else(|| nix::unistd::getgid().as_raw());
+    let owner = settings.owner();
     let catalog = SqliteCatalog::open(
         &path,
         &OpenOptions {
-            uid,
-            gid,
+            uid: owner.uid,
+            gid: owner.gid,
             create: false,
         },
     )?;

@@ -324,15 +324,7 @@ fn serve_fuse(
     let fs = open_fs(spec)?;
     if cfg!(target_os = "macos") && settings.read_only != Some(true) {
         // Keep Spotlight from crawling the library.
-        let owner = crate::fs::Caller {
-            uid: settings
-                .uid
-                .unwrap_or_else(|| nix::unistd::getuid().as_raw()),
-            gid: settings
-                .gid
-                .unwrap_or_else(|| nix::unistd::getgid().as_raw()),
-        };
-        if let Err(e) = fs.mark_not_indexed(owner) {
+        if let Err(e) = fs.mark_not_indexed(settings.owner()) {
             tracing::warn!("{}: {e}", crate::fs::NOT_INDEXED);
         }
     }

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use super::{serve, ServeError, ServeOptions, Stopper};
 use crate::daemon::{self, open_library, Daemon, DaemonError, RuntimeRecord};
-use crate::fs::Caller;
 use crate::library::Library;
 use crate::platform::nfs_client;
 
@@ -155,14 +154,7 @@ fn serve_as(
 ) -> Result<(), ServiceError> {
     opts.check()?;
     let settings = crate::config::user_settings(&library.data_dir, &library.user)?;
-    let owner = Caller {
-        uid: settings
-            .uid
-            .unwrap_or_else(|| nix::unistd::getuid().as_raw()),
-        gid: settings
-            .gid
-            .unwrap_or_else(|| nix::unistd::getgid().as_raw()),
-    };
+    let owner = settings.owner();
     let read_only = settings.read_only == Some(true);
     let fs = open_library(library)?;
     // Inodes a killed server left unlinked but open (a removed file still
