@@ -94,6 +94,9 @@ pub struct NodeRecord {
     pub content: Option<PathBuf>,
     /// `file_locations` of the node, in the order they were added.
     pub locations: Vec<PathBuf>,
+    /// The node has extended attributes (a `getxattr` of one that has none
+    /// needs no catalog read: `ls -l` asks for ACLs of every file).
+    pub has_xattrs: bool,
 }
 
 /// One rendered directory entry.

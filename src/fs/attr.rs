@@ -16,6 +16,10 @@ use super::namespace::check_name;
 use super::{Attr, FsError, FsResult, MarkBaseFs, SetAttrReq, TimeSet};
 use crate::catalog::{Ino, Kind, NodeRecord, SetAttrs};
 
+/// How many entries' records a lookup that misses the cache reads with its
+/// own (see [`MarkBaseFs::lookup`]); a `readdirplus` reply is about as many.
+const LOOKUP_AHEAD: usize = 128;
+
 impl MarkBaseFs {
     /// The content file of a record: first allowed, existing location (cached).
     pub(super) fn content_path(&self, rec: &NodeRecord) -> Option<PathBuf> {
@@ -116,14 +120,7 @@ impl MarkBaseFs {
     /// The attributes of many inodes (a `readdirplus` reply's), those not
     /// cached fetched from the catalog in one go; one result each, in order.
     pub fn getattr_many(&self, inos: &[Ino]) -> Vec<FsResult<Attr>> {
-        self.attrs
-            .get_or_load_many(inos, &self.epoch, |miss| {
-                self.catalog
-                    .get_many(miss)
-                    .into_iter()
-                    .map(|r| r.map(Arc::new).map_err(FsError::from))
-                    .collect()
-            })
+        self.records_many(inos)
             .into_iter()
             .zip(inos)
             .map(|(r, ino)| match r {
@@ -133,13 +130,38 @@ impl MarkBaseFs {
             .collect()
     }
 
+    /// The records of many inodes, those not cached read from the catalog
+    /// in one go (and cached); `None` where the catalog gave no answer.
+    fn records_many(&self, inos: &[Ino]) -> Vec<Option<FsResult<Arc<NodeRecord>>>> {
+        self.attrs.get_or_load_many(inos, &self.epoch, |miss| {
+            self.catalog
+                .get_many(miss)
+                .into_iter()
+                .map(|r| r.map(Arc::new).map_err(FsError::from))
+                .collect()
+        })
+    }
+
     /// The attributes of `name` in `parent`, found in the rendered listing
     /// (cached). No lock. ENOENT, ENOTDIR, or the name errors of
     /// [`check_name`].
     pub fn lookup(&self, parent: Ino, name: &OsStr) -> FsResult<Attr> {
         let name = check_name(name)?;
         let l = self.listing(parent)?;
-        let e = l.get(name).ok_or(FsError::NotFound)?;
+        let at = l.position(name).ok_or(FsError::NotFound)?;
+        let e = &l.entries[at];
+        // A lookup whose record is not cached is most often the first of a
+        // run in listing order (`ls -l`, a file browser, `find`, `rsync`
+        // stat every entry as they read the folder): the records of the
+        // entries that follow come from the catalog in the same read.
+        if !self.attrs.is_fresh(e.ino) {
+            let ahead: Vec<Ino> = l.entries[at..]
+                .iter()
+                .take(LOOKUP_AHEAD)
+                .map(|e| e.ino)
+                .collect();
+            self.records_many(&ahead);
+        }
         // Gone between the listing and now: no such name.
         self.getattr(e.ino).map_err(|e| match e {
             FsError::Stale => FsError::NotFound,

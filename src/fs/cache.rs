@@ -136,6 +136,14 @@ impl<V: Clone> TtlCache<V> {
         out
     }
 
+    /// Is `key` cached and not expired? (Counts neither a hit nor a miss.)
+    pub(crate) fn is_fresh(&self, key: Ino) -> bool {
+        self.map
+            .lock()
+            .peek(&key)
+            .is_some_and(|t| t.at.elapsed() < self.ttl)
+    }
+
     /// Cache a value known to be current (just written by this mount).
     pub(crate) fn put(&self, key: Ino, value: V) {
         self.map.lock().put(

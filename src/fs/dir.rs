@@ -85,15 +85,19 @@ impl Listing {
     /// name in another Unicode normalization form (macOS sends names in
     /// NFD, most other systems write NFC; both find the one entry).
     pub fn get(&self, name: &str) -> Option<&DirEntry> {
+        self.entries.get(self.position(name)?)
+    }
+
+    /// Where `name` is in [`Listing::entries`] (its NFC or NFD spelling too).
+    pub fn position(&self, name: &str) -> Option<usize> {
         if let Some(&i) = self.by_name.get(name) {
-            return self.entries.get(i);
+            return Some(i);
         }
         if name.is_ascii() {
             return None;
         }
         let nfc: String = name.nfc().collect();
-        let i = *self.nfc_index().get(&nfc)?;
-        self.entries.get(i)
+        self.nfc_index().get(&nfc).copied()
     }
 
     fn nfc_index(&self) -> &HashMap<String, usize> {

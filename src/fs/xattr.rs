@@ -37,14 +37,18 @@ impl MarkBaseFs {
         if ino == ROOT_INO && n == STATS_XATTR {
             return serde_json::to_vec(&self.stats()).map_err(|e| FsError::Io(io::Error::other(e)));
         }
-        self.record(ino)?;
+        if !self.record(ino)?.has_xattrs {
+            return Err(FsError::NoAttr);
+        }
         Ok(self.catalog.get_xattr(ino, n)?)
     }
 
     /// The names of an inode's extended attributes, each followed by a NUL.
     pub fn listxattr(&self, ino: Ino) -> FsResult<Vec<u8>> {
-        self.record(ino)?;
         let mut out = Vec::new();
+        if !self.record(ino)?.has_xattrs {
+            return Ok(out);
+        }
         for n in self.catalog.list_xattrs(ino)? {
             out.extend_from_slice(n.as_bytes());
             out.push(0);

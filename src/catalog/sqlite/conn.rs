@@ -220,7 +220,7 @@ impl SqliteCatalog {
             .query_row("PRAGMA data_version", [], |r| r.get(0))?;
         let mut seen = self.seen_version.lock();
         if seen.is_some_and(|s| s != v) {
-            *self.cycle_heads.lock() = None;
+            *self.shape.lock() = None;
         }
         *seen = Some(v);
         Ok(v as u64)

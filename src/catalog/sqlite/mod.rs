@@ -32,7 +32,6 @@
 //! This file holds the types and the [`Catalog`] implementation, one
 //! delegation per method, so that the trait's shape reads in one place.
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -84,9 +83,10 @@ pub struct SqliteCatalog {
     gid: u32,
     wal: Mutex<Option<File>>,
     checkpoints: Arc<Checkpoints>,
-    /// One node of each `parent_id` cycle, shown under `Unfiled` (found at the
-    /// first listing of the root, so that mounting never scans the catalog).
-    cycle_heads: Mutex<Option<Arc<HashSet<String>>>>,
+    /// The cycle heads and whether there are orphans, shown under `Unfiled`
+    /// (found at the first listing of the root, so that mounting never scans
+    /// the catalog).
+    shape: Mutex<Option<Arc<read::Shape>>>,
     /// SQLite's `data_version` as last read on the writer's connection.
     seen_version: Mutex<Option<i64>>,
     /// The library's identity (`mb_meta.library_id`).

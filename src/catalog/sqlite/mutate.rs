@@ -481,7 +481,16 @@ impl SqliteCatalog {
         open: bool,
         now: SystemTime,
     ) -> Result<Unlinked, CatalogError> {
+        self.reshaped_by(&[parent]);
         self.write(|tx| unlink_in(tx, parent, name, ino, open, to_ns(now)))
+    }
+
+    /// A change under `Unfiled` may end a cycle or an orphan: the catalog's
+    /// shape is found anew at the next listing that needs it.
+    fn reshaped_by(&self, parents: &[Ino]) {
+        if parents.contains(&UNFILED_INO) {
+            *self.shape.lock() = None;
+        }
     }
 
     #[allow(clippy::too_many_arguments)] // the trait method's
@@ -496,6 +505,7 @@ impl SqliteCatalog {
         now: SystemTime,
     ) -> Result<Renamed, CatalogError> {
         let now_ns = to_ns(now);
+        self.reshaped_by(&[parent, new_parent]);
         self.write(|tx| {
             let replaced = match replaced {
                 Some(old) => Some(unlink_in(tx, new_parent, new_name, old, true, now_ns)?),
@@ -521,6 +531,7 @@ impl SqliteCatalog {
         now: SystemTime,
     ) -> Result<(), CatalogError> {
         let now_ns = to_ns(now);
+        self.reshaped_by(&[parent, new_parent]);
         self.write(|tx| {
             let tmp = format!(".mb-exchange-{}", uuid::Uuid::new_v4());
             move_edge(tx, parent, name, ino, parent, &tmp)?;

@@ -146,7 +146,7 @@ impl SqliteCatalog {
             gid: opts.gid,
             wal: Mutex::new(None),
             checkpoints,
-            cycle_heads: Mutex::new(None),
+            shape: Mutex::new(None),
             seen_version: Mutex::new(None),
             library_id,
         };
