@@ -18,7 +18,7 @@
 //! Also here: which names are operating-system junk (`.DS_Store`, `._*`, ...)
 //! that the mount keeps out of `file_nodes`.
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet;
 
 /// Longest name a directory entry may have (as on ext4 and APFS).
 pub const NAME_MAX: usize = 255;
@@ -40,7 +40,17 @@ pub struct RawChild<T> {
 
 /// The name a label asks for, before disambiguation.
 pub fn base_name(label: &str) -> String {
-    let mut name: String = label.replace('/', ":").replace('\0', "\u{FFFD}");
+    base_name_of(label.to_string())
+}
+
+/// [`base_name`] of a label owned: most labels are already names and are
+/// kept as they are, without a copy.
+fn base_name_of(label: String) -> String {
+    let mut name = if label.contains(['/', '\0']) {
+        label.replace('/', ":").replace('\0', "\u{FFFD}")
+    } else {
+        label
+    };
     if name.is_empty() || name == "." || name == ".." {
         name = "Untitled".to_string();
     }
@@ -85,36 +95,42 @@ pub fn render<T>(mut children: Vec<RawChild<T>>) -> Vec<(String, bool, T)> {
     children.sort_by(|a, b| {
         (a.priority, &a.created_at, &a.node_id).cmp(&(b.priority, &b.created_at, &b.node_id))
     });
-    let bases: Vec<String> = children.iter().map(|c| base_name(&c.label)).collect();
-    let mut taken: HashSet<String> = HashSet::with_capacity(children.len());
-    let mut names: Vec<Option<(String, bool)>> = vec![None; children.len()];
-    // Pass 1: the first child asking for a name gets it exactly.
-    for (i, base) in bases.iter().enumerate() {
-        if taken.insert(base.clone()) {
-            names[i] = Some((base.clone(), false));
-        }
-    }
-    // Pass 2: the rest get "stem (n).ext", avoiding every name already held.
-    for (i, base) in bases.iter().enumerate() {
-        if names[i].is_some() {
-            continue;
-        }
-        let mut n = 2u64;
-        loop {
-            let candidate = fit(base, &format!(" ({n})"), NAME_MAX);
-            if taken.insert(candidate.clone()) {
-                names[i] = Some((candidate, true));
-                break;
+    let bases: Vec<String> = children
+        .iter_mut()
+        .map(|c| base_name_of(std::mem::take(&mut c.label)))
+        .collect();
+    let mut generated: Vec<Option<String>> = vec![None; children.len()];
+    {
+        // Pass 1: the first child asking for a name gets it exactly.
+        let mut exact: FxHashSet<&str> = FxHashSet::default();
+        exact.reserve(bases.len());
+        let mut again = Vec::new();
+        for (i, base) in bases.iter().enumerate() {
+            if !exact.insert(base.as_str()) {
+                again.push(i);
             }
-            n += 1;
+        }
+        // Pass 2: the rest get "stem (n).ext", avoiding every name already held.
+        let mut made: FxHashSet<String> = FxHashSet::default();
+        for i in again {
+            let mut n = 2u64;
+            loop {
+                let candidate = fit(&bases[i], &format!(" ({n})"), NAME_MAX);
+                if !exact.contains(candidate.as_str()) && made.insert(candidate.clone()) {
+                    generated[i] = Some(candidate);
+                    break;
+                }
+                n += 1;
+            }
         }
     }
     children
         .into_iter()
-        .zip(names)
-        .map(|(c, n)| {
-            let (name, generated) = n.unwrap_or_default();
-            (name, generated, c.payload)
+        .zip(bases)
+        .zip(generated)
+        .map(|((c, base), made)| match made {
+            Some(name) => (name, true, c.payload),
+            None => (base, false, c.payload),
         })
         .collect()
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::params;
 
 use super::mutate::purge_in;
-use super::read::{shape_of, ORPHAN};
+use super::read::ORPHAN;
 use super::SqliteCatalog;
 use crate::catalog::{CatalogCheck, CatalogError, ContentRef, Ino};
 
@@ -106,7 +106,7 @@ impl SqliteCatalog {
                 "{n} node ids appear on more than one row (the first is shown)"
             ));
         }
-        let n = shape_of(&r)?.in_cycle.len();
+        let n = self.shape(&r)?.in_cycle;
         if n > 0 {
             out.notes.push(format!(
                 "{n} nodes in parent_id cycles, unreachable from the root (shown under Unfiled)"

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::mutate::{meta, place, Place};
 use super::time::{from_ns, parse_iso, precise};
@@ -179,6 +179,7 @@ impl SqliteCatalog {
         let found = Arc::new(Shape {
             heads: s.heads.into_iter().collect(),
             orphans: s.orphans,
+            in_cycle: s.in_cycle.len(),
         });
         *h = Some(Arc::clone(&found));
         Ok(found)
@@ -190,6 +191,8 @@ impl SqliteCatalog {
 pub(super) struct Shape {
     pub heads: HashSet<String>,
     pub orphans: bool,
+    /// How many nodes are in loops (for `fsck`).
+    pub in_cycle: usize,
 }
 
 /// What one pass over `file_nodes` finds: the nodes that never reach the
@@ -356,8 +359,18 @@ impl SqliteCatalog {
                 };
                 // A cycle's head leaves its (looping) parent for Unfiled; a
                 // node id found on two rows is shown once (its first row).
-                let mut seen = std::collections::HashSet::new();
-                rows.retain(|c| !heads.contains(&c.payload.2) && seen.insert(c.payload.2.clone()));
+                let keep: Vec<bool> = {
+                    let mut seen: FxHashSet<&str> = FxHashSet::default();
+                    seen.reserve(rows.len());
+                    rows.iter()
+                        .map(|c| {
+                            let id = c.payload.2.as_str();
+                            (heads.is_empty() || !heads.contains(id)) && seen.insert(id)
+                        })
+                        .collect()
+                };
+                let mut keep = keep.into_iter();
+                rows.retain(|_| keep.next().unwrap_or(false));
                 if matches!(dir_place, Place::Unfiled) {
                     let mut one = r.prepare_cached(
                         "SELECT n.node_id, n.label, n.node_type, coalesce(n.created_at, ''), i.ino, coalesce(i.claimed, 0)
