@@ -584,35 +584,23 @@ pub fn unmount(dir: &Path) -> Result<(), MountError> {
         return unmount_nfs(&abs);
     };
     if let Some(rec) = read_record(&mp).filter(|r| pid_alive(r.pid)) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(rec.pid as i32),
-            nix::sys::signal::SIGTERM,
-        );
         // The daemon flushes, then unmounts; with files still open the mount is
         // detached at once and the daemon serves those files until they close.
-        let deadline = Instant::now() + Duration::from_secs(60);
         let mut detached_at = None;
-        while Instant::now() < deadline {
-            if !pid_alive(rec.pid) {
-                return Ok(());
+        return stop_daemon(rec.pid, &mp, "did not unmount", || {
+            if markbase_mounts().iter().any(|m| m.mountpoint == mp) {
+                return false;
             }
-            if !markbase_mounts().iter().any(|m| m.mountpoint == mp) {
-                let t = *detached_at.get_or_insert_with(Instant::now);
-                if t.elapsed() > Duration::from_secs(2) {
-                    tracing::warn!(
-                        "{}: unmounted; the daemon keeps serving files still open",
-                        mp.display()
-                    );
-                    return Ok(());
-                }
+            let t = *detached_at.get_or_insert_with(Instant::now);
+            let done = t.elapsed() > Duration::from_secs(2);
+            if done {
+                tracing::warn!(
+                    "{}: unmounted; the daemon keeps serving files still open",
+                    mp.display()
+                );
             }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        return Err(MountError::Daemon(format!(
-            "{}: daemon {} did not unmount in 60 s",
-            mp.display(),
-            rec.pid
-        )));
+            done
+        });
     }
     // No daemon: a dead mount ("Transport endpoint is not connected").
     crate::platform::detach(&mp).map_err(io_err(format!("unmount {}", mp.display())))?;
@@ -632,21 +620,31 @@ fn unmount_nfs(abs: &Path) -> Result<(), MountError> {
         remove_record(&rec.mountpoint);
         return Err(MountError::NotMounted(abs.to_path_buf()));
     }
+    stop_daemon(rec.pid, abs, "(NFS) did not stop", || false)
+}
+
+/// SIGTERM to the daemon `pid` serving `mp`, then wait up to 60 s for it to
+/// exit (it flushes first), or for `done` to say that waiting is over.
+fn stop_daemon(
+    pid: u32,
+    mp: &Path,
+    what: &str,
+    mut done: impl FnMut() -> bool,
+) -> Result<(), MountError> {
     let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(rec.pid as i32),
+        nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::SIGTERM,
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if !pid_alive(rec.pid) {
+        if !pid_alive(pid) || done() {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     Err(MountError::Daemon(format!(
-        "{}: NFS daemon {} did not stop in 60 s",
-        abs.display(),
-        rec.pid
+        "{}: daemon {pid} {what} in 60 s",
+        mp.display()
     )))
 }
 
