@@ -15,8 +15,20 @@ run's own). Workloads (fio for data):
   seq-write   1 MiB blocks, fsync at end           MB/s
   seq-read    the same file, page cache dropped    MB/s
   direct-write / direct-read   O_DIRECT, 1 MiB     MB/s
-  create / stat / readdir / unlink  10,000 small files in 100 folders, ops/s
+  create / stat / readdir / unlink  3,000 small files in 30 folders, ops/s
   readdir-again  the same listings a second time (what a file browser does)
+
+and with --workloads, instead of the fio rows, real work timed in seconds
+(ratio: target time / disk time, lower is better), each made once outside
+the targets:
+
+  readdir-50k / ls-l-50k   one folder of 50,000 files: names (ls -f), then
+                           names and lstat of each (ls -l), caches dropped
+  untar          a 20,000-file tree (200 folders, 1-8 KiB files) from a tar
+  cp-r           a 10,000-frame sequence of 256 KiB files (--frames)
+  rm-rf          the copied sequence
+  git-clone      a local repository of 5,000 files (git clone --no-local)
+  git-status     in that clone
 
 and the markbase daemon's memory: idle on a 12,659-node library after a full
 walk, and its peak during the sequential write. Figures are medians of --runs.
@@ -49,7 +61,7 @@ def fio(directory, rw, size, direct=False):
     return job["write" if rw == "write" else "read"]["bw_bytes"] / 1e6
 
 
-def metadata(directory, files=10_000, folders=100):
+def metadata(directory, files=3_000, folders=30):
     base = os.path.join(directory, "meta")
     os.mkdir(base)
     dirs = [os.path.join(base, f"d{i:03}") for i in range(folders)]
@@ -77,6 +89,79 @@ def metadata(directory, files=10_000, folders=100):
     rates["unlink"] = files / (time.perf_counter() - t)
     shutil.rmtree(base)
     return rates
+
+
+def big_folder(directory, n=50_000):
+    """Rates of listing a folder of n files: names, then names and lstat."""
+    d = os.path.join(directory, "big")
+    os.mkdir(d)
+    for i in range(n):
+        os.close(os.open(os.path.join(d, f"frame_{i:06}.exr"), os.O_CREAT | os.O_WRONLY, 0o644))
+    rates = {}
+    drop_caches()
+    t = time.perf_counter()
+    names = os.listdir(d)
+    rates["readdir-50k"] = len(names) / (time.perf_counter() - t)
+    drop_caches()
+    t = time.perf_counter()
+    for e in os.scandir(d):
+        e.stat(follow_symlinks=False)
+    rates["ls-l-50k"] = n / (time.perf_counter() - t)
+    shutil.rmtree(d)
+    return rates
+
+
+def make_sources(tmp, frames):
+    """The inputs of the real workloads, on the disk, made once."""
+    src = os.path.join(tmp, "sources")
+    os.mkdir(src)
+    tree = os.path.join(src, "tree")
+    for i in range(200):
+        d = os.path.join(tree, f"dir{i:03}")
+        os.makedirs(d)
+        for j in range(100):
+            with open(os.path.join(d, f"file{j:03}.dat"), "wb") as f:
+                f.write(os.urandom(1024 * (1 + (i * 100 + j) % 8)))
+    sh("tar", "-cf", os.path.join(src, "tree.tar"), "-C", src, "tree")
+    shutil.rmtree(tree)
+    seq = os.path.join(src, "sequence")
+    os.mkdir(seq)
+    block = os.urandom(256 << 10)
+    for i in range(frames):
+        with open(os.path.join(seq, f"frame_{i:06}.dpx"), "wb") as f:
+            f.write(block)
+    repo = os.path.join(src, "repo")
+    os.mkdir(repo)
+    for i in range(5000):
+        d = os.path.join(repo, f"mod{i % 50:02}")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, f"src{i:04}.txt"), "w") as f:
+            f.write(f"line {i}\n" * (1 + i % 40))
+    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b",
+           "GIT_COMMITTER_EMAIL": "b@b"}
+    for cmd in (["git", "init", "-q"], ["git", "add", "."], ["git", "commit", "-qm", "bench"]):
+        sh(*cmd, cwd=repo, env=env)
+    return src
+
+
+def workloads(directory, src):
+    """Seconds of each real workload in `directory`."""
+    times = {}
+
+    def timed(key, *cmd, cwd=None):
+        t = time.perf_counter()
+        sh(*cmd, cwd=cwd)
+        times[key] = time.perf_counter() - t
+
+    base = os.path.join(directory, "work")
+    os.mkdir(base)
+    timed("untar", "tar", "-xf", os.path.join(src, "tree.tar"), "-C", base)
+    timed("cp-r", "cp", "-r", os.path.join(src, "sequence"), os.path.join(base, "sequence"))
+    timed("rm-rf", "rm", "-rf", os.path.join(base, "sequence"))
+    timed("git-clone", "git", "clone", "-q", "--no-local", os.path.join(src, "repo"), os.path.join(base, "clone"))
+    timed("git-status", "git", "status", "--porcelain", cwd=os.path.join(base, "clone"))
+    sh("rm", "-rf", base)
+    return times
 
 
 class Rss(threading.Thread):
@@ -236,6 +321,9 @@ def main():
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--metadata-only", action="store_true", help="only the create/stat/readdir/unlink rows")
     ap.add_argument("--base-bin", help="another markbase binary (an older build), run as target markbase-base")
+    ap.add_argument("--workloads", action="store_true",
+                    help="metadata rows, the 50,000-file folder and the real workloads instead of fio")
+    ap.add_argument("--frames", type=int, default=10_000, help="frames of the cp -r sequence (256 KiB each)")
     a = ap.parse_args()
     names = a.targets.split(",")
     if a.base_bin and "markbase-base" not in names:
@@ -243,6 +331,7 @@ def main():
     ensure_tools(names)
     tmp = tempfile.mkdtemp(prefix="markbase-bench-", dir=a.dir or "/var/tmp")
     targets, exe = setup(tmp, names, a.base_bin)
+    src = make_sources(tmp, a.frames) if a.workloads else None
     direct_size = a.size
     results = {t.name: {} for t in targets}
     memory = {}
@@ -257,9 +346,14 @@ def main():
             # drifts; no target always goes first).
             for t in (targets if run % 2 == 0 else targets[:1] + targets[:0:-1]):
                 r = results[t.name]
-                if a.metadata_only:
+                if a.metadata_only or a.workloads:
                     for k, v in metadata(t.work).items():
                         r.setdefault(k, []).append(v)
+                    if a.workloads:
+                        for k, v in big_folder(t.work).items():
+                            r.setdefault(k, []).append(v)
+                        for k, v in workloads(t.work, src).items():
+                            r.setdefault(k, []).append(v)
                     print(f"run {run + 1}/{a.runs}: {t.name} done", file=sys.stderr)
                     continue
                 mon = Rss(t.pid) if t.pid else None
@@ -291,16 +385,19 @@ def main():
         print(json.dumps({"size": a.size, "runs": a.runs, "median": med, "memory": memory}, indent=2))
         return
     names = [t.name for t in targets]
-    units = {"seq-write": "MB/s", "seq-read": "MB/s", "direct-write": "MB/s", "direct-read": "MB/s"}
-    print(f"size {a.size}, medians of {a.runs} runs; ratio = target / native")
+    units = {"seq-write": "MB/s", "seq-read": "MB/s", "direct-write": "MB/s", "direct-read": "MB/s",
+             "untar": "s", "cp-r": "s", "rm-rf": "s", "git-clone": "s", "git-status": "s"}
+    print(f"size {a.size}, medians of {a.runs} runs; ratio = target / native "
+          "(rates: higher is better; seconds: lower is better)")
     head = f"{'workload':<14}{'native':>10}" + "".join(f"{n:>24}" for n in names[1:])
     print(head)
     for k in med["native"]:
         base = med["native"][k]
-        row = f"{k:<14}{base:>10.0f}"
+        fmt = ".2f" if units.get(k) == "s" else ".0f"
+        row = f"{k:<14}{base:>10{fmt}}"
         for n in names[1:]:
             v = med[n].get(k)
-            row += f"{'n/a':>24}" if v is None else f"{v:>12.0f} ({v / base:>5.2f}x)".rjust(24)
+            row += f"{'n/a':>24}" if v is None else f"{v:>12{fmt}} ({v / base:>5.2f}x)".rjust(24)
         print(row + f"  {units.get(k, 'ops/s')}")
     for n, m in memory.items():
         if a.metadata_only:

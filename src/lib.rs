@@ -25,3 +25,20 @@ pub mod nfs;
 pub mod platform;
 pub mod store;
 pub mod sync;
+
+/// A fail point of crate `fail`, compiled in only with `--features
+/// failpoints` (the crash tests' build): set by `FAILPOINTS=name=return` in
+/// the environment, it kills the process there (abort: no cleanup, as
+/// SIGKILL), or runs the given closure instead.
+#[macro_export]
+macro_rules! failpoint {
+    ($name:literal) => {
+        fail::fail_point!($name, |_| {
+            eprintln!("markbase: fail point {} reached: aborting", $name);
+            std::process::abort()
+        })
+    };
+    ($name:literal, $e:expr) => {
+        fail::fail_point!($name, $e)
+    };
+}

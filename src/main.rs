@@ -191,6 +191,9 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     init_logging();
+    // Fail points from FAILPOINTS (the crash tests' build only).
+    #[cfg(feature = "failpoints")]
+    let _fail = fail::FailScenario::setup();
     let cli = Cli::parse();
     if let Command::Fsck {
         user,

@@ -40,6 +40,11 @@ struct Pool {
     free: Mutex<Option<Vec<u64>>>,
     wake: Condvar,
     next: AtomicU64,
+    /// Content files deleted from the catalog, for the pool's thread to
+    /// empty and park (or delete).
+    trash: Mutex<Vec<PathBuf>>,
+    /// The pool's thread runs (else the trash is emptied at once).
+    running: std::sync::atomic::AtomicBool,
 }
 
 impl Pool {
@@ -66,6 +71,58 @@ impl Pool {
 
     fn path(&self, n: u64) -> PathBuf {
         self.dir.join(n.to_string())
+    }
+
+    /// Park a content file the store owns in the pool, empty; false if the
+    /// pool is full (then the caller deletes it).
+    fn park(&self, p: &Path) -> bool {
+        let n = {
+            if self.list(&mut self.lock()).len() >= POOL_MAX {
+                return false;
+            }
+            self.next.fetch_add(1, Relaxed)
+        };
+        // An empty file (most small-file churn) needs no truncation.
+        let empty = std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.len() == 0);
+        let emptied = empty
+            || OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(p)
+                .and_then(|f| f.set_len(0))
+                .is_ok();
+        if !emptied {
+            return false;
+        }
+        if std::fs::rename(p, self.path(n)).is_err() {
+            return false;
+        }
+        self.list(&mut self.lock()).push(n);
+        true
+    }
+
+    /// Park `p` (a content file the store owns) or delete it.
+    fn delete(&self, p: &Path) -> io::Result<()> {
+        if self.park(p) {
+            return Ok(());
+        }
+        match std::fs::remove_file(p) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Delete what [`ContentStore::discard`] left here.
+    fn empty_trash(&self) {
+        let trash = match self.trash.lock() {
+            Ok(mut t) => std::mem::take(&mut *t),
+            Err(_) => return,
+        };
+        for p in trash {
+            if let Err(e) = self.delete(&p) {
+                tracing::warn!("{}: {e}", p.display());
+            }
+        }
     }
 
     /// Top the pool up to [`POOL_LOW`] (the refill thread's loop body).
@@ -145,6 +202,8 @@ impl ContentStore {
                 free: Mutex::new(None),
                 wake: Condvar::new(),
                 next: AtomicU64::new(0),
+                trash: Mutex::new(Vec::new()),
+                running: Default::default(),
             }),
             root,
         })
@@ -154,15 +213,21 @@ impl ContentStore {
     /// store lives.
     pub fn start_pool_refill(&self) {
         let pool = Arc::downgrade(&self.pool);
-        let _ = std::thread::Builder::new()
+        let started = std::thread::Builder::new()
             .name("markbase-pool".into())
             .spawn(move || {
+                crate::platform::background_priority();
                 while let Some(p) = pool.upgrade() {
+                    p.empty_trash();
                     p.refill();
                     let g = p.lock();
+                    if p.trash.lock().is_ok_and(|t| !t.is_empty()) {
+                        continue;
+                    }
                     let _ = p.wake.wait_timeout(g, std::time::Duration::from_secs(5));
                 }
             });
+        self.pool.running.store(started.is_ok(), Relaxed);
     }
 
     /// Take an empty file from the pool as `path` (which must not exist).
@@ -201,34 +266,6 @@ impl ContentStore {
                 None
             }
         }
-    }
-
-    /// Park a content file the store owns in the pool, empty; false if the
-    /// pool is full (then the caller deletes it).
-    fn to_pool(&self, p: &Path) -> bool {
-        let n = {
-            if self.pool.list(&mut self.pool.lock()).len() >= POOL_MAX {
-                return false;
-            }
-            self.pool.next.fetch_add(1, Relaxed)
-        };
-        // An empty file (most small-file churn) needs no truncation.
-        let empty = std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.len() == 0);
-        let emptied = empty
-            || OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(p)
-                .and_then(|f| f.set_len(0))
-                .is_ok();
-        if !emptied {
-            return false;
-        }
-        if std::fs::rename(p, self.pool.path(n)).is_err() {
-            return false;
-        }
-        self.pool.list(&mut self.pool.lock()).push(n);
-        true
     }
 
     pub fn root(&self) -> &Path {
@@ -314,16 +351,36 @@ impl ContentStore {
         }
     }
 
+    /// Delete a content file if the store owns it, in the background: the
+    /// catalog no longer points at it, so nothing else will open it, and a
+    /// crash before the pool's thread gets to it leaves a file no row points
+    /// at, which the recovery pass at the next mount deletes.
+    pub fn discard(&self, p: &Path) -> io::Result<()> {
+        if !self.owns(p) {
+            return Ok(());
+        }
+        if !self.pool.running.load(Relaxed) {
+            return self.remove(p);
+        }
+        if let Ok(mut t) = self.pool.trash.lock() {
+            t.push(p.to_path_buf());
+        }
+        // The pool's thread waits on the free list's lock.
+        let _g = self.pool.lock();
+        self.pool.wake.notify_one();
+        Ok(())
+    }
+
+    /// Delete now what [`ContentStore::discard`] left for the pool's thread
+    /// (at unmount).
+    pub fn empty_trash(&self) {
+        self.pool.empty_trash();
+    }
+
     /// Delete a content file if the store owns it.
     pub fn remove(&self, p: &Path) -> io::Result<()> {
         if self.owns(p) {
-            if self.to_pool(p) {
-                return Ok(());
-            }
-            match std::fs::remove_file(p) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
+            return self.pool.delete(p);
         }
         Ok(())
     }

@@ -130,6 +130,7 @@ fn names_are_refused_as_ext4_does_and_change_nothing() {
         fs::create_dir_all(d.join("dir")).unwrap();
         fs::write(d.join("file"), b"x").unwrap();
     }
+    sync_catalog(&m.dir);
     let before = v1_rows(&lib.catalog());
     let long = "n".repeat(256);
     same_errno("create 256 bytes", &m.dir, &local, |d| {

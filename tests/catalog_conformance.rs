@@ -163,6 +163,8 @@ fn junk_and_special_nodes_stay_out_of_file_nodes() {
         cat.create(ROOT_INO, "sym", &link, now).unwrap();
         let real = cat.create(ROOT_INO, "real.mov", &file(None), now).unwrap();
         assert!(real.in_catalog);
+        // Other processes see changes once committed (at once after a sync).
+        cat.sync().unwrap();
         let labels: Vec<String> = {
             let c = Connection::open(path).unwrap();
             let mut st = c.prepare("SELECT label FROM file_nodes").unwrap();

@@ -4,6 +4,12 @@
 //! kill may leave (content files without a row) and `--repair` clears it; the
 //! remounted library holds every operation that returned, with its exact
 //! bytes, and nothing else but the one operation each worker had in flight.
+//!
+//! The metadata journal (changes answered after one `write()`, committed to
+//! SQLite in batches, replayed at the next mount) is killed 24 times in
+//! bursts of small-file changes, and at each of its fail points (crate
+//! `fail`, in the `failpoints` build that `scripts/test` runs): on the commit
+//! path, and in the replay itself.
 
 mod common;
 
@@ -31,7 +37,9 @@ struct Model {
     in_flight: BTreeSet<String>,
 }
 
-fn work(dir: PathBuf, id: u64, stop: Arc<AtomicBool>) -> Model {
+/// Random creates (files of 1..`max_len` bytes), renames (some replacing),
+/// deletes and mkdirs in `dir` until `stop` or the daemon's death.
+fn work(dir: PathBuf, id: u64, stop: Arc<AtomicBool>, max_len: usize) -> Model {
     let mut m = Model::default();
     let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (id << 40) ^ std::process::id() as u64;
     let mut rnd = move |n: u64| {
@@ -54,7 +62,7 @@ fn work(dir: PathBuf, id: u64, stop: Arc<AtomicBool>) -> Model {
         let r = rnd(1 << 30);
         let result: std::io::Result<()> = if op < 45 || files.is_empty() {
             let name = format!("f{id}-{seq}.bin");
-            let (seed, len) = (r, 1 + (r as usize % (3 << 20)));
+            let (seed, len) = (r, 1 + (r as usize % max_len));
             m.in_flight = [name.clone()].into();
             (|| {
                 let mut f = fs::File::create(dir.join(&name))?;
@@ -171,7 +179,7 @@ fn sigkill_mid_operations_loses_nothing_that_returned() {
             let stop = stop.clone();
             workers.push((
                 rel,
-                std::thread::spawn(move || work(dir, round * 10 + w, stop)),
+                std::thread::spawn(move || work(dir, round * 10 + w, stop, 3 << 20)),
             ));
         }
         std::thread::sleep(Duration::from_millis(400 + 300 * round));
@@ -191,7 +199,9 @@ fn sigkill_mid_operations_loses_nothing_that_returned() {
         let (code, out) = fsck(&lib.data, "crash", &[]);
         for line in out.lines().filter(|l| l.contains("damage:")) {
             assert!(
-                line.contains("no catalog row points at") || line.contains("deleted while open"),
+                line.contains("no catalog row points at")
+                    || line.contains("deleted while open")
+                    || line.contains("of deleted files still on disk"),
                 "unexpected damage after SIGKILL:\n{out}"
             );
         }
@@ -213,4 +223,187 @@ fn sigkill_mid_operations_loses_nothing_that_returned() {
         ops > 20,
         "the workers did too little before the kills ({ops} nodes)"
     );
+}
+
+/// Kill, clean the dead mount, check with fsck (and repair a kill's residue).
+fn kill_and_clean(m: Mounted, lib: &TestLib, user: &str) {
+    if let Ok(pid) = std::panic::catch_unwind(|| daemon_pid(&m.dir)) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    drop(m);
+    let (code, out) = fsck(&lib.data, user, &["--repair"]);
+    for line in out.lines().filter(|l| l.contains("damage:")) {
+        assert!(
+            line.contains("no catalog row points at")
+                || line.contains("deleted while open")
+                || line.contains("of deleted files still on disk"),
+            "unexpected damage after a kill:\n{out}"
+        );
+    }
+    assert!(code == 0 || code == 1, "{out}");
+}
+
+/// Run `workers` bursts of small-file changes in fresh folders under `m`
+/// until the daemon dies or `for_ms` passes (then kill it).
+fn burst(m: &Mounted, tag: &str, workers: u64, for_ms: u64) -> Vec<(PathBuf, Model)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut hs = Vec::new();
+    for w in 0..workers {
+        let rel = PathBuf::from(format!("{tag}-{w}"));
+        let dir = m.dir.join(&rel);
+        fs::create_dir(&dir).unwrap();
+        let stop = stop.clone();
+        let id = (tag.len() as u64) * 1000 + w;
+        hs.push((rel, std::thread::spawn(move || work(dir, id, stop, 64))));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_millis(for_ms);
+    while std::time::Instant::now() < deadline && !hs.iter().all(|(_, h)| h.is_finished()) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if let Ok(pid) = std::panic::catch_unwind(|| daemon_pid(&m.dir)) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    hs.into_iter()
+        .map(|(rel, h)| (rel, h.join().expect("worker")))
+        .collect()
+}
+
+#[test]
+fn sigkill_mid_bursts_of_small_file_changes_loses_nothing_that_returned() {
+    let lib = TestLib::fixture("burst", Some(100), false);
+    let mut models: Vec<(PathBuf, Model)> = Vec::new();
+    let mut x = std::process::id() as u64 | 1;
+    for round in 0..24u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let m = lib.mount(&[]);
+        // Every operation that returned before the last kill is there.
+        for (rel, model) in &models {
+            verify(&m.dir.join(rel), model);
+        }
+        let got = burst(&m, &format!("b{round}"), 2, 40 + x % 260);
+        models.extend(got);
+        kill_and_clean(m, &lib, "burst");
+    }
+    let m = lib.mount(&[]);
+    for (rel, model) in &models {
+        verify(&m.dir.join(rel), model);
+    }
+    let ops: usize = models.iter().map(|(_, m)| m.nodes.len()).sum();
+    assert!(ops > 200, "the bursts did too little ({ops} nodes)");
+}
+
+/// The fail points of the journal's commit path: the daemon aborts there
+/// after some changes; what returned is all there at the next mount.
+#[test]
+fn the_daemon_dying_at_each_step_of_the_commit_path_loses_nothing() {
+    if !cfg!(feature = "failpoints") {
+        eprintln!("skipped: needs the failpoints build (cargo test --features failpoints)");
+        return;
+    }
+    let lib = TestLib::fixture("failcommit", Some(100), false);
+    let mut models: Vec<(PathBuf, Model)> = Vec::new();
+    for (i, point) in [
+        "journal-before-append",
+        "journal-appended",
+        "journal-torn-append",
+        "journal-before-commit",
+        "journal-after-commit",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let dir = lib.tmp.path().join(format!("mnt-fp-{i}"));
+        fs::create_dir_all(&dir).unwrap();
+        // Some hundred changes go through first.
+        let spec = format!("{point}={}*off->return", 150 + 37 * i);
+        let m = lib
+            .try_mount_env(&dir, &[], &[("FAILPOINTS", spec.as_str())])
+            .unwrap_or_else(|e| panic!("mount with {spec}: {e}"));
+        let got = burst(&m, &format!("fp{i}"), 2, 20_000);
+        assert!(
+            got.iter().map(|(_, m)| m.nodes.len()).sum::<usize>() > 20,
+            "{point}: too little happened before it"
+        );
+        models.extend(got);
+        kill_and_clean(m, &lib, "failcommit");
+        let m = lib.mount(&[]);
+        for (rel, model) in &models {
+            verify(&m.dir.join(rel), model);
+        }
+        m.unmount();
+    }
+}
+
+/// The fail points of the replay at mount: a daemon dies with changes in
+/// the journal only; the next mount dies in the middle of replaying them;
+/// the one after replays them whole, once.
+#[test]
+fn the_daemon_dying_in_the_replay_loses_nothing_and_applies_nothing_twice() {
+    if !cfg!(feature = "failpoints") {
+        eprintln!("skipped: needs the failpoints build (cargo test --features failpoints)");
+        return;
+    }
+    let lib = TestLib::fixture("failreplay", Some(100), false);
+    let mut models: Vec<(PathBuf, Model)> = Vec::new();
+    for (i, point) in [
+        "journal-replay-applied",
+        "journal-replay-before-commit",
+        "journal-replayed",
+    ]
+    .iter()
+    .enumerate()
+    {
+        // Die right after a change is journaled, before its batch commits.
+        let dir = lib.tmp.path().join(format!("mnt-rp-{i}"));
+        fs::create_dir_all(&dir).unwrap();
+        let spec = format!("journal-appended={}*off->return", 120 + 41 * i);
+        let m = lib
+            .try_mount_env(&dir, &[], &[("FAILPOINTS", spec.as_str())])
+            .unwrap_or_else(|e| panic!("mount with {spec}: {e}"));
+        models.extend(burst(&m, &format!("rp{i}"), 1, 20_000));
+        if let Ok(pid) = std::panic::catch_unwind(|| daemon_pid(&m.dir)) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        drop(m);
+        let journal = {
+            let mut p = lib.catalog().into_os_string();
+            p.push("-mbjournal");
+            PathBuf::from(p)
+        };
+        assert!(
+            fs::metadata(&journal).map(|m| m.len()).unwrap_or(0) > 0,
+            "{point}: the journal should hold the last changes"
+        );
+        // The next mount dies in the replay (the first record, or before
+        // its commit, or after it).
+        let dir = lib.tmp.path().join(format!("mnt-rp-{i}-b"));
+        fs::create_dir_all(&dir).unwrap();
+        let spec = format!("{point}=return");
+        let died = lib.try_mount_env(&dir, &[], &[("FAILPOINTS", spec.as_str())]);
+        assert!(
+            died.is_err(),
+            "{point}: the mount should have died replaying"
+        );
+        drop(died);
+        let m = lib.mount(&[]);
+        for (rel, model) in &models {
+            verify(&m.dir.join(rel), model);
+        }
+        m.unmount();
+        let (code, out) = fsck(&lib.data, "failreplay", &["--repair"]);
+        assert!(code == 0 || code == 1, "{out}");
+    }
 }

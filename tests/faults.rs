@@ -36,6 +36,7 @@ fn content_or_row_deleted_behind_the_mounts_back() {
     fs::write(m.path("c.mov"), stream(3, 100_000)).unwrap();
     // A file that is open when its content file is deleted keeps its bytes.
     let held = fs::File::open(m.path("c.mov")).unwrap();
+    sync_catalog(&m.dir);
     fs::remove_file(location_of(&lib.catalog(), "c.mov")).unwrap();
     fs::remove_file(location_of(&lib.catalog(), "a.mov")).unwrap();
     assert_eq!(errno_of(fs::read(m.path("a.mov"))), Some(libc::EIO));

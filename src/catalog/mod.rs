@@ -10,7 +10,9 @@
 //!
 //! Rules every implementation keeps:
 //! * inode numbers are stable for a node across mounts and never reused;
-//! * every mutation is one transaction: it happens whole or not at all;
+//! * every mutation happens whole or not at all, and once it returned it
+//!   survives the process's death (the SQLite catalog journals it in one
+//!   `write()` and commits it in a batch: `sqlite/journal.rs`);
 //! * names are rendered from labels by [`names`], the same on every mount.
 //!
 //! The catalog trusts its one client (the file system core) for POSIX
@@ -331,6 +333,12 @@ pub trait Catalog: Send + Sync {
     fn purge(&self, ino: Ino) -> Result<(), CatalogError>;
     /// Inodes left unlinked-but-open by an earlier run, with their content files.
     fn leftovers(&self) -> Result<Vec<(Ino, Option<PathBuf>)>, CatalogError>;
+    /// Content files of nodes that were deleted (noted in the deleting
+    /// change; the store removes them in the background), with the last
+    /// note's number: after a crash, what to delete rather than keep.
+    fn trash(&self) -> Result<(i64, Vec<PathBuf>), CatalogError>;
+    /// Forget the notes up to `upto` (their files are gone).
+    fn clear_trash(&self, upto: i64) -> Result<(), CatalogError>;
 
     fn get_xattr(&self, ino: Ino, name: &str) -> Result<Vec<u8>, CatalogError>;
     fn list_xattrs(&self, ino: Ino) -> Result<Vec<String>, CatalogError>;

@@ -61,12 +61,32 @@ impl MarkBaseFs {
             notes: found.notes,
             repaired: Vec::new(),
         };
+        // Content files of deleted nodes still on disk (a daemon stopped
+        // before its background removal): deleted, not kept (by `recover`).
+        let trash: HashSet<PathBuf> = cat
+            .trash()?
+            .1
+            .into_iter()
+            .filter(|p| self.store.owns(p) && std::fs::symlink_metadata(p).is_ok())
+            .collect();
+        if !trash.is_empty() {
+            r.damage.push(format!(
+                "{} content files of deleted files still on disk (the daemon stopped before removing them)",
+                trash.len()
+            ));
+        }
         if o.repair {
             r.repaired.extend(cat.repair()?);
             let freed = if o.offline { self.recover()? } else { 0 };
             if freed > 0 {
                 r.repaired
                     .push(format!("freed {freed} files deleted while open"));
+            }
+            if o.offline && !trash.is_empty() {
+                r.repaired.push(format!(
+                    "deleted {} content files of deleted files",
+                    trash.len()
+                ));
             }
         }
         // Locations in the store whose file is gone.
@@ -102,7 +122,7 @@ impl MarkBaseFs {
         let now = SystemTime::now();
         let mut orphans = Vec::new();
         for p in self.store.files()? {
-            if known.contains(p.as_path()) {
+            if known.contains(p.as_path()) || trash.contains(&p) {
                 continue;
             }
             let Ok(md) = std::fs::symlink_metadata(&p) else {

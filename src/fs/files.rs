@@ -473,6 +473,8 @@ impl MarkBaseFs {
             }
         }
         self.flush_size_fixes()?;
+        self.store.empty_trash();
+        self.catalog.clear_trash(i64::MAX)?;
         self.catalog.sync()?;
         first_err.map_or(Ok(()), Err)
     }

@@ -178,6 +178,15 @@ impl MarkBaseFs {
                 self.store.remove(p)?;
             }
         }
+        // Content files of deleted nodes that the last run had not removed
+        // yet (it does so in the background).
+        let (upto, trash) = self.catalog.trash()?;
+        for p in &trash {
+            self.store.remove(p)?;
+        }
+        if upto > 0 {
+            self.catalog.clear_trash(upto)?;
+        }
         Ok(left.len())
     }
 }

@@ -280,7 +280,7 @@ impl MarkBaseFs {
             Some(content) => {
                 let _ = self.quota_resize(size, 0);
                 if let Some(p) = content {
-                    self.store.remove(&p)?;
+                    self.store.discard(&p)?;
                 }
             }
             None if un.nlink == 0 => self.forget_inode(e.ino)?,
@@ -311,7 +311,7 @@ impl MarkBaseFs {
                 let real = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
                 let _ = self.quota_resize(rec.size.max(real), 0);
             }
-            self.store.remove(p)?;
+            self.store.discard(p)?;
         }
         Ok(())
     }

@@ -19,6 +19,32 @@ use std::str::FromStr;
 pub mod macos;
 pub mod nfs_client;
 
+/// Run the calling thread at the lowest priority (nice 19): background work
+/// (emptying deleted content files, checkpoints) yields the CPU to requests
+/// and catches up when the machine is idle.
+pub fn background_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid has no preconditions; setpriority on this thread's
+        // id changes only this thread's nice value.
+        let r = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, 19)
+        };
+        if r != 0 {
+            tracing::debug!("nice 19: {}", std::io::Error::last_os_error());
+        }
+    }
+    #[cfg(target_os = "macos")]
+    {
+        // SAFETY: as above; on macOS PRIO_DARWIN_THREAD with id 0 is this thread.
+        let r = unsafe { libc::setpriority(libc::PRIO_DARWIN_THREAD, 0, libc::PRIO_DARWIN_BG) };
+        if r != 0 {
+            tracing::debug!("background priority: {}", std::io::Error::last_os_error());
+        }
+    }
+}
+
 /// Take a mount away even if it is busy or its daemon is gone: Linux
 /// detaches it lazily (`MNT_DETACH`), macOS forces it (`MNT_FORCE`).
 pub fn detach(mountpoint: &Path) -> std::io::Result<()> {

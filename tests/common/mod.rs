@@ -145,19 +145,36 @@ impl TestLib {
     }
 
     pub fn mount_at(&self, dir: &Path, extra: &[&str]) -> Mounted {
+        self.try_mount_env(dir, extra, &[])
+            .unwrap_or_else(|e| panic!("mount failed: {e}"))
+    }
+
+    /// Mount at `dir` with `env` set for the daemon; its stderr if it fails.
+    pub fn try_mount_env(
+        &self,
+        dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Mounted, String> {
         let d = dir.to_string_lossy().into_owned();
         let mut args = vec!["fuse", "--mount", "--user", &self.user, "--dir", &d];
         args.extend_from_slice(extra);
-        let out = self.markbase(&args);
+        let out = Command::new(bin())
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args(&args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run markbase");
+        // Unmounted on drop whatever happened (a daemon that died mounted).
         let m = Mounted {
             dir: dir.to_path_buf(),
         };
-        assert!(
-            out.status.success(),
-            "mount failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        m
+        if out.status.success() {
+            Ok(m)
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
     }
 }
 
@@ -312,4 +329,13 @@ pub fn assert_success(out: &Output) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Make the mount commit its open batch of changes (an `fsync` of a folder
+/// does): other readers of the SQLite file see changes within a batch
+/// window, at once after this.
+pub fn sync_catalog(mount_dir: &Path) {
+    std::fs::File::open(mount_dir)
+        .and_then(|d| d.sync_all())
+        .expect("fsync the mount's root");
 }

@@ -1,5 +1,6 @@
-//! Connections: one writer behind a mutex (every mutation one IMMEDIATE
-//! transaction, all through [`SqliteCatalog::write_after`]), a small pool of
+//! Connections: one writer behind a mutex (journaled changes in batches,
+//! see `commit.rs`; the rest one IMMEDIATE transaction each, through
+//! [`SqliteCatalog::write_after`]), a small pool of
 //! read-only readers (WAL: reads never wait for the writer), inode numbers
 //! reserved in batches, and checkpoints in a thread of their own.
 //!
@@ -7,16 +8,19 @@
 //! [`SqliteCatalog::sync_wal`] makes commits survive power loss by syncing the
 //! WAL, which the file system core does on `fsync`. Checkpoints (copying the
 //! WAL back into the database, with two syncs) never run inside a request's
-//! commit: the writer counts its commits and wakes the checkpointer every
+//! commit: the writer counts committed changes and wakes the checkpointer every
 //! [`CHECKPOINT_EVERY`]; its own automatic checkpoint stays as a backstop at
 //! [`WAL_BACKSTOP_PAGES`] should the thread ever fall behind.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 
+use super::journal::Journal;
 use super::SqliteCatalog;
 use crate::catalog::{CatalogError, Ino};
 
@@ -37,7 +41,48 @@ pub(super) struct Writer {
     pub(super) conn: Connection,
     pub(super) next_ino: u64,
     pub(super) end_ino: u64,
-    pub(super) commits: u64,
+    /// Changes committed since the checkpointer was last woken.
+    pub(super) since_checkpoint: u64,
+    pub(super) checkpoints: Arc<Checkpoints>,
+    /// The metadata journal (see `journal.rs`).
+    pub(super) journal: Journal,
+    /// Journaled changes in the open transaction (0: none open).
+    pub(super) batch: u64,
+    /// Shared with readers: a batch is open (they commit it before reading).
+    pub(super) pending: Arc<AtomicBool>,
+    /// A commit failed: the journal is replayed before anything else.
+    pub(super) failed: bool,
+}
+
+impl Writer {
+    /// `n` changes were committed: wake the checkpointer every
+    /// [`CHECKPOINT_EVERY`].
+    pub(super) fn committed(&mut self, n: u64) {
+        self.since_checkpoint += n;
+        if self.since_checkpoint >= CHECKPOINT_EVERY {
+            self.since_checkpoint = 0;
+            self.checkpoints.ask(false);
+        }
+    }
+
+    /// Reserve an inode number; batches are reserved in their own commit
+    /// (after the open batch's) so that no number is ever handed out twice,
+    /// whatever is rolled back or replayed.
+    pub(super) fn alloc_ino(&mut self) -> Result<Ino, CatalogError> {
+        if self.next_ino >= self.end_ino {
+            self.commit()?;
+            let start = self.next_ino;
+            let end = start + INO_BATCH;
+            self.conn.execute(
+                "UPDATE mb_meta SET value=?1 WHERE key='next_ino'",
+                [end.to_string()],
+            )?;
+            self.end_ino = end;
+        }
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        Ok(ino)
+    }
 }
 
 /// The background checkpointer's mailbox.
@@ -58,6 +103,7 @@ impl Checkpoints {
 
     /// Run checkpoints on `path` until told to stop.
     pub(super) fn run(&self, path: &Path) {
+        crate::platform::background_priority();
         let mut conn: Option<Connection> = None;
         let mut done = 0;
         loop {
@@ -115,12 +161,22 @@ impl Drop for PooledReader<'_> {
 
 impl Drop for SqliteCatalog {
     fn drop(&mut self) {
+        self.committer.stop();
+        if let Some(h) = self.committer_thread.lock().take() {
+            let _ = h.join();
+        }
+        if let Err(e) = self.flush() {
+            tracing::error!("closing the catalog: {e} (the journal keeps the changes)");
+        }
         self.checkpoints.ask(true);
     }
 }
 
 impl SqliteCatalog {
+    /// A reader (after the open batch is committed: readers see only
+    /// what is).
     pub(super) fn reader(&self) -> Result<PooledReader<'_>, CatalogError> {
+        self.flush()?;
         let conn = match self.readers.lock().pop() {
             Some(c) => c,
             None => {
@@ -136,23 +192,6 @@ impl SqliteCatalog {
             cat: self,
             conn: Some(conn),
         })
-    }
-
-    /// Reserve an inode number; batches are reserved in their own commit so
-    /// that a rolled-back operation never hands a number out twice.
-    pub(super) fn alloc_ino(w: &mut Writer) -> Result<Ino, CatalogError> {
-        if w.next_ino >= w.end_ino {
-            let start = w.next_ino;
-            let end = start + INO_BATCH;
-            w.conn.execute(
-                "UPDATE mb_meta SET value=?1 WHERE key='next_ino'",
-                [end.to_string()],
-            )?;
-            w.end_ino = end;
-        }
-        let ino = w.next_ino;
-        w.next_ino += 1;
-        Ok(ino)
     }
 
     pub(super) fn write<T>(
@@ -172,23 +211,22 @@ impl SqliteCatalog {
         f: impl FnOnce(&Connection, P) -> Result<T, CatalogError>,
     ) -> Result<T, CatalogError> {
         let mut w = self.writer.lock();
+        self.recover(&mut w)?;
+        w.commit()?;
         let p = before(&mut w)?;
         let tx = w
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx, p)?;
         tx.commit()?;
-        w.commits += 1;
-        if w.commits.is_multiple_of(CHECKPOINT_EVERY) {
-            self.checkpoints.ask(false);
-        }
+        w.committed(1);
         Ok(out)
     }
 
     /// Give inode numbers to catalog nodes that have none yet (first sight).
     pub(super) fn assign_inos(&self, node_ids: &[String]) -> Result<Vec<Ino>, CatalogError> {
         self.write_after(
-            |w| node_ids.iter().map(|_| Self::alloc_ino(w)).collect(),
+            |w| node_ids.iter().map(|_| w.alloc_ino()).collect(),
             |tx, inos: Vec<Ino>| {
                 let mut out = Vec::with_capacity(node_ids.len());
                 for (id, ino) in node_ids.iter().zip(inos) {
@@ -229,6 +267,7 @@ impl SqliteCatalog {
     /// Make every committed change durable: sync the WAL (commits are in it
     /// until a checkpoint copies them back).
     pub(super) fn sync_wal(&self) -> Result<(), CatalogError> {
+        self.flush()?;
         let mut wal = self.wal.lock();
         if wal.is_none() {
             let mut p = self.path.clone().into_os_string();

@@ -46,6 +46,22 @@ impl SqliteCatalog {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    pub(super) fn trash_notes(&self) -> Result<(i64, Vec<PathBuf>), CatalogError> {
+        let r = self.reader()?;
+        let mut st = r.prepare_cached("SELECT id, path FROM mb_trash ORDER BY id")?;
+        let rows = st.query_map([], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })?;
+        let mut upto = 0;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, p) = row?;
+            upto = id;
+            out.push(PathBuf::from(p));
+        }
+        Ok((upto, out))
+    }
+
     pub(super) fn self_check(&self) -> Result<CatalogCheck, CatalogError> {
         let r = self.reader()?;
         let mut out = CatalogCheck::default();
@@ -110,6 +126,21 @@ impl SqliteCatalog {
         if n > 0 {
             out.notes.push(format!(
                 "{n} nodes in parent_id cycles, unreachable from the root (shown under Unfiled)"
+            ));
+        }
+        let j = self.replayed;
+        if j.applied + j.skipped > 0 || j.torn > 0 {
+            out.notes.push(format!(
+                "the metadata journal held {} changes answered but not yet committed (the daemon died): replayed at this open{}{}",
+                j.applied + j.skipped,
+                match j.skipped {
+                    0 => String::new(),
+                    n => format!("; {n} no longer applied (the catalog changed meanwhile)"),
+                },
+                match j.torn {
+                    0 => String::new(),
+                    n => format!("; a torn last record ({n} bytes, never answered) ignored"),
+                }
             ));
         }
         Ok(out)

@@ -20,7 +20,9 @@
 //! |---|---|
 //! | `schema.rs` | the v1 schema, the migrations |
 //! | `open.rs` | opening, and the checks that refuse a catalog untouched |
-//! | `conn.rs` | the writer, the reader pool, the commit path, inode batches, checkpoints, WAL sync |
+//! | `conn.rs` | the writer, the reader pool, synchronous writes, inode batches, checkpoints, WAL sync |
+//! | `journal.rs` | the metadata journal's records and file |
+//! | `commit.rs` | journaled changes: the batch, its commits, the committer, the replay |
 //! | `error.rs` | SQLite's errors as [`CatalogError`]s |
 //! | `time.rs` | ISO 8601 text and nanoseconds |
 //! | `read.rs` | records, listings, parents |
@@ -45,9 +47,11 @@ use super::{
     SetAttrs, Unlinked, XattrSet,
 };
 
+mod commit;
 mod conn;
 mod error;
 mod fsck;
+mod journal;
 mod mutate;
 mod open;
 mod read;
@@ -77,7 +81,15 @@ pub struct OpenOptions {
 /// A MarkBase catalog in one SQLite file.
 pub struct SqliteCatalog {
     path: PathBuf,
-    writer: Mutex<Writer>,
+    /// The writer (shared with the committer thread).
+    writer: Arc<Mutex<Writer>>,
+    /// A batch of journaled changes is open (readers commit it first).
+    pending: Arc<std::sync::atomic::AtomicBool>,
+    committer: Arc<commit::Committer>,
+    /// Joined on drop: the writer (and the journal's lock) goes with it.
+    committer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// What the open found in the journal (for `fsck`).
+    replayed: journal::Replayed,
     readers: Mutex<Vec<Connection>>,
     uid: u32,
     gid: u32,
@@ -198,6 +210,18 @@ impl Catalog for SqliteCatalog {
 
     fn leftovers(&self) -> Result<Vec<(Ino, Option<PathBuf>)>, CatalogError> {
         self.unlinked_open()
+    }
+
+    fn trash(&self) -> Result<(i64, Vec<PathBuf>), CatalogError> {
+        self.trash_notes()
+    }
+
+    fn clear_trash(&self, upto: i64) -> Result<(), CatalogError> {
+        self.write(|tx| {
+            tx.prepare_cached("DELETE FROM mb_trash WHERE id <= ?1")?
+                .execute([upto])?;
+            Ok(())
+        })
     }
 
     fn get_xattr(&self, ino: Ino, name: &str) -> Result<Vec<u8>, CatalogError> {

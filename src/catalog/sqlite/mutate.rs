@@ -15,6 +15,8 @@ use std::time::SystemTime;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::commit::Applied;
+use super::journal::Op;
 use super::time::{format_iso, parse_iso, to_ns};
 use super::SqliteCatalog;
 use crate::catalog::names;
@@ -263,6 +265,7 @@ pub(super) fn unlink_in(
                 .execute([&m.node_id])?;
             conn.prepare_cached("DELETE FROM file_nodes WHERE node_id=?1")?
                 .execute([&m.node_id])?;
+            trash_in(conn, content.as_deref())?;
             purge_in(conn, ino)?;
             touch_dir(conn, parent, now)?;
             return Ok(Unlinked {
@@ -303,6 +306,7 @@ pub(super) fn unlink_in(
         let content: Option<String> = conn
             .prepare_cached("SELECT content FROM mb_inodes WHERE ino=?1")?
             .query_row([ino as i64], |r| r.get(0))?;
+        trash_in(conn, content.as_deref())?;
         purge_in(conn, ino)?;
         purged = Some(content.map(PathBuf::from));
     } else {
@@ -324,6 +328,26 @@ fn add_edge(conn: &Connection, parent: Ino, name: &str, ino: Ino) -> Result<(), 
             _ => e.into(),
         })?;
     Ok(())
+}
+
+/// Note a purged node's content file as deleted (see `mb_trash`).
+pub(super) fn trash_in(conn: &Connection, content: Option<&str>) -> Result<(), CatalogError> {
+    if let Some(p) = content {
+        conn.prepare_cached("INSERT INTO mb_trash(path) VALUES(?1)")?
+            .execute([p])?;
+    }
+    Ok(())
+}
+
+/// Forget an unlinked inode at its last close, noting its content as deleted.
+pub(super) fn purge_open_in(conn: &Connection, ino: Ino) -> Result<(), CatalogError> {
+    let content: Option<String> = conn
+        .prepare_cached("SELECT content FROM mb_inodes WHERE ino=?1")?
+        .query_row([ino as i64], |r| r.get(0))
+        .optional()?
+        .flatten();
+    trash_in(conn, content.as_deref())?;
+    purge_in(conn, ino)
 }
 
 /// Forget an inode with no links left (its number is never handed out again).
@@ -395,6 +419,219 @@ pub(super) fn move_edge(
     Ok(())
 }
 
+/// Make node `ino` (`node_id`) named `name` in `parent` (a journaled
+/// create); whether it went into `file_nodes`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn create_in(
+    tx: &Connection,
+    ino: Ino,
+    node_id: &str,
+    parent: Ino,
+    name: &str,
+    new: &NewNode,
+    now_ns: i64,
+) -> Result<bool, CatalogError> {
+    let dest = place(tx, parent)?;
+    if matches!(dest, Place::Unfiled) {
+        return Err(CatalogError::NotPermitted(
+            "Unfiled only holds what the catalog left there",
+        ));
+    }
+    let iso = format_iso(now_ns);
+    let content = new
+        .content
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned());
+    let cat_parent = catalog_parent(&dest, new.kind, name);
+    let in_catalog = cat_parent.is_some();
+    tx.prepare_cached(
+        "INSERT INTO mb_inodes(ino, node_id, kind, mode, uid, gid, rdev, atime_ns, mtime_ns, ctime_ns, btime_ns,
+                               size, target, content, claimed)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8, ?8, 0, ?9, ?10, 1)",
+    )?
+    .execute(params![
+        ino as i64,
+        node_id,
+        if cat_parent.is_some() { None } else { Some(new.kind.code()) },
+        new.perm as i64,
+        new.uid as i64,
+        new.gid as i64,
+        new.rdev as i64,
+        now_ns,
+        new.target,
+        content
+    ])?;
+    match cat_parent {
+        Some(pid) => {
+            let node_type = if new.kind == Kind::Dir {
+                "folder"
+            } else {
+                "file"
+            };
+            tx.prepare_cached(
+                "INSERT INTO file_nodes(node_id, parent_id, label, node_type, size, created_at, updated_at)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            )?
+            .execute(params![
+                node_id,
+                pid,
+                names::label_for(name),
+                node_type,
+                if new.kind == Kind::Dir { None } else { Some(0) },
+                iso
+            ])?;
+            if let Some(c) = &content {
+                tx.prepare_cached(
+                    "INSERT INTO file_locations(file_uuid, location, volume, added_at) VALUES(?1, ?2, 'MarkBase', ?3)",
+                )?
+                .execute(params![node_id, c, iso])?;
+            }
+        }
+        None => {
+            add_edge(tx, parent, name, ino)?;
+        }
+    }
+    touch_dir(tx, parent, now_ns)?;
+    Ok(in_catalog)
+}
+
+/// The record of a node [`create_in`] just made, as [`SqliteCatalog::record`]
+/// would read it back (a unit test holds the two together).
+pub(super) fn created_record(
+    ino: Ino,
+    node_id: &str,
+    new: &NewNode,
+    in_catalog: bool,
+    now_ns: i64,
+) -> NodeRecord {
+    let now = super::time::from_ns(now_ns);
+    let locations = match (in_catalog && new.kind == Kind::File, &new.content) {
+        (true, Some(c)) => vec![c.clone()],
+        _ => vec![],
+    };
+    NodeRecord {
+        ino,
+        node_id: node_id.to_string(),
+        kind: new.kind,
+        in_catalog,
+        perm: new.perm & 0o7777,
+        uid: new.uid,
+        gid: new.gid,
+        rdev: new.rdev,
+        nlink: if new.kind == Kind::Dir { 2 } else { 1 },
+        size: 0,
+        atime: now,
+        mtime: now,
+        ctime: now,
+        btime: now,
+        target: new.target.clone(),
+        content: new.content.clone(),
+        locations,
+        has_xattrs: false,
+    }
+}
+
+/// Move entry `name` (`ino`) of `parent` to `new_name` in `new_parent`,
+/// unlinking `replaced` there first.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn rename_in(
+    tx: &Connection,
+    parent: Ino,
+    name: &str,
+    ino: Ino,
+    new_parent: Ino,
+    new_name: &str,
+    replaced: Option<Ino>,
+    now_ns: i64,
+) -> Result<Renamed, CatalogError> {
+    let replaced = match replaced {
+        Some(old) => Some(unlink_in(tx, new_parent, new_name, old, true, now_ns)?),
+        None => None,
+    };
+    move_edge(tx, parent, name, ino, new_parent, new_name)?;
+    touch_dir(tx, parent, now_ns)?;
+    touch_dir(tx, new_parent, now_ns)?;
+    set_times(tx, ino, None, Some(now_ns))?;
+    Ok(Renamed { replaced })
+}
+
+/// Swap two entries (RENAME_EXCHANGE).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn exchange_in(
+    tx: &Connection,
+    parent: Ino,
+    name: &str,
+    ino: Ino,
+    new_parent: Ino,
+    new_name: &str,
+    other: Ino,
+    now_ns: i64,
+) -> Result<(), CatalogError> {
+    let tmp = format!(".mb-exchange-{}", uuid::Uuid::new_v4());
+    move_edge(tx, parent, name, ino, parent, &tmp)?;
+    move_edge(tx, new_parent, new_name, other, parent, name)?;
+    move_edge(tx, parent, &tmp, ino, new_parent, new_name)?;
+    for d in [parent, new_parent] {
+        touch_dir(tx, d, now_ns)?;
+    }
+    for i in [ino, other] {
+        set_times(tx, i, None, Some(now_ns))?;
+    }
+    Ok(())
+}
+
+/// Add the name `new_name` in `new_parent` to `ino`.
+pub(super) fn link_in(
+    tx: &Connection,
+    ino: Ino,
+    new_parent: Ino,
+    new_name: &str,
+    now_ns: i64,
+) -> Result<(), CatalogError> {
+    let m = meta(tx, ino)?;
+    if m.kind == Kind::Dir {
+        return Err(CatalogError::NotPermitted("hard links to directories"));
+    }
+    if matches!(place(tx, new_parent)?, Place::Unfiled) {
+        return Err(CatalogError::NotPermitted(
+            "Unfiled only holds what the catalog left there",
+        ));
+    }
+    add_edge(tx, new_parent, new_name, ino)?;
+    touch_dir(tx, new_parent, now_ns)?;
+    set_times(tx, ino, None, Some(now_ns))
+}
+
+/// Change the attributes `a` gives of `ino`.
+pub(super) fn set_attrs_in(tx: &Connection, ino: Ino, a: &SetAttrs) -> Result<(), CatalogError> {
+    let m = meta(tx, ino)?;
+    tx.prepare_cached(
+        "UPDATE mb_inodes SET mode=coalesce(?2, mode), uid=coalesce(?3, uid), gid=coalesce(?4, gid),
+                atime_ns=coalesce(?5, atime_ns), ctime_ns=coalesce(?6, ctime_ns) WHERE ino=?1",
+    )?
+    .execute(params![
+        ino as i64,
+        a.perm.map(|p| p as i64),
+        a.uid.map(|u| u as i64),
+        a.gid.map(|g| g as i64),
+        a.atime.map(to_ns),
+        a.ctime.map(to_ns)
+    ])?;
+    if let Some(size) = a.size {
+        if m.in_catalog {
+            tx.prepare_cached("UPDATE file_nodes SET size=?2 WHERE node_id=?1")?
+                .execute(params![m.node_id, size as i64])?;
+        } else {
+            tx.prepare_cached("UPDATE mb_inodes SET size=?2 WHERE ino=?1")?
+                .execute(params![ino as i64, size as i64])?;
+        }
+    }
+    if let Some(mtime) = a.mtime {
+        set_times(tx, ino, Some(to_ns(mtime)), None)?;
+    }
+    Ok(())
+}
+
 impl SqliteCatalog {
     pub(super) fn create_node(
         &self,
@@ -403,74 +640,12 @@ impl SqliteCatalog {
         new: &NewNode,
         now: SystemTime,
     ) -> Result<NodeRecord, CatalogError> {
-        let now_ns = to_ns(now);
-        self.write_after(
-            Self::alloc_ino,
-            |tx, ino| {
-                let dest = place(tx, parent)?;
-                if matches!(dest, Place::Unfiled) {
-                    return Err(CatalogError::NotPermitted(
-                        "Unfiled only holds what the catalog left there",
-                    ));
-                }
-                let node_id = uuid::Uuid::new_v4().to_string();
-                let iso = format_iso(now_ns);
-                let content = new
-                    .content
-                    .as_ref()
-                    .map(|p| p.to_string_lossy().into_owned());
-                let cat_parent = catalog_parent(&dest, new.kind, name);
-                tx.prepare_cached(
-                    "INSERT INTO mb_inodes(ino, node_id, kind, mode, uid, gid, rdev, atime_ns, mtime_ns, ctime_ns, btime_ns,
-                                           size, target, content, claimed)
-                     VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8, ?8, 0, ?9, ?10, 1)",
-                )?
-                .execute(params![
-                    ino as i64,
-                    node_id,
-                    if cat_parent.is_some() { None } else { Some(new.kind.code()) },
-                    new.perm as i64,
-                    new.uid as i64,
-                    new.gid as i64,
-                    new.rdev as i64,
-                    now_ns,
-                    new.target,
-                    content
-                ])?;
-                match cat_parent {
-                    Some(pid) => {
-                        let node_type = if new.kind == Kind::Dir {
-                            "folder"
-                        } else {
-                            "file"
-                        };
-                        tx.prepare_cached(
-                            "INSERT INTO file_nodes(node_id, parent_id, label, node_type, size, created_at, updated_at)
-                             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-                        )?
-                        .execute(params![
-                            node_id,
-                            pid,
-                            names::label_for(name),
-                            node_type,
-                            if new.kind == Kind::Dir { None } else { Some(0) },
-                            iso
-                        ])?;
-                        if let Some(c) = &content {
-                            tx.prepare_cached(
-                                "INSERT INTO file_locations(file_uuid, location, volume, added_at) VALUES(?1, ?2, 'MarkBase', ?3)",
-                            )?
-                            .execute(params![node_id, c, iso])?;
-                        }
-                    }
-                    None => {
-                        add_edge(tx, parent, name, ino)?;
-                    }
-                }
-                touch_dir(tx, parent, now_ns)?;
-                self.record(tx, ino)
-            },
-        )
+        let mut w = self.writer.lock();
+        self.recover(&mut w)?;
+        let ino = w.alloc_ino()?;
+        let op = Op::create(ino, parent, name, new, to_ns(now));
+        self.journaled(&mut w, &op, |tx| self.apply(tx, &op))?
+            .record()
     }
 
     pub(super) fn unlink_name(
@@ -482,7 +657,19 @@ impl SqliteCatalog {
         now: SystemTime,
     ) -> Result<Unlinked, CatalogError> {
         self.reshaped_by(&[parent]);
-        self.write(|tx| unlink_in(tx, parent, name, ino, open, to_ns(now)))
+        let op = Op::Unlink {
+            parent,
+            name: name.to_string(),
+            ino,
+            open,
+            now: to_ns(now),
+        };
+        match self.journal_op(&op)? {
+            Applied::Unlinked(u) => Ok(u),
+            _ => Err(CatalogError::Backend(
+                "unlink applied as something else".into(),
+            )),
+        }
     }
 
     /// A change under `Unfiled` may end a cycle or an orphan: the catalog's
@@ -504,19 +691,22 @@ impl SqliteCatalog {
         replaced: Option<Ino>,
         now: SystemTime,
     ) -> Result<Renamed, CatalogError> {
-        let now_ns = to_ns(now);
         self.reshaped_by(&[parent, new_parent]);
-        self.write(|tx| {
-            let replaced = match replaced {
-                Some(old) => Some(unlink_in(tx, new_parent, new_name, old, true, now_ns)?),
-                None => None,
-            };
-            move_edge(tx, parent, name, ino, new_parent, new_name)?;
-            touch_dir(tx, parent, now_ns)?;
-            touch_dir(tx, new_parent, now_ns)?;
-            set_times(tx, ino, None, Some(now_ns))?;
-            Ok(Renamed { replaced })
-        })
+        let op = Op::Rename {
+            parent,
+            name: name.to_string(),
+            ino,
+            new_parent,
+            new_name: new_name.to_string(),
+            replaced,
+            now: to_ns(now),
+        };
+        match self.journal_op(&op)? {
+            Applied::Renamed(r) => Ok(r),
+            _ => Err(CatalogError::Backend(
+                "rename applied as something else".into(),
+            )),
+        }
     }
 
     #[allow(clippy::too_many_arguments)] // the trait method's
@@ -530,21 +720,17 @@ impl SqliteCatalog {
         other: Ino,
         now: SystemTime,
     ) -> Result<(), CatalogError> {
-        let now_ns = to_ns(now);
         self.reshaped_by(&[parent, new_parent]);
-        self.write(|tx| {
-            let tmp = format!(".mb-exchange-{}", uuid::Uuid::new_v4());
-            move_edge(tx, parent, name, ino, parent, &tmp)?;
-            move_edge(tx, new_parent, new_name, other, parent, name)?;
-            move_edge(tx, parent, &tmp, ino, new_parent, new_name)?;
-            for d in [parent, new_parent] {
-                touch_dir(tx, d, now_ns)?;
-            }
-            for i in [ino, other] {
-                set_times(tx, i, None, Some(now_ns))?;
-            }
-            Ok(())
+        self.journal_op(&Op::Exchange {
+            parent,
+            name: name.to_string(),
+            ino,
+            new_parent,
+            new_name: new_name.to_string(),
+            other,
+            now: to_ns(now),
         })
+        .map(|_| ())
     }
 
     pub(super) fn link_node(
@@ -554,56 +740,20 @@ impl SqliteCatalog {
         new_name: &str,
         now: SystemTime,
     ) -> Result<NodeRecord, CatalogError> {
-        let now_ns = to_ns(now);
-        self.write(|tx| {
-            let m = meta(tx, ino)?;
-            if m.kind == Kind::Dir {
-                return Err(CatalogError::NotPermitted("hard links to directories"));
-            }
-            if matches!(place(tx, new_parent)?, Place::Unfiled) {
-                return Err(CatalogError::NotPermitted(
-                    "Unfiled only holds what the catalog left there",
-                ));
-            }
-            add_edge(tx, new_parent, new_name, ino)?;
-            touch_dir(tx, new_parent, now_ns)?;
-            set_times(tx, ino, None, Some(now_ns))?;
-            self.record(tx, ino)
-        })
+        self.journal_op(&Op::Link {
+            ino,
+            new_parent,
+            new_name: new_name.to_string(),
+            now: to_ns(now),
+        })?
+        .record()
     }
 
     pub(super) fn update_attrs(&self, ino: Ino, a: &SetAttrs) -> Result<NodeRecord, CatalogError> {
         if ino == UNFILED_INO {
             return Err(CatalogError::NotPermitted("Unfiled is virtual"));
         }
-        self.write(|tx| {
-            let m = meta(tx, ino)?;
-            tx.prepare_cached(
-                "UPDATE mb_inodes SET mode=coalesce(?2, mode), uid=coalesce(?3, uid), gid=coalesce(?4, gid),
-                        atime_ns=coalesce(?5, atime_ns), ctime_ns=coalesce(?6, ctime_ns) WHERE ino=?1",
-            )?
-            .execute(params![
-                ino as i64,
-                a.perm.map(|p| p as i64),
-                a.uid.map(|u| u as i64),
-                a.gid.map(|g| g as i64),
-                a.atime.map(to_ns),
-                a.ctime.map(to_ns)
-            ])?;
-            if let Some(size) = a.size {
-                if m.in_catalog {
-                    tx.prepare_cached("UPDATE file_nodes SET size=?2 WHERE node_id=?1")?
-                        .execute(params![m.node_id, size as i64])?;
-                } else {
-                    tx.prepare_cached("UPDATE mb_inodes SET size=?2 WHERE ino=?1")?
-                        .execute(params![ino as i64, size as i64])?;
-                }
-            }
-            if let Some(mtime) = a.mtime {
-                set_times(tx, ino, Some(to_ns(mtime)), None)?;
-            }
-            self.record(tx, ino)
-        })
+        self.journal_op(&Op::set_attrs(ino, a))?.record()
     }
 
     pub(super) fn commit_size(
@@ -613,15 +763,12 @@ impl SqliteCatalog {
         mtime: SystemTime,
         ctime: SystemTime,
     ) -> Result<(), CatalogError> {
-        self.update_attrs(
+        self.journal_op(&Op::CommitFile {
             ino,
-            &SetAttrs {
-                size: Some(size),
-                mtime: Some(mtime),
-                ctime: Some(ctime),
-                ..Default::default()
-            },
-        )
+            size,
+            mtime: to_ns(mtime),
+            ctime: to_ns(ctime),
+        })
         .map(|_| ())
     }
 
@@ -639,6 +786,6 @@ impl SqliteCatalog {
     }
 
     pub(super) fn purge_node(&self, ino: Ino) -> Result<(), CatalogError> {
-        self.write(|tx| purge_in(tx, ino))
+        self.journal_op(&Op::Purge { ino }).map(|_| ())
     }
 }

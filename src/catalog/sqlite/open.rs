@@ -11,7 +11,12 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use super::commit::{journal_seq, Committer};
 use super::conn::{Checkpoints, Writer, FIRST_INO, WAL_BACKSTOP_PAGES, WRITER_CACHE_KIB};
+use super::journal::{self, Journal, Replayed};
 use super::schema::{library_id, table_exists, SCHEMA_VERSION, V1_SCHEMA};
 use super::{OpenOptions, SqliteCatalog};
 use crate::catalog::CatalogError;
@@ -116,14 +121,16 @@ impl SqliteCatalog {
         let mut conn = conn;
         Self::migrate(&mut conn)?;
         let library_id = library_id(&conn)?;
-        let mut next: u64 = conn.query_row(
+        let next: u64 = conn.query_row(
             "SELECT CAST(value AS INTEGER) FROM mb_meta WHERE key='next_ino'",
             [],
             |r| r.get::<_, i64>(0),
         )? as u64;
-        let max: Option<i64> =
-            conn.query_row("SELECT max(ino) FROM mb_inodes", [], |r| r.get(0))?;
-        next = next.max(max.unwrap_or(0) as u64 + 1).max(FIRST_INO);
+        // The journal: what the last run answered but did not commit.
+        let applied = journal_seq(&conn)?;
+        let jpath = journal::path_of(path);
+        let found = journal::read(&jpath, applied)?;
+        let last = found.ops.last().map_or(applied, |(s, _)| *s);
         let checkpoints = std::sync::Arc::new(Checkpoints::default());
         let (ck, ck_path) = (checkpoints.clone(), path.to_path_buf());
         if let Err(e) = std::thread::Builder::new()
@@ -133,14 +140,24 @@ impl SqliteCatalog {
             // The writer's backstop checkpoints instead.
             tracing::warn!("no checkpoint thread: {e}");
         }
-        let cat = SqliteCatalog {
+        let pending = Arc::new(AtomicBool::new(false));
+        let mut cat = SqliteCatalog {
             path: path.to_path_buf(),
-            writer: Mutex::new(Writer {
+            writer: Arc::new(Mutex::new(Writer {
                 conn,
                 next_ino: next,
                 end_ino: next,
-                commits: 0,
-            }),
+                since_checkpoint: 0,
+                checkpoints: checkpoints.clone(),
+                journal: Journal::open(&jpath, last)?,
+                batch: 0,
+                pending: pending.clone(),
+                failed: false,
+            })),
+            pending,
+            committer: Arc::new(Committer::default()),
+            committer_thread: Mutex::new(None),
+            replayed: Replayed::default(),
             readers: Mutex::new(Vec::new()),
             uid: opts.uid,
             gid: opts.gid,
@@ -150,6 +167,46 @@ impl SqliteCatalog {
             seen_version: Mutex::new(None),
             library_id,
         };
+        let guest = cat.writer.lock().journal.guest;
+        if guest {
+            tracing::info!(
+                "{}: another markbase process keeps this catalog's journal (a running mount): changes here commit one by one",
+                path.display()
+            );
+        } else {
+            let mut w = cat.writer.lock();
+            let skipped = cat.replay(&w.conn, &found.ops)?;
+            cat.replayed = Replayed {
+                applied: found.ops.len() - skipped,
+                skipped,
+                torn: found.torn,
+            };
+            if !found.ops.is_empty() || found.torn > 0 {
+                tracing::warn!(
+                    "{}: replayed {} journaled changes the last run had not committed ({} no longer applied, {} bytes of a torn record ignored)",
+                    path.display(),
+                    found.ops.len() - skipped,
+                    skipped,
+                    found.torn
+                );
+            }
+            crate::failpoint!("journal-replayed", |_| std::process::abort());
+            w.journal.truncate()?;
+            let max: Option<i64> = w
+                .conn
+                .query_row("SELECT max(ino) FROM mb_inodes", [], |r| r.get(0))?;
+            let next = w.next_ino.max(max.unwrap_or(0) as u64 + 1).max(FIRST_INO);
+            (w.next_ino, w.end_ino) = (next, next);
+        }
+        let (writer, committer) = (cat.writer.clone(), cat.committer.clone());
+        match std::thread::Builder::new()
+            .name("markbase-commit".into())
+            .spawn(move || committer.run(&writer))
+        {
+            Ok(h) => *cat.committer_thread.lock() = Some(h),
+            // Batches are committed when full, read or synced instead.
+            Err(e) => tracing::warn!("no committer thread: {e}"),
+        }
         Ok(cat)
     }
 }

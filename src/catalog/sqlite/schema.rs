@@ -14,7 +14,7 @@ use super::{SqliteCatalog, ROOT_NODE_ID};
 use crate::catalog::{CatalogError, ROOT_INO};
 
 /// Schema version of the `mb_*` side tables this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (
@@ -50,6 +50,13 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         "CREATE INDEX IF NOT EXISTS mb_file_nodes_subfolders ON file_nodes(parent_id) WHERE node_type = 'folder';
          DROP INDEX IF EXISTS mb_file_nodes_parent_type;",
+    ),
+    // Content files of deleted nodes, until the mount has removed them (in
+    // the background): after a crash they are deleted, not taken for lost
+    // data.
+    (
+        4,
+        "CREATE TABLE IF NOT EXISTS mb_trash(id INTEGER PRIMARY KEY, path TEXT NOT NULL);",
     ),
 ];
 

@@ -3,8 +3,9 @@
 
 use std::time::SystemTime;
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 
+use super::journal::Op;
 use super::mutate::set_times;
 use super::time::to_ns;
 use super::SqliteCatalog;
@@ -35,24 +36,15 @@ impl SqliteCatalog {
         how: XattrSet,
         now: SystemTime,
     ) -> Result<(), CatalogError> {
-        self.write(|tx| {
-            let exists = tx
-                .prepare_cached("SELECT 1 FROM mb_xattrs WHERE ino=?1 AND name=?2")?
-                .query_row(params![ino as i64, name], |_| Ok(()))
-                .optional()?
-                .is_some();
-            if exists && how.create {
-                return Err(CatalogError::Exists);
-            }
-            if !exists && how.replace {
-                return Err(CatalogError::NoAttr);
-            }
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO mb_xattrs(ino, name, value) VALUES(?1, ?2, ?3)",
-            )?
-            .execute(params![ino as i64, name, value])?;
-            set_times(tx, ino, None, Some(to_ns(now)))
+        self.journal_op(&Op::SetXattr {
+            ino,
+            name: name.to_string(),
+            value: value.to_vec(),
+            create: how.create,
+            replace: how.replace,
+            now: to_ns(now),
         })
+        .map(|_| ())
     }
 
     pub(super) fn delete_xattr(
@@ -61,14 +53,52 @@ impl SqliteCatalog {
         name: &str,
         now: SystemTime,
     ) -> Result<(), CatalogError> {
-        self.write(|tx| {
-            let n = tx
-                .prepare_cached("DELETE FROM mb_xattrs WHERE ino=?1 AND name=?2")?
-                .execute(params![ino as i64, name])?;
-            if n == 0 {
-                return Err(CatalogError::NoAttr);
-            }
-            set_times(tx, ino, None, Some(to_ns(now)))
+        self.journal_op(&Op::RemoveXattr {
+            ino,
+            name: name.to_string(),
+            now: to_ns(now),
         })
+        .map(|_| ())
     }
+}
+
+/// Set `name` of `ino` to `value`, as `how` allows (a journaled change).
+pub(super) fn put_xattr_in(
+    tx: &Connection,
+    ino: Ino,
+    name: &str,
+    value: &[u8],
+    how: XattrSet,
+    now_ns: i64,
+) -> Result<(), CatalogError> {
+    let exists = tx
+        .prepare_cached("SELECT 1 FROM mb_xattrs WHERE ino=?1 AND name=?2")?
+        .query_row(params![ino as i64, name], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if exists && how.create {
+        return Err(CatalogError::Exists);
+    }
+    if !exists && how.replace {
+        return Err(CatalogError::NoAttr);
+    }
+    tx.prepare_cached("INSERT OR REPLACE INTO mb_xattrs(ino, name, value) VALUES(?1, ?2, ?3)")?
+        .execute(params![ino as i64, name, value])?;
+    set_times(tx, ino, None, Some(now_ns))
+}
+
+/// Remove `name` of `ino` (ENODATA if it has none).
+pub(super) fn delete_xattr_in(
+    tx: &Connection,
+    ino: Ino,
+    name: &str,
+    now_ns: i64,
+) -> Result<(), CatalogError> {
+    let n = tx
+        .prepare_cached("DELETE FROM mb_xattrs WHERE ino=?1 AND name=?2")?
+        .execute(params![ino as i64, name])?;
+    if n == 0 {
+        return Err(CatalogError::NoAttr);
+    }
+    set_times(tx, ino, None, Some(now_ns))
 }
