@@ -283,6 +283,15 @@ impl ContentStore {
     /// The first of `candidates` that is allowed, exists as a regular file,
     /// and is reached through no symlink.
     pub fn resolve<'a>(&self, candidates: impl IntoIterator<Item = &'a Path>) -> Option<PathBuf> {
+        self.resolve_meta(candidates).map(|(p, _)| p)
+    }
+
+    /// [`ContentStore::resolve`], with the file's metadata read on the way
+    /// (a listing's first `stat` of a file costs one system call).
+    pub fn resolve_meta<'a>(
+        &self,
+        candidates: impl IntoIterator<Item = &'a Path>,
+    ) -> Option<(PathBuf, std::fs::Metadata)> {
         candidates.into_iter().find_map(|p| {
             if !self.is_allowed(p) {
                 return None;
@@ -291,12 +300,15 @@ impl ContentStore {
             // `..`, in folders only the store makes): one lstat, no walk.
             if p.parent().and_then(Path::parent) == Some(self.root.as_path()) {
                 return match std::fs::symlink_metadata(p) {
-                    Ok(m) if m.is_file() => Some(p.to_path_buf()),
+                    Ok(m) if m.is_file() => Some((p.to_path_buf(), m)),
                     _ => None,
                 };
             }
             match p.canonicalize() {
-                Ok(c) if c == p && c.is_file() => Some(c),
+                Ok(c) if c == p => match std::fs::metadata(&c) {
+                    Ok(m) if m.is_file() => Some((c, m)),
+                    _ => None,
+                },
                 _ => None,
             }
         })

@@ -225,14 +225,27 @@ fn sigkill_mid_operations_loses_nothing_that_returned() {
     );
 }
 
-/// Kill, clean the dead mount, check with fsck (and repair a kill's residue).
-fn kill_and_clean(m: Mounted, lib: &TestLib, user: &str) {
-    if let Ok(pid) = std::panic::catch_unwind(|| daemon_pid(&m.dir)) {
+/// SIGKILL the daemon serving `dir`, if one still does.
+fn sigkill_daemon(dir: &Path) {
+    if let Ok(pid) = std::panic::catch_unwind(|| daemon_pid(dir)) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),
             nix::sys::signal::Signal::SIGKILL,
         );
     }
+}
+
+/// Fail points exist only in the `failpoints` build (`scripts/test`'s).
+fn failpoints_built() -> bool {
+    if !cfg!(feature = "failpoints") {
+        eprintln!("skipped: needs the failpoints build (cargo test --features failpoints)");
+    }
+    cfg!(feature = "failpoints")
+}
+
+/// Kill, clean the dead mount, check with fsck (and repair a kill's residue).
+fn kill_and_clean(m: Mounted, lib: &TestLib, user: &str) {
+    sigkill_daemon(&m.dir);
     std::thread::sleep(Duration::from_millis(50));
     drop(m);
     let (code, out) = fsck(&lib.data, user, &["--repair"]);
@@ -264,12 +277,7 @@ fn burst(m: &Mounted, tag: &str, workers: u64, for_ms: u64) -> Vec<(PathBuf, Mod
     while std::time::Instant::now() < deadline && !hs.iter().all(|(_, h)| h.is_finished()) {
         std::thread::sleep(Duration::from_millis(5));
     }
-    if let Ok(pid) = std::panic::catch_unwind(|| daemon_pid(&m.dir)) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
+    sigkill_daemon(&m.dir);
     stop.store(true, Ordering::Relaxed);
     hs.into_iter()
         .map(|(rel, h)| (rel, h.join().expect("worker")))
@@ -306,8 +314,7 @@ fn sigkill_mid_bursts_of_small_file_changes_loses_nothing_that_returned() {
 /// after some changes; what returned is all there at the next mount.
 #[test]
 fn the_daemon_dying_at_each_step_of_the_commit_path_loses_nothing() {
-    if !cfg!(feature = "failpoints") {
-        eprintln!("skipped: needs the failpoints build (cargo test --features failpoints)");
+    if !failpoints_built() {
         return;
     }
     let lib = TestLib::fixture("failcommit", Some(100), false);
@@ -349,8 +356,7 @@ fn the_daemon_dying_at_each_step_of_the_commit_path_loses_nothing() {
 /// the one after replays them whole, once.
 #[test]
 fn the_daemon_dying_in_the_replay_loses_nothing_and_applies_nothing_twice() {
-    if !cfg!(feature = "failpoints") {
-        eprintln!("skipped: needs the failpoints build (cargo test --features failpoints)");
+    if !failpoints_built() {
         return;
     }
     let lib = TestLib::fixture("failreplay", Some(100), false);
@@ -371,12 +377,7 @@ fn the_daemon_dying_in_the_replay_loses_nothing_and_applies_nothing_twice() {
             .try_mount_env(&dir, &[], &[("FAILPOINTS", spec.as_str())])
             .unwrap_or_else(|e| panic!("mount with {spec}: {e}"));
         models.extend(burst(&m, &format!("rp{i}"), 1, 20_000));
-        if let Ok(pid) = std::panic::catch_unwind(|| daemon_pid(&m.dir)) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+        sigkill_daemon(&m.dir);
         drop(m);
         let journal = {
             let mut p = lib.catalog().into_os_string();

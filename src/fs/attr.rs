@@ -35,6 +35,30 @@ impl MarkBaseFs {
         found.unwrap_or_else(|never| match never {})
     }
 
+    /// The metadata of `rec`'s content file: one `stat` whether or not its
+    /// path was resolved before (resolving reads it on the way).
+    fn content_meta(&self, rec: &NodeRecord) -> Option<std::fs::Metadata> {
+        let mut met = None;
+        let found: Result<_, std::convert::Infallible> =
+            self.paths.get_or_load(rec.ino, &self.epoch, || {
+                let r = self.store.resolve_meta(
+                    rec.content
+                        .iter()
+                        .chain(rec.locations.iter())
+                        .map(|p| p.as_path()),
+                );
+                Ok(r.map(|(p, m)| {
+                    met = Some(m);
+                    p
+                }))
+            });
+        match (met, found.unwrap_or_else(|never| match never {})) {
+            (Some(m), _) => Some(m),
+            (None, Some(p)) => std::fs::metadata(p).ok(),
+            (None, None) => None,
+        }
+    }
+
     pub(super) fn attr_of(&self, rec: &NodeRecord) -> Attr {
         let mut a = Attr {
             ino: rec.ino,
@@ -76,8 +100,7 @@ impl MarkBaseFs {
                     a.nlink = if st.unlinked { 0 } else { a.nlink };
                 } else {
                     let real = self.sizes.get_or_load(rec.ino, &self.epoch, || {
-                        let p = self.content_path(rec).ok_or(())?;
-                        let m = std::fs::metadata(&p).map_err(|_| ())?;
+                        let m = self.content_meta(rec).ok_or(())?;
                         Ok::<_, ()>((m.len(), std::os::unix::fs::MetadataExt::blocks(&m)))
                     });
                     if let Ok((len, blocks)) = real {

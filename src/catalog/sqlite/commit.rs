@@ -54,8 +54,26 @@ impl Applied {
     pub(super) fn record(self) -> Result<NodeRecord, CatalogError> {
         match self {
             Applied::Record(r) => Ok(*r),
-            _ => Err(CatalogError::Backend("change gave no record".into())),
+            _ => Err(Self::other("a record")),
         }
+    }
+
+    pub(super) fn unlinked(self) -> Result<Unlinked, CatalogError> {
+        match self {
+            Applied::Unlinked(u) => Ok(u),
+            _ => Err(Self::other("an unlink's result")),
+        }
+    }
+
+    pub(super) fn renamed(self) -> Result<Renamed, CatalogError> {
+        match self {
+            Applied::Renamed(r) => Ok(r),
+            _ => Err(Self::other("a rename's result")),
+        }
+    }
+
+    fn other(wanted: &str) -> CatalogError {
+        CatalogError::Backend(format!("a change gave something else than {wanted}"))
     }
 }
 

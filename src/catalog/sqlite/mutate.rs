@@ -15,7 +15,6 @@ use std::time::SystemTime;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::commit::Applied;
 use super::journal::Op;
 use super::time::{format_iso, parse_iso, to_ns};
 use super::SqliteCatalog;
@@ -664,12 +663,7 @@ impl SqliteCatalog {
             open,
             now: to_ns(now),
         };
-        match self.journal_op(&op)? {
-            Applied::Unlinked(u) => Ok(u),
-            _ => Err(CatalogError::Backend(
-                "unlink applied as something else".into(),
-            )),
-        }
+        self.journal_op(&op)?.unlinked()
     }
 
     /// A change under `Unfiled` may end a cycle or an orphan: the catalog's
@@ -701,12 +695,7 @@ impl SqliteCatalog {
             replaced,
             now: to_ns(now),
         };
-        match self.journal_op(&op)? {
-            Applied::Renamed(r) => Ok(r),
-            _ => Err(CatalogError::Backend(
-                "rename applied as something else".into(),
-            )),
-        }
+        self.journal_op(&op)?.renamed()
     }
 
     #[allow(clippy::too_many_arguments)] // the trait method's
