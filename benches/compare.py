@@ -62,8 +62,7 @@ def fio(directory, rw, size, direct=False):
 
 
 def metadata(directory, files=3_000, folders=30):
-    base = os.path.join(directory, "meta")
-    os.mkdir(base)
+    base = tempfile.mkdtemp(prefix="meta-", dir=directory)
     dirs = [os.path.join(base, f"d{i:03}") for i in range(folders)]
     paths = [os.path.join(dirs[i % folders], f"f{i:05}") for i in range(files)]
     for d in dirs:
@@ -87,14 +86,13 @@ def metadata(directory, files=3_000, folders=30):
     for p in paths:
         os.unlink(p)
     rates["unlink"] = files / (time.perf_counter() - t)
-    shutil.rmtree(base)
+    shutil.rmtree(base, ignore_errors=True)
     return rates
 
 
 def big_folder(directory, n=50_000):
     """Rates of listing a folder of n files: names, then names and lstat."""
-    d = os.path.join(directory, "big")
-    os.mkdir(d)
+    d = tempfile.mkdtemp(prefix="big-", dir=directory)
     try:
         for i in range(n):
             os.close(os.open(os.path.join(d, f"frame_{i:06}.exr"), os.O_CREAT | os.O_WRONLY, 0o644))
@@ -161,8 +159,7 @@ def workloads(directory, src):
         if done.returncode != 0:
             print(f"{key} in {directory}: {done.stderr.strip()[-200:]}: n/a", file=sys.stderr)
 
-    base = os.path.join(directory, "work")
-    os.mkdir(base)
+    base = tempfile.mkdtemp(prefix="work-", dir=directory)
     timed("untar", "tar", "-xf", os.path.join(src, "tree.tar"), "-C", base)
     timed("cp-r", "cp", "-r", os.path.join(src, "sequence"), os.path.join(base, "sequence"))
     timed("rm-rf", "rm", "-rf", os.path.join(base, "sequence"))
