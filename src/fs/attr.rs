@@ -23,22 +23,24 @@ const LOOKUP_AHEAD: usize = 128;
 impl MarkBaseFs {
     /// The content file of a record: first allowed, existing location (cached).
     pub(super) fn content_path(&self, rec: &NodeRecord) -> Option<PathBuf> {
-        let found: Result<_, std::convert::Infallible> =
-            self.paths.get_or_load(rec.ino, &self.epoch, || {
-                Ok(self.store.resolve(
-                    rec.content
-                        .iter()
-                        .chain(rec.locations.iter())
-                        .map(|p| p.as_path()),
-                ))
-            });
-        found.unwrap_or_else(|never| match never {})
+        self.resolve_cached(rec, &mut None)
     }
 
     /// The metadata of `rec`'s content file: one `stat` whether or not its
     /// path was resolved before (resolving reads it on the way).
     fn content_meta(&self, rec: &NodeRecord) -> Option<std::fs::Metadata> {
         let mut met = None;
+        let p = self.resolve_cached(rec, &mut met)?;
+        met.or_else(|| std::fs::metadata(p).ok())
+    }
+
+    /// [`MarkBaseFs::content_path`]; when it resolves the path now (not
+    /// cached), the metadata read on the way goes to `met`.
+    fn resolve_cached(
+        &self,
+        rec: &NodeRecord,
+        met: &mut Option<std::fs::Metadata>,
+    ) -> Option<PathBuf> {
         let found: Result<_, std::convert::Infallible> =
             self.paths.get_or_load(rec.ino, &self.epoch, || {
                 let r = self.store.resolve_meta(
@@ -48,15 +50,11 @@ impl MarkBaseFs {
                         .map(|p| p.as_path()),
                 );
                 Ok(r.map(|(p, m)| {
-                    met = Some(m);
+                    *met = Some(m);
                     p
                 }))
             });
-        match (met, found.unwrap_or_else(|never| match never {})) {
-            (Some(m), _) => Some(m),
-            (None, Some(p)) => std::fs::metadata(p).ok(),
-            (None, None) => None,
-        }
+        found.unwrap_or_else(|never| match never {})
     }
 
     pub(super) fn attr_of(&self, rec: &NodeRecord) -> Attr {
