@@ -30,6 +30,9 @@ use std::sync::{Arc, Condvar, Mutex};
 
 /// Most empty files the pool keeps.
 pub const POOL_MAX: usize = 16_384;
+/// Content files this big are deleted on the request path, not in the
+/// background (their space is wanted back at once).
+const DISCARD_NOW: u64 = 1 << 20;
 /// The refill thread keeps at least this many ready.
 pub const POOL_LOW: usize = 256;
 
@@ -371,7 +374,10 @@ impl ContentStore {
         if !self.owns(p) {
             return Ok(());
         }
-        if !self.pool.running.load(Relaxed) {
+        // A big file's space is freed at once, as a delete on the disk frees
+        // it: a user deletes one to make room and writes right after.
+        let big = std::fs::symlink_metadata(p).is_ok_and(|m| m.len() >= DISCARD_NOW);
+        if big || !self.pool.running.load(Relaxed) {
             return self.remove(p);
         }
         if let Ok(mut t) = self.pool.trash.lock() {
