@@ -58,6 +58,21 @@ impl MarkBaseFs {
     }
 
     pub(super) fn attr_of(&self, rec: &NodeRecord) -> Attr {
+        let open = match rec.kind {
+            Kind::File => self.open.lock().get(&rec.ino).cloned(),
+            _ => None,
+        };
+        self.attr_with(rec, open, None)
+    }
+
+    /// [`MarkBaseFs::attr_of`] given the file's open state and, if cached,
+    /// its content size (a `readdirplus` chunk looks those up in one go).
+    fn attr_with(
+        &self,
+        rec: &NodeRecord,
+        open: Option<Arc<OpenFile>>,
+        size: Option<(u64, u64)>,
+    ) -> Attr {
         let mut a = Attr {
             ino: rec.ino,
             size: rec.size,
@@ -84,7 +99,6 @@ impl MarkBaseFs {
                 a.blocks = 0;
             }
             Kind::File => {
-                let open = self.open.lock().get(&rec.ino).cloned();
                 if let Some(of) = open {
                     // Read under the lock, so concurrent readers apply stats in order.
                     let mut st = of.state.lock();
@@ -97,9 +111,11 @@ impl MarkBaseFs {
                     a.ctime = st.ctime;
                     a.nlink = if st.unlinked { 0 } else { a.nlink };
                 } else {
-                    let real = self.sizes.get_or_load(rec.ino, &self.epoch, || {
-                        let m = self.content_meta(rec).ok_or(())?;
-                        Ok::<_, ()>((m.len(), std::os::unix::fs::MetadataExt::blocks(&m)))
+                    let real = size.ok_or(()).or_else(|()| {
+                        self.sizes.get_or_load(rec.ino, &self.epoch, || {
+                            let m = self.content_meta(rec).ok_or(())?;
+                            Ok::<_, ()>((m.len(), std::os::unix::fs::MetadataExt::blocks(&m)))
+                        })
                     });
                     if let Ok((len, blocks)) = real {
                         a.size = len;
@@ -141,11 +157,23 @@ impl MarkBaseFs {
     /// The attributes of many inodes (a `readdirplus` reply's), those not
     /// cached fetched from the catalog in one go; one result each, in order.
     pub fn getattr_many(&self, inos: &[Ino]) -> Vec<FsResult<Attr>> {
+        // The open files and cached content sizes of the lot, each under
+        // one lock (per entry, the locks and clock reads added up).
+        let open: Vec<Option<Arc<OpenFile>>> = {
+            let open = self.open.lock();
+            if open.is_empty() {
+                vec![None; inos.len()]
+            } else {
+                inos.iter().map(|i| open.get(i).cloned()).collect()
+            }
+        };
+        let sizes = self.sizes.get_many(inos);
         self.records_many(inos)
             .into_iter()
             .zip(inos)
-            .map(|(r, ino)| match r {
-                Some(r) => r.map(|rec| self.attr_of(&rec)),
+            .zip(open.into_iter().zip(sizes))
+            .map(|((r, ino), (open, size))| match r {
+                Some(r) => r.map(|rec| self.attr_with(&rec, open, size)),
                 None => self.getattr(*ino),
             })
             .collect()

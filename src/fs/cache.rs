@@ -136,6 +136,24 @@ impl<V: Clone> TtlCache<V> {
         out
     }
 
+    /// The cached, unexpired values of `keys` (one lock, one clock read);
+    /// `None` for the others. Counts the hits (a caller loads the others
+    /// through [`TtlCache::get_or_load`], which counts the misses).
+    pub(crate) fn get_many(&self, keys: &[Ino]) -> Vec<Option<V>> {
+        let now = Instant::now();
+        let map = self.map.lock();
+        let out: Vec<Option<V>> = keys
+            .iter()
+            .map(|k| match map.peek(k) {
+                Some(t) if now.saturating_duration_since(t.at) < self.ttl => Some(t.value.clone()),
+                _ => None,
+            })
+            .collect();
+        self.hits
+            .fetch_add(out.iter().filter(|v| v.is_some()).count() as u64, Relaxed);
+        out
+    }
+
     /// Is `key` cached and not expired? (Counts neither a hit nor a miss.)
     pub(crate) fn is_fresh(&self, key: Ino) -> bool {
         self.map

@@ -13,7 +13,7 @@ use std::fs::File;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::dir::DirEdit;
+use super::dir::{DirEdit, Listing};
 use super::files::OpenFile;
 use super::flags::{kind_from_mode, OpenFlags, RenameMode};
 use super::{Attr, Caller, FsError, FsResult, MarkBaseFs};
@@ -146,6 +146,12 @@ impl MarkBaseFs {
             self.paths.put(rec.ino, Some(p));
             // A new content file is empty: the next listing need not stat it.
             self.sizes.put(rec.ino, (0, 0));
+        }
+        if kind == Kind::Dir {
+            // A new folder is empty: its listing (edited in place by what
+            // is made in it) need not come from the catalog.
+            self.dirs.put(rec.ino, Arc::new(Listing::new(Vec::new())));
+            self.parents.put(rec.ino, parent);
         }
         Ok((rec, file))
     }

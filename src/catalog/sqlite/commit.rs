@@ -3,28 +3,30 @@
 //!
 //! A change runs in the writer's open transaction (the batch); once it
 //! succeeded its record is appended to the journal and the caller is
-//! answered. One that fails part-way is undone by rolling the batch back and
+//! answered. (Creates, and unlinks of fresh files, are answered from the
+//! journal alone and applied later, in order: `deferred.rs`.) One that fails part-way is undone by rolling the batch back and
 //! replaying the journal (a savepoint per change would copy every page it
 //! touches; the core's checks make such failures rare). The first
 //! change of a batch wakes the committer, which commits [`BATCH_WINDOW`]
 //! later (at once past [`BATCH_MAX`] changes), with the journal's sequence
 //! number in `mb_meta.journal_seq`. Whatever reads through the reader pool
 //! (a cache miss of the core), syncs (`fsync`), writes synchronously
-//! ([`SqliteCatalog::write`]), reserves inode numbers or closes the catalog
+//! ([`Shared::write`]), reserves inode numbers or closes the catalog
 //! commits the batch first: SQLite's readers see only what is committed.
 //!
 //! Should a commit fail (a full disk), the batch is rolled back and the
 //! catalog is marked failed; the next change, read or sync replays the
-//! journal past `journal_seq` first ([`SqliteCatalog::recover`]), the same
+//! journal past `journal_seq` first ([`Shared::recover`]), the same
 //! replay that an open runs after a crash. Nothing answered is lost: it is
 //! in the journal until a commit holds it.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension};
 
 use super::conn::Writer;
+use super::deferred::Log;
 use super::journal::{self, Op};
 use super::mutate::{
     create_in, created_record, exchange_in, link_in, purge_open_in, rename_in, set_attrs_in,
@@ -32,7 +34,7 @@ use super::mutate::{
 };
 use super::time::from_ns;
 use super::xattr::{delete_xattr_in, put_xattr_in};
-use super::SqliteCatalog;
+use super::Shared;
 use crate::catalog::{
     CatalogError, Ino, Kind, NewNode, NodeRecord, Renamed, SetAttrs, Unlinked, XattrSet,
 };
@@ -126,17 +128,24 @@ fn set_journal_seq(conn: &Connection, seq: u64) -> Result<(), CatalogError> {
 }
 
 impl Writer {
-    /// Commit the open batch, with the journal's sequence number.
-    pub(super) fn commit(&mut self) -> Result<(), CatalogError> {
-        if self.batch == 0 || self.failed {
+    /// Commit the open batch, with the last applied record's number.
+    pub(super) fn commit(&mut self, unsettled: &AtomicU64) -> Result<(), CatalogError> {
+        if self.failed {
+            return Ok(());
+        }
+        if self.batch == 0 {
+            // The committer may have begun a batch that nothing joined.
+            if !self.conn.is_autocommit() {
+                self.conn.execute_batch("COMMIT")?;
+            }
             return Ok(());
         }
         crate::failpoint!("journal-before-commit");
         // A guest's changes are in no journal: the number is the owner's.
-        let done = if self.journal.guest {
+        let done = if self.guest {
             Ok(())
         } else {
-            set_journal_seq(&self.conn, self.journal.last)
+            set_journal_seq(&self.conn, self.applied)
         }
         .and_then(|()| Ok(self.conn.execute_batch("COMMIT")?));
         if let Err(e) = done {
@@ -145,14 +154,9 @@ impl Writer {
             return Err(e);
         }
         self.committed(self.batch);
+        unsettled.fetch_sub(self.batch, Ordering::AcqRel);
         self.batch = 0;
-        self.pending.store(false, Ordering::Release);
         crate::failpoint!("journal-after-commit");
-        if self.journal.len >= journal::TRUNCATE_AT {
-            if let Err(e) = self.journal.truncate() {
-                tracing::warn!("{}: {e}", self.journal.path().display());
-            }
-        }
         Ok(())
     }
 }
@@ -160,56 +164,84 @@ impl Writer {
 /// The committer thread's mailbox.
 #[derive(Default)]
 pub(super) struct Committer {
-    /// (a batch is open, stop)
-    state: std::sync::Mutex<(bool, bool)>,
+    state: std::sync::Mutex<Mailbox>,
     wake: std::sync::Condvar,
 }
 
+#[derive(Default)]
+struct Mailbox {
+    /// Something waits to be committed.
+    asked: bool,
+    /// ... and should not wait for the window to end.
+    hurry: bool,
+    stop: bool,
+}
+
 impl Committer {
-    pub(super) fn ask(&self) {
+    fn post(&self, f: impl FnOnce(&mut Mailbox)) {
         let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        g.0 = true;
+        f(&mut g);
         self.wake.notify_one();
+    }
+
+    /// A batch opened: commit it [`BATCH_WINDOW`] from now.
+    pub(super) fn ask(&self) {
+        self.post(|m| m.asked = true);
+    }
+
+    /// The queue is long: commit now.
+    pub(super) fn hurry(&self) {
+        self.post(|m| (m.asked, m.hurry) = (true, true));
     }
 
     pub(super) fn stop(&self) {
-        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        g.1 = true;
-        self.wake.notify_one();
+        self.post(|m| m.stop = true);
     }
 
-    /// Commit each batch [`BATCH_WINDOW`] after it opened, until told to stop.
-    pub(super) fn run(&self, writer: &parking_lot::Mutex<Writer>) {
+    /// Apply and commit each batch [`BATCH_WINDOW`] after it opened, until
+    /// told to stop.
+    pub(super) fn run(&self, cat: &Shared) {
         loop {
             {
                 let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                while !g.0 && !g.1 {
+                while !g.asked && !g.stop {
                     g = self.wake.wait(g).unwrap_or_else(|e| e.into_inner());
                 }
-                if g.1 {
+                if g.stop {
                     return;
                 }
-                g.0 = false;
+                let until = std::time::Instant::now() + BATCH_WINDOW;
+                while !g.hurry && !g.stop {
+                    let left = until.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    g = self
+                        .wake
+                        .wait_timeout(g, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                (g.asked, g.hurry) = (false, false);
             }
-            std::thread::sleep(BATCH_WINDOW);
-            // A failure is logged and marks the catalog failed: the next
-            // request replays the journal.
-            let _ = writer.lock().commit();
+            cat.settle();
         }
     }
 }
 
-impl SqliteCatalog {
-    /// The change `op` in the open batch, through `f`, then journaled.
+impl Shared {
+    /// The change `op` in the open batch, through `f`, then journaled
+    /// (both locks held, the queue applied: see [`Shared::lock_all`]).
     pub(super) fn journaled<T>(
         &self,
+        log: &mut Log,
         w: &mut Writer,
         op: &Op,
         f: impl FnOnce(&Connection) -> Result<T, CatalogError>,
     ) -> Result<T, CatalogError> {
-        self.recover(w)?;
-        let first = w.conn.is_autocommit();
-        if first {
+        // (The committer may have begun the batch: nothing in it yet.)
+        let first = w.batch == 0;
+        if w.conn.is_autocommit() {
             w.conn.execute_batch("BEGIN IMMEDIATE")?;
         }
         // No savepoint per change (SQLite would copy every page a change
@@ -218,58 +250,70 @@ impl SqliteCatalog {
         // replaying the journal.
         let out = f(&w.conn).and_then(|v| {
             crate::failpoint!("journal-before-append");
-            w.journal.append(op)?;
-            Ok(v)
+            Ok((log.journal.append(op)?, v))
         });
-        let v = match out {
-            Ok(v) => v,
+        let (seq, v) = match out {
+            Ok(x) => x,
             Err(e) => {
                 if first {
                     if let Err(e2) = w.conn.execute_batch("ROLLBACK") {
                         tracing::error!("undoing a failed change: {e2}");
                         w.failed = true;
                     }
+                    log.batch_open = false;
                 } else {
                     w.failed = true;
-                    self.recover(w)?;
+                    self.recover(log, w)?;
                 }
                 return Err(e);
             }
         };
         w.batch += 1;
-        w.pending.store(true, Ordering::Release);
+        if !w.guest {
+            w.applied = seq;
+        }
+        self.unsettled.fetch_add(1, Ordering::AcqRel);
+        log.forget(op);
         crate::failpoint!("journal-appended");
-        if w.journal.guest {
+        // Creates and unlinks may be queued while the batch (and SQLite's
+        // write lock) is open: whatever is queued applies without waiting
+        // for another writer of the file.
+        log.batch_open = !w.guest;
+        if w.guest {
             // No journal here: the change commits before it is answered.
-            w.commit()?;
+            w.commit(&self.unsettled)?;
         } else if w.batch == 1 {
             self.committer.ask();
         } else if w.batch >= BATCH_MAX {
             // Logged; the next request replays the journal.
-            let _ = w.commit();
+            let _ = w.commit(&self.unsettled);
+            log.batch_open = false;
         }
         Ok(v)
     }
 
     /// `op` as a journaled change.
     pub(super) fn journal_op(&self, op: &Op) -> Result<Applied, CatalogError> {
-        let mut w = self.writer.lock();
-        self.journaled(&mut w, op, |tx| self.apply(tx, op))
+        let (mut log, mut w) = self.lock_all()?;
+        self.journaled(&mut log, &mut w, op, |tx| self.apply(tx, op))
     }
 
-    /// Commit the open batch, if any (before a read, a sync, a close).
+    /// Apply and commit every journaled change (before a read, a sync, a close).
     pub(super) fn flush(&self) -> Result<(), CatalogError> {
-        if !self.pending.load(Ordering::Acquire) {
+        if self.unsettled.load(Ordering::Acquire) == 0 {
             return Ok(());
         }
-        let mut w = self.writer.lock();
-        self.recover(&mut w)?;
-        w.commit()
+        let (mut log, mut w) = self.lock_all()?;
+        let done = w.commit(&self.unsettled);
+        log.batch_open = false;
+        done?;
+        log.truncate_if_settled(&w);
+        Ok(())
     }
 
-    /// After a failed commit: roll back, replay the journal past what the
-    /// catalog holds, commit.
-    pub(super) fn recover(&self, w: &mut Writer) -> Result<(), CatalogError> {
+    /// After a failed commit or apply: roll back, replay the journal past
+    /// what the catalog holds (which includes whatever is queued), commit.
+    pub(super) fn recover(&self, log: &mut Log, w: &mut Writer) -> Result<(), CatalogError> {
         if !w.failed {
             return Ok(());
         }
@@ -277,21 +321,26 @@ impl SqliteCatalog {
             let _ = w.conn.execute_batch("ROLLBACK");
         }
         w.batch = 0;
-        if w.journal.guest {
+        log.batch_open = false;
+        log.forget_all();
+        if w.guest {
             // Nothing answered is lost: a guest answers after its commit.
             w.failed = false;
-            w.pending.store(false, Ordering::Release);
+            self.unsettled.store(0, Ordering::Release);
             return Ok(());
         }
         let applied = journal_seq(&w.conn)?;
-        let found = journal::read(w.journal.path(), applied)?;
+        let found = journal::read(&w.journal_path, applied)?;
         self.replay(&w.conn, &found.ops)?;
         tracing::warn!(
             "catalog: replayed {} journaled changes after a failed commit",
             found.ops.len()
         );
+        w.applied = found.ops.last().map_or(applied, |(s, _)| *s);
         w.failed = false;
-        w.pending.store(false, Ordering::Release);
+        // What is still queued was replayed: applying it skips it.
+        self.unsettled
+            .store(log.queue.len() as u64, Ordering::Release);
         Ok(())
     }
 
@@ -475,7 +524,7 @@ impl SqliteCatalog {
 
 #[cfg(test)]
 mod tests {
-    use super::super::OpenOptions;
+    use super::super::{OpenOptions, SqliteCatalog};
     use super::*;
     use crate::catalog::{Catalog, ROOT_INO};
     use std::time::SystemTime;
@@ -559,7 +608,7 @@ mod tests {
             let cat = open(&p);
             let a = cat.create(ROOT_INO, "a.mov", &new_file(), now).unwrap();
             cat.create(ROOT_INO, "b.mov", &new_file(), now).unwrap();
-            let seq = cat.writer.lock().journal.last;
+            let seq = cat.log.lock().journal.last;
             (a, seq)
         };
         // Records the last run answered but did not commit: a create, an
@@ -602,18 +651,93 @@ mod tests {
     }
 
     #[test]
+    fn creates_and_unlinks_of_fresh_files_are_answered_first_and_applied_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("u.sqlite");
+        let now = SystemTime::now();
+        let cat = open(&p);
+        // The first create in a folder learns where its children go...
+        cat.create(ROOT_INO, "a.mov", &new_file(), now).unwrap();
+        assert!(cat.log.lock().queue.is_empty());
+        // ... the next ones are answered from the journal alone.
+        let content = dir.path().join("content/b");
+        let b_new = NewNode {
+            content: Some(content.clone()),
+            ..new_file()
+        };
+        let b = cat.create(ROOT_INO, "b.mov", &b_new, now).unwrap();
+        assert_eq!(cat.log.lock().queue.len(), 1, "queued, not applied");
+        // A read applies and commits the queue first.
+        assert_eq!(cat.get(b.ino).unwrap(), b);
+        let gone = cat.unlink(ROOT_INO, "b.mov", b.ino, false, now).unwrap();
+        assert_eq!((gone.nlink, gone.purged), (0, Some(Some(content.clone()))));
+        // The read committed the batch: that unlink opened the next one.
+        assert!(cat.log.lock().queue.is_empty());
+        let c = cat.create(ROOT_INO, "c.mov", &new_file(), now).unwrap();
+        let e = cat.create(ROOT_INO, "e.mov", &b_new, now).unwrap();
+        let gone = cat.unlink(ROOT_INO, "e.mov", e.ino, false, now).unwrap();
+        assert_eq!((gone.nlink, gone.purged), (0, Some(Some(content.clone()))));
+        assert_eq!(cat.log.lock().queue.len(), 3);
+        // A change the slow way (a rename) applies the queue before itself.
+        cat.rename(ROOT_INO, "c.mov", c.ino, ROOT_INO, "d.mov", None, now)
+            .unwrap();
+        assert_eq!(names(&cat), ["a.mov", "d.mov"]);
+        assert!(cat.get(b.ino).is_err());
+        let (_, trash) = cat.trash().unwrap();
+        assert!(trash.contains(&content), "{trash:?}");
+        drop(cat);
+        assert_eq!(names(&open(&p)), ["a.mov", "d.mov"]);
+    }
+
+    #[test]
+    fn a_queued_change_that_no_longer_applies_is_left_out_and_the_rest_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("u.sqlite");
+        let now = SystemTime::now();
+        let cat = open(&p);
+        cat.create(ROOT_INO, "a.mov", &new_file(), now).unwrap();
+        let b = cat.create(ROOT_INO, "b.mov", &new_file(), now).unwrap();
+        cat.flush().unwrap();
+        // Another process deletes b.mov's rows; this one has not seen it
+        // yet and unlinks it from what it knows.
+        let other = Connection::open(&p).unwrap();
+        other
+            .execute("DELETE FROM file_nodes WHERE node_id=?1", [&b.node_id])
+            .unwrap();
+        other
+            .execute("DELETE FROM mb_inodes WHERE ino=?1", [b.ino as i64])
+            .unwrap();
+        drop(other);
+        // The first change of a batch applies at once (and opens it).
+        cat.create(ROOT_INO, "x.mov", &new_file(), now).unwrap();
+        assert!(cat.log.lock().queue.is_empty());
+        cat.unlink(ROOT_INO, "b.mov", b.ino, false, now).unwrap();
+        cat.create(ROOT_INO, "c.mov", &new_file(), now).unwrap();
+        assert_eq!(cat.log.lock().queue.len(), 2);
+        // The unlink fails the batch; the replay leaves it out, applies
+        // the rest once.
+        assert_eq!(names(&cat), ["a.mov", "c.mov", "x.mov"]);
+        cat.create(ROOT_INO, "e.mov", &new_file(), now).unwrap();
+        drop(cat);
+        let cat = open(&p);
+        assert_eq!(names(&cat), ["a.mov", "c.mov", "e.mov", "x.mov"]);
+        let check = cat.self_check().unwrap();
+        assert!(check.damage.is_empty(), "{:?}", check.damage);
+    }
+
+    #[test]
     fn a_second_opener_is_a_guest_that_neither_replays_nor_numbers() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("u.sqlite");
         let now = SystemTime::now();
         let owner = open(&p);
         owner.create(ROOT_INO, "a.mov", &new_file(), now).unwrap();
-        let seq = owner.writer.lock().journal.last;
+        let seq = owner.log.lock().journal.last;
         assert!(seq > 0);
         // fsck while mounted: a guest, which must not replay the owner's
         // uncommitted records (they would be applied twice).
         let guest = open(&p);
-        assert!(guest.writer.lock().journal.guest);
+        assert!(guest.writer.lock().guest);
         guest.create(ROOT_INO, "b.mov", &new_file(), now).unwrap();
         assert_eq!(guest.writer.lock().batch, 0, "a guest commits at once");
         owner.create(ROOT_INO, "c.mov", &new_file(), now).unwrap();

@@ -1,11 +1,11 @@
 //! Connections: one writer behind a mutex (journaled changes in batches,
 //! see `commit.rs`; the rest one IMMEDIATE transaction each, through
-//! [`SqliteCatalog::write_after`]), a small pool of
+//! [`Shared::write_after`]), a small pool of
 //! read-only readers (WAL: reads never wait for the writer), inode numbers
 //! reserved in batches, and checkpoints in a thread of their own.
 //!
 //! `synchronous=NORMAL`: a commit survives a crash of the daemon;
-//! [`SqliteCatalog::sync_wal`] makes commits survive power loss by syncing the
+//! [`Shared::sync_wal`] makes commits survive power loss by syncing the
 //! WAL, which the file system core does on `fsync`. Checkpoints (copying the
 //! WAL back into the database, with two syncs) never run inside a request's
 //! commit: the writer counts committed changes and wakes the checkpointer every
@@ -14,14 +14,14 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 
-use super::journal::Journal;
-use super::SqliteCatalog;
+use super::deferred::Log;
+use super::{Shared, SqliteCatalog};
 use crate::catalog::{CatalogError, Ino};
 
 pub(super) const INO_BATCH: u64 = 1024;
@@ -33,23 +33,26 @@ pub(super) const MAX_READERS: usize = 8;
 pub(super) const CHECKPOINT_EVERY: u64 = 512;
 /// The writer checkpoints by itself only past this many WAL pages (256 MiB).
 pub(super) const WAL_BACKSTOP_PAGES: i64 = 65_536;
+/// The WAL file is cut back to this size when it restarts.
+pub(super) const WAL_KEEP_BYTES: i64 = 64 << 20;
 /// Writer page cache (negative: KiB). Creates and unlinks touch pages all
 /// over the indexes of random node ids; SQLite's 2 MiB default re-reads them.
 pub(super) const WRITER_CACHE_KIB: i64 = 16_384;
 
 pub(super) struct Writer {
     pub(super) conn: Connection,
-    pub(super) next_ino: u64,
-    pub(super) end_ino: u64,
     /// Changes committed since the checkpointer was last woken.
     pub(super) since_checkpoint: u64,
     pub(super) checkpoints: Arc<Checkpoints>,
-    /// The metadata journal (see `journal.rs`).
-    pub(super) journal: Journal,
+    /// The journal's file (for a replay after a failed commit) and whether
+    /// this process is a guest without one (see `journal.rs`).
+    pub(super) journal_path: PathBuf,
+    pub(super) guest: bool,
     /// Journaled changes in the open transaction (0: none open).
     pub(super) batch: u64,
-    /// Shared with readers: a batch is open (they commit it before reading).
-    pub(super) pending: Arc<AtomicBool>,
+    /// The last journal record applied to the connection (committed or in
+    /// the open batch): what a commit stores as `journal_seq`.
+    pub(super) applied: u64,
     /// A commit failed: the journal is replayed before anything else.
     pub(super) failed: bool,
 }
@@ -64,24 +67,55 @@ impl Writer {
             self.checkpoints.ask(false);
         }
     }
+}
 
+impl Log {
     /// Reserve an inode number; batches are reserved in their own commit
     /// (after the open batch's) so that no number is ever handed out twice,
     /// whatever is rolled back or replayed.
-    pub(super) fn alloc_ino(&mut self) -> Result<Ino, CatalogError> {
+    pub(super) fn alloc_ino(
+        &mut self,
+        w: &mut Writer,
+        unsettled: &AtomicU64,
+    ) -> Result<Ino, CatalogError> {
         if self.next_ino >= self.end_ino {
-            self.commit()?;
+            w.commit(unsettled)?;
+            self.batch_open = false;
             let start = self.next_ino;
             let end = start + INO_BATCH;
-            self.conn.execute(
+            w.conn.execute(
                 "UPDATE mb_meta SET value=?1 WHERE key='next_ino'",
                 [end.to_string()],
             )?;
             self.end_ino = end;
         }
-        let ino = self.next_ino;
-        self.next_ino += 1;
-        Ok(ino)
+        Ok(self.take_ino().unwrap_or(self.next_ino))
+    }
+
+    /// Keep inode numbers reserved ahead of creates: the committer's part,
+    /// so that a create rarely reserves (and commits) on the request path.
+    /// In whatever transaction is open: a reservation lost with a rolled
+    /// back batch is made good at the next open, which starts past the
+    /// highest inode in the catalog.
+    pub(super) fn reserve_ahead(&mut self, w: &mut Writer) -> Result<(), CatalogError> {
+        if self.end_ino.saturating_sub(self.next_ino) >= INO_BATCH / 2 {
+            return Ok(());
+        }
+        let end = self.end_ino.max(self.next_ino) + INO_BATCH;
+        w.conn.execute(
+            "UPDATE mb_meta SET value=?1 WHERE key='next_ino'",
+            [end.to_string()],
+        )?;
+        self.end_ino = end;
+        Ok(())
+    }
+
+    /// The next reserved inode number, if one is left.
+    pub(super) fn take_ino(&mut self) -> Option<Ino> {
+        (self.next_ino < self.end_ino).then(|| {
+            self.next_ino += 1;
+            self.next_ino - 1
+        })
     }
 }
 
@@ -137,7 +171,7 @@ impl Checkpoints {
 }
 
 pub(super) struct PooledReader<'a> {
-    pub(super) cat: &'a SqliteCatalog,
+    pub(super) cat: &'a Shared,
     pub(super) conn: Option<Connection>,
 }
 
@@ -172,7 +206,7 @@ impl Drop for SqliteCatalog {
     }
 }
 
-impl SqliteCatalog {
+impl Shared {
     /// A reader (after the open batch is committed: readers see only
     /// what is).
     pub(super) fn reader(&self) -> Result<PooledReader<'_>, CatalogError> {
@@ -198,7 +232,7 @@ impl SqliteCatalog {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, CatalogError>,
     ) -> Result<T, CatalogError> {
-        self.write_after(|_| Ok(()), |tx, ()| f(tx))
+        self.write_after(|_, _| Ok(()), |tx, ()| f(tx))
     }
 
     /// One write transaction, `f`, after `before` (which runs under the
@@ -207,13 +241,13 @@ impl SqliteCatalog {
     /// here, which counts them for the checkpointer.
     pub(super) fn write_after<P, T>(
         &self,
-        before: impl FnOnce(&mut Writer) -> Result<P, CatalogError>,
+        before: impl FnOnce(&mut Log, &mut Writer) -> Result<P, CatalogError>,
         f: impl FnOnce(&Connection, P) -> Result<T, CatalogError>,
     ) -> Result<T, CatalogError> {
-        let mut w = self.writer.lock();
-        self.recover(&mut w)?;
-        w.commit()?;
-        let p = before(&mut w)?;
+        let (mut log, mut w) = self.lock_all()?;
+        w.commit(&self.unsettled)?;
+        log.batch_open = false;
+        let p = before(&mut log, &mut w)?;
         let tx = w
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -226,7 +260,12 @@ impl SqliteCatalog {
     /// Give inode numbers to catalog nodes that have none yet (first sight).
     pub(super) fn assign_inos(&self, node_ids: &[String]) -> Result<Vec<Ino>, CatalogError> {
         self.write_after(
-            |w| node_ids.iter().map(|_| w.alloc_ino()).collect(),
+            |log, w| {
+                node_ids
+                    .iter()
+                    .map(|_| log.alloc_ino(w, &self.unsettled))
+                    .collect()
+            },
             |tx, inos: Vec<Ino>| {
                 let mut out = Vec::with_capacity(node_ids.len());
                 for (id, ino) in node_ids.iter().zip(inos) {
@@ -259,6 +298,8 @@ impl SqliteCatalog {
         let mut seen = self.seen_version.lock();
         if seen.is_some_and(|s| s != v) {
             *self.shape.lock() = None;
+            self.outside_change
+                .store(true, std::sync::atomic::Ordering::Release);
         }
         *seen = Some(v);
         Ok(v as u64)

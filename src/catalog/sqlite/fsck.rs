@@ -9,7 +9,7 @@ use rusqlite::params;
 
 use super::mutate::purge_in;
 use super::read::ORPHAN;
-use super::SqliteCatalog;
+use super::Shared;
 use crate::catalog::{CatalogCheck, CatalogError, ContentRef, Ino};
 
 /// An inode row that is still in use: named (an edge or a `file_nodes`
@@ -29,7 +29,7 @@ const HOMELESS_EDGES_COUNT: &str = "SELECT count(*) FROM mb_edges e
       AND (EXISTS (SELECT 1 FROM mb_edges p WHERE p.ino = i.ino)
            OR EXISTS (SELECT 1 FROM file_nodes n WHERE n.node_id = i.node_id)))";
 
-impl SqliteCatalog {
+impl Shared {
     pub(super) fn content_files(&self) -> Result<Vec<ContentRef>, CatalogError> {
         let r = self.reader()?;
         let mut st = r.prepare_cached(&format!(

@@ -13,7 +13,7 @@
 //! number in `mb_meta.journal_seq` in the same transaction.
 //!
 //! After a crash, the next open replays the records past `journal_seq`, in
-//! order, through the same code that ran them first (`SqliteCatalog::apply`),
+//! order, through the same code that ran them first (`Shared::apply`),
 //! in one transaction that stores the new `journal_seq`: exactly once, since a
 //! record applied and its sequence number commit together. A record whose
 //! length, checksum or sequence number does not hold (a write cut short by

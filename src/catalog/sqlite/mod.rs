@@ -23,6 +23,7 @@
 //! | `conn.rs` | the writer, the reader pool, synchronous writes, inode batches, checkpoints, WAL sync |
 //! | `journal.rs` | the metadata journal's records and file |
 //! | `commit.rs` | journaled changes: the batch, its commits, the committer, the replay |
+//! | `deferred.rs` | changes answered before SQLite applies them: creates and unlinks whose outcome is known |
 //! | `error.rs` | SQLite's errors as [`CatalogError`]s |
 //! | `time.rs` | ISO 8601 text and nanoseconds |
 //! | `read.rs` | records, listings, parents |
@@ -49,6 +50,7 @@ use super::{
 
 mod commit;
 mod conn;
+mod deferred;
 mod error;
 mod fsck;
 mod journal;
@@ -78,16 +80,34 @@ pub struct OpenOptions {
     pub create: bool,
 }
 
-/// A MarkBase catalog in one SQLite file.
+/// A MarkBase catalog in one SQLite file. The state lives in [`Shared`],
+/// which the committer thread holds too; dropping the catalog stops that
+/// thread and commits what is left.
 pub struct SqliteCatalog {
-    path: PathBuf,
-    /// The writer (shared with the committer thread).
-    writer: Arc<Mutex<Writer>>,
-    /// A batch of journaled changes is open (readers commit it first).
-    pending: Arc<std::sync::atomic::AtomicBool>,
-    committer: Arc<commit::Committer>,
+    shared: Arc<Shared>,
     /// Joined on drop: the writer (and the journal's lock) goes with it.
     committer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::ops::Deref for SqliteCatalog {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+/// What the catalog and its committer thread share.
+pub struct Shared {
+    path: PathBuf,
+    /// The front of the journal: appends, changes not yet applied, what is
+    /// known without SQLite (`deferred.rs`). Locked before `writer`.
+    log: Mutex<deferred::Log>,
+    /// The writer connection and its open batch.
+    writer: Mutex<Writer>,
+    /// Journaled changes not yet committed (readers commit them first).
+    unsettled: std::sync::atomic::AtomicU64,
+    committer: commit::Committer,
     /// What the open found in the journal (for `fsck`).
     replayed: journal::Replayed,
     readers: Mutex<Vec<Connection>>,
@@ -101,11 +121,14 @@ pub struct SqliteCatalog {
     shape: Mutex<Option<Arc<read::Shape>>>,
     /// SQLite's `data_version` as last read on the writer's connection.
     seen_version: Mutex<Option<i64>>,
+    /// Another process changed the catalog since `deferred::Log`'s
+    /// knowledge was gathered: it is dropped before the next change.
+    outside_change: std::sync::atomic::AtomicBool,
     /// The library's identity (`mb_meta.library_id`).
     library_id: uuid::Uuid,
 }
 
-impl SqliteCatalog {
+impl Shared {
     /// Path of the SQLite file.
     pub fn path(&self) -> &Path {
         &self.path

@@ -17,7 +17,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::journal::Op;
 use super::time::{format_iso, parse_iso, to_ns};
-use super::SqliteCatalog;
+use super::Shared;
 use crate::catalog::names;
 use crate::catalog::{
     CatalogError, Ino, Kind, NewNode, NodeRecord, Renamed, SetAttrs, Unlinked, ROOT_INO,
@@ -25,6 +25,7 @@ use crate::catalog::{
 };
 
 /// Where a directory sits, for deciding whether a child joins `file_nodes`.
+#[derive(Clone, Debug)]
 pub(super) enum Place {
     Root,
     CatalogDir(String),
@@ -494,7 +495,7 @@ pub(super) fn create_in(
     Ok(in_catalog)
 }
 
-/// The record of a node [`create_in`] just made, as [`SqliteCatalog::record`]
+/// The record of a node [`create_in`] just made, as [`Shared::record`]
 /// would read it back (a unit test holds the two together).
 pub(super) fn created_record(
     ino: Ino,
@@ -631,44 +632,10 @@ pub(super) fn set_attrs_in(tx: &Connection, ino: Ino, a: &SetAttrs) -> Result<()
     Ok(())
 }
 
-impl SqliteCatalog {
-    pub(super) fn create_node(
-        &self,
-        parent: Ino,
-        name: &str,
-        new: &NewNode,
-        now: SystemTime,
-    ) -> Result<NodeRecord, CatalogError> {
-        let mut w = self.writer.lock();
-        self.recover(&mut w)?;
-        let ino = w.alloc_ino()?;
-        let op = Op::create(ino, parent, name, new, to_ns(now));
-        self.journaled(&mut w, &op, |tx| self.apply(tx, &op))?
-            .record()
-    }
-
-    pub(super) fn unlink_name(
-        &self,
-        parent: Ino,
-        name: &str,
-        ino: Ino,
-        open: bool,
-        now: SystemTime,
-    ) -> Result<Unlinked, CatalogError> {
-        self.reshaped_by(&[parent]);
-        let op = Op::Unlink {
-            parent,
-            name: name.to_string(),
-            ino,
-            open,
-            now: to_ns(now),
-        };
-        self.journal_op(&op)?.unlinked()
-    }
-
+impl Shared {
     /// A change under `Unfiled` may end a cycle or an orphan: the catalog's
     /// shape is found anew at the next listing that needs it.
-    fn reshaped_by(&self, parents: &[Ino]) {
+    pub(super) fn reshaped_by(&self, parents: &[Ino]) {
         if parents.contains(&UNFILED_INO) {
             *self.shape.lock() = None;
         }

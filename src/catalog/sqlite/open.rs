@@ -11,14 +11,17 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
 use super::commit::{journal_seq, Committer};
-use super::conn::{Checkpoints, Writer, FIRST_INO, WAL_BACKSTOP_PAGES, WRITER_CACHE_KIB};
+use super::conn::{
+    Checkpoints, Writer, FIRST_INO, WAL_BACKSTOP_PAGES, WAL_KEEP_BYTES, WRITER_CACHE_KIB,
+};
+use super::deferred::Log;
 use super::journal::{self, Journal, Replayed};
 use super::schema::{library_id, table_exists, SCHEMA_VERSION, V1_SCHEMA};
-use super::{OpenOptions, SqliteCatalog};
+use super::{OpenOptions, Shared, SqliteCatalog};
 use crate::catalog::CatalogError;
 
 fn sqlite_header_ok(path: &Path) -> Result<(), CatalogError> {
@@ -116,10 +119,14 @@ impl SqliteCatalog {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.pragma_update(None, "wal_autocheckpoint", WAL_BACKSTOP_PAGES)?;
+        // A burst of changes grows the WAL (it restarts only once a
+        // checkpoint caught up between two batches); give the space back
+        // when it does.
+        conn.pragma_update(None, "journal_size_limit", WAL_KEEP_BYTES)?;
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         let mut conn = conn;
-        Self::migrate(&mut conn)?;
+        Shared::migrate(&mut conn)?;
         let library_id = library_id(&conn)?;
         let next: u64 = conn.query_row(
             "SELECT CAST(value AS INTEGER) FROM mb_meta WHERE key='next_ino'",
@@ -140,43 +147,48 @@ impl SqliteCatalog {
             // The writer's backstop checkpoints instead.
             tracing::warn!("no checkpoint thread: {e}");
         }
-        let pending = Arc::new(AtomicBool::new(false));
-        let mut cat = SqliteCatalog {
-            path: path.to_path_buf(),
-            writer: Arc::new(Mutex::new(Writer {
-                conn,
-                next_ino: next,
-                end_ino: next,
-                since_checkpoint: 0,
-                checkpoints: checkpoints.clone(),
-                journal: Journal::open(&jpath, last)?,
-                batch: 0,
-                pending: pending.clone(),
-                failed: false,
-            })),
-            pending,
-            committer: Arc::new(Committer::default()),
+        let journal = Journal::open(&jpath, last)?;
+        let guest = journal.guest;
+        let cat = SqliteCatalog {
+            shared: Arc::new(Shared {
+                path: path.to_path_buf(),
+                log: Mutex::new(Log::new(journal, next)),
+                writer: Mutex::new(Writer {
+                    conn,
+                    since_checkpoint: 0,
+                    checkpoints: checkpoints.clone(),
+                    journal_path: jpath,
+                    guest,
+                    batch: 0,
+                    applied: last,
+                    failed: false,
+                }),
+                unsettled: AtomicU64::new(0),
+                committer: Committer::default(),
+                replayed: Replayed::default(),
+                readers: Mutex::new(Vec::new()),
+                uid: opts.uid,
+                gid: opts.gid,
+                wal: Mutex::new(None),
+                checkpoints,
+                shape: Mutex::new(None),
+                seen_version: Mutex::new(None),
+                outside_change: AtomicBool::new(false),
+                library_id,
+            }),
             committer_thread: Mutex::new(None),
-            replayed: Replayed::default(),
-            readers: Mutex::new(Vec::new()),
-            uid: opts.uid,
-            gid: opts.gid,
-            wal: Mutex::new(None),
-            checkpoints,
-            shape: Mutex::new(None),
-            seen_version: Mutex::new(None),
-            library_id,
         };
-        let guest = cat.writer.lock().journal.guest;
+        let mut cat = cat;
         if guest {
             tracing::info!(
                 "{}: another markbase process keeps this catalog's journal (a running mount): changes here commit one by one",
                 path.display()
             );
         } else {
-            let mut w = cat.writer.lock();
+            let mut log = cat.log.lock();
+            let w = cat.writer.lock();
             let skipped = cat.replay(&w.conn, &found.ops)?;
-            cat.replayed = Replayed {
+            let replayed = Replayed {
                 applied: found.ops.len() - skipped,
                 skipped,
                 torn: found.torn,
@@ -191,17 +203,21 @@ impl SqliteCatalog {
                 );
             }
             crate::failpoint!("journal-replayed", |_| std::process::abort());
-            w.journal.truncate()?;
+            log.journal.truncate()?;
             let max: Option<i64> = w
                 .conn
                 .query_row("SELECT max(ino) FROM mb_inodes", [], |r| r.get(0))?;
-            let next = w.next_ino.max(max.unwrap_or(0) as u64 + 1).max(FIRST_INO);
-            (w.next_ino, w.end_ino) = (next, next);
+            let next = log.next_ino.max(max.unwrap_or(0) as u64 + 1).max(FIRST_INO);
+            (log.next_ino, log.end_ino) = (next, next);
+            drop((log, w));
+            if let Some(s) = Arc::get_mut(&mut cat.shared) {
+                s.replayed = replayed;
+            }
         }
-        let (writer, committer) = (cat.writer.clone(), cat.committer.clone());
+        let shared = cat.shared.clone();
         match std::thread::Builder::new()
             .name("markbase-commit".into())
-            .spawn(move || committer.run(&writer))
+            .spawn(move || shared.committer.run(&shared))
         {
             Ok(h) => *cat.committer_thread.lock() = Some(h),
             // Batches are committed when full, read or synced instead.

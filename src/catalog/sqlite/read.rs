@@ -17,11 +17,11 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::mutate::{meta, place, Place};
 use super::time::{from_ns, parse_iso, precise};
-use super::SqliteCatalog;
+use super::Shared;
 use crate::catalog::names::{self, RawChild};
 use crate::catalog::{CatalogError, DirEntry, Ino, Kind, NodeRecord, ROOT_INO, UNFILED_INO};
 
-impl SqliteCatalog {
+impl Shared {
     pub(super) fn record(&self, conn: &Connection, ino: Ino) -> Result<NodeRecord, CatalogError> {
         if ino == UNFILED_INO {
             let root = self.record(conn, ROOT_INO)?;
@@ -186,7 +186,7 @@ impl SqliteCatalog {
     }
 }
 
-/// See [`SqliteCatalog::shape`].
+/// See [`Shared::shape`].
 #[derive(Debug, Default)]
 pub(super) struct Shape {
     pub heads: HashSet<String>,
@@ -290,7 +290,7 @@ pub(super) const ORPHAN: &str = "n.parent_id IS NOT NULL AND NOT EXISTS
 
 pub(super) type CatalogChild = (Option<i64>, Kind, String);
 
-impl SqliteCatalog {
+impl Shared {
     pub(super) fn node(&self, ino: Ino) -> Result<NodeRecord, CatalogError> {
         let r = self.reader()?;
         self.record(&r, ino)

@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::conn::FIRST_INO;
 use super::time::{format_iso, to_ns};
-use super::{SqliteCatalog, ROOT_NODE_ID};
+use super::{Shared, ROOT_NODE_ID};
 use crate::catalog::{CatalogError, ROOT_INO};
 
 /// Schema version of the `mb_*` side tables this build writes.
@@ -91,7 +91,7 @@ pub(super) fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bo
     .map(|o| o.is_some())
 }
 
-/// The library's identity from `mb_meta` (written by [`SqliteCatalog::migrate`]).
+/// The library's identity from `mb_meta` (written by [`Shared::migrate`]).
 pub(super) fn library_id(conn: &Connection) -> Result<uuid::Uuid, CatalogError> {
     let text: String = conn.query_row(
         "SELECT value FROM mb_meta WHERE key='library_id'",
@@ -101,7 +101,7 @@ pub(super) fn library_id(conn: &Connection) -> Result<uuid::Uuid, CatalogError> 
     uuid::Uuid::parse_str(&text).map_err(|e| CatalogError::Corrupt(format!("library_id: {e}")))
 }
 
-impl SqliteCatalog {
+impl Shared {
     pub(super) fn migrate(conn: &mut Connection) -> Result<(), CatalogError> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(

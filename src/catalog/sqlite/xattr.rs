@@ -8,10 +8,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::journal::Op;
 use super::mutate::set_times;
 use super::time::to_ns;
-use super::SqliteCatalog;
+use super::Shared;
 use crate::catalog::{CatalogError, Ino, XattrSet};
 
-impl SqliteCatalog {
+impl Shared {
     pub(super) fn xattr(&self, ino: Ino, name: &str) -> Result<Vec<u8>, CatalogError> {
         let r = self.reader()?;
         let v: Option<Vec<u8>> = r

@@ -1,0 +1,358 @@
+//! Changes answered before SQLite sees them: the front of the journal.
+//!
+//! A create, and the unlink of a file this process created, need nothing
+//! from SQLite to be answered: the new node's record is known (the same
+//! [`created_record`] a live create returns), and so is what unlinking a
+//! fresh file gives (no other link; its content file, to delete). Such a
+//! change is checked by the core, appended to the journal (one `write()`),
+//! queued, and answered; the committer thread applies the queue to the
+//! writer's connection through the same [`Shared::apply`] a replay runs, and
+//! commits it, [`super::commit::BATCH_WINDOW`] later. A request thread never
+//! waits for SQLite on that path.
+//!
+//! Everything else takes both locks, in order (the [`Log`], then the
+//! writer), and applies the queue first ([`Shared::lock_all`]), so SQLite
+//! sees the changes in journal order; so does every read through the reader
+//! pool (`unsettled` counts what is journaled and not yet committed). A
+//! queued change that fails to apply (another process changed those rows
+//! meanwhile) fails the batch: it is rolled back and the journal replayed,
+//! the change logged and left out, as at a mount after a crash.
+//!
+//! What the log knows without SQLite ([`Log::places`]: where a folder's new
+//! children go; [`Log::fresh`]: the files this process created, by inode)
+//! is learned from the changes made through it and dropped on any change
+//! that could make it wrong: a rename, link or slow unlink, a failed batch,
+//! a commit by another process.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use parking_lot::MutexGuard;
+
+use super::commit::BATCH_MAX;
+use super::conn::Writer;
+use super::journal::{self, Journal, Op};
+use super::mutate::{catalog_parent, created_record, place, Place};
+use super::time::to_ns;
+use super::Shared;
+use crate::catalog::{CatalogError, Ino, Kind, NewNode, NodeRecord, Unlinked};
+
+/// Queued changes past which creates and unlinks apply at once again (the
+/// committer is behind).
+const QUEUE_MAX: usize = 4 * BATCH_MAX as usize;
+/// The committer commits once fewer changes than this were left to apply.
+const SETTLE_REST: usize = 64;
+/// Fresh files remembered (each ~150 bytes).
+const FRESH_MAX: usize = 65_536;
+
+/// The front of the journal (locked before the writer).
+pub(super) struct Log {
+    pub(super) journal: Journal,
+    /// Journaled changes not yet applied to the writer's connection, in order.
+    pub(super) queue: Vec<(u64, Op)>,
+    /// Inode numbers reserved and not yet handed out: `next_ino..end_ino`.
+    pub(super) next_ino: u64,
+    pub(super) end_ino: u64,
+    /// The writer has a batch open, and with it SQLite's write lock: only
+    /// then are changes queued (applying them never waits for another
+    /// writer of the file). Set and cleared holding both locks.
+    pub(super) batch_open: bool,
+    /// Where new children of a folder go, by folder.
+    places: HashMap<Ino, Place>,
+    /// Files created by this process and still as created: one name, and
+    /// their content file.
+    fresh: HashMap<Ino, Fresh>,
+}
+
+struct Fresh {
+    parent: Ino,
+    name: String,
+    content: Option<PathBuf>,
+}
+
+impl Log {
+    pub(super) fn new(journal: Journal, next_ino: u64) -> Log {
+        Log {
+            journal,
+            queue: Vec::new(),
+            next_ino,
+            end_ino: next_ino,
+            batch_open: false,
+            places: HashMap::new(),
+            fresh: HashMap::new(),
+        }
+    }
+
+    /// Drop what `op`, made the slow way, may have made wrong.
+    pub(super) fn forget(&mut self, op: &Op) {
+        match op {
+            Op::Create { .. }
+            | Op::SetAttrs { .. }
+            | Op::CommitFile { .. }
+            | Op::SetXattr { .. }
+            | Op::RemoveXattr { .. } => {}
+            Op::Unlink { ino, .. } | Op::Link { ino, .. } | Op::Purge { ino } => {
+                self.fresh.remove(ino);
+                self.places.remove(ino);
+            }
+            Op::Rename { ino, replaced, .. } => {
+                self.fresh.remove(ino);
+                if let Some(r) = replaced {
+                    self.fresh.remove(r);
+                }
+                // A folder moved in or out of the catalog takes its
+                // subfolders with it.
+                self.places.clear();
+            }
+            Op::Exchange { ino, other, .. } => {
+                self.fresh.remove(ino);
+                self.fresh.remove(other);
+                self.places.clear();
+            }
+        }
+    }
+
+    pub(super) fn forget_all(&mut self) {
+        self.places.clear();
+        self.fresh.clear();
+    }
+
+    fn learn(&mut self, ino: Ino, parent: Ino, name: &str, new: &NewNode) {
+        if new.kind != Kind::Dir && self.fresh.len() < FRESH_MAX {
+            self.fresh.insert(
+                ino,
+                Fresh {
+                    parent,
+                    name: name.to_string(),
+                    content: new.content.clone(),
+                },
+            );
+        }
+    }
+
+    /// The content of fresh file `ino`, forgotten, if `parent`/`name` is its name.
+    fn take_fresh(&mut self, ino: Ino, parent: Ino, name: &str) -> Option<Option<PathBuf>> {
+        let f = self.fresh.get(&ino)?;
+        if f.parent != parent || f.name != name {
+            return None;
+        }
+        self.fresh.remove(&ino).map(|f| f.content)
+    }
+
+    /// Empty the journal once everything in it is committed.
+    pub(super) fn truncate_if_settled(&mut self, w: &Writer) {
+        if self.journal.len < journal::TRUNCATE_AT
+            || !self.queue.is_empty()
+            || w.batch > 0
+            || w.failed
+            || self.journal.last != w.applied
+        {
+            return;
+        }
+        if let Err(e) = self.journal.truncate() {
+            tracing::warn!("{}: {e}", self.journal.path().display());
+        }
+    }
+}
+
+impl Shared {
+    /// Both locks, with the queue applied to the writer's batch (a failed
+    /// batch recovered first).
+    pub(super) fn lock_all(
+        &self,
+    ) -> Result<(MutexGuard<'_, Log>, MutexGuard<'_, Writer>), CatalogError> {
+        let mut log = self.log.lock();
+        let mut w = self.writer.lock();
+        if self.outside_change.swap(false, Ordering::AcqRel) {
+            log.forget_all();
+        }
+        self.recover(&mut log, &mut w)?;
+        let ops = std::mem::take(&mut log.queue);
+        if self.apply_queued(&mut w, ops).is_err() {
+            self.recover(&mut log, &mut w)?;
+        }
+        Ok((log, w))
+    }
+
+    /// The committer's turn. The queue is applied without holding the log
+    /// (creates and unlinks go on meanwhile) until little is left; the
+    /// batch is committed and the next one begun at once, so that what is
+    /// queued during the commit has its open batch; an empty one is then
+    /// ended (releasing SQLite's write lock to other writers of the file).
+    pub(super) fn settle(&self) {
+        let mut w = loop {
+            let mut log = self.log.lock();
+            let ops = std::mem::take(&mut log.queue);
+            let last = ops.len() < SETTLE_REST;
+            let mut w = self.writer.lock();
+            drop(log);
+            // A failure is logged and recovered from by `lock_all`.
+            if self.apply_queued(&mut w, ops).is_err() || last {
+                break w;
+            }
+        };
+        if !w.failed {
+            let next = w
+                .commit(&self.unsettled)
+                .and_then(|()| Ok(w.conn.execute_batch("BEGIN IMMEDIATE")?));
+            if let Err(e) = next {
+                tracing::error!("committing the journaled changes: {e}");
+                w.failed = true;
+            }
+        }
+        drop(w);
+        let mut log = self.log.lock();
+        let mut w = self.writer.lock();
+        if w.failed {
+            drop((log, w));
+            if let Err(e) = self.lock_all() {
+                tracing::error!("recovering the journaled changes: {e}");
+            }
+            self.committer.ask();
+        } else if log.queue.is_empty() && w.batch == 0 {
+            // Logged; the next request or read recovers.
+            let _ = w.commit(&self.unsettled);
+            log.batch_open = false;
+            log.truncate_if_settled(&w);
+            if let Err(e) = log.reserve_ahead(&mut w) {
+                tracing::warn!("reserving inode numbers: {e}");
+            }
+        } else {
+            if let Err(e) = log.reserve_ahead(&mut w) {
+                tracing::warn!("reserving inode numbers: {e}");
+            }
+            self.committer.ask();
+        }
+    }
+
+    /// Apply queued changes in the open batch; a failure marks the writer failed.
+    fn apply_queued(&self, w: &mut Writer, ops: Vec<(u64, Op)>) -> Result<(), CatalogError> {
+        for (seq, op) in ops {
+            if w.failed {
+                // Replayed from the journal by the recovery.
+                continue;
+            }
+            if seq <= w.applied {
+                // Replayed (and committed) by a recovery meanwhile.
+                self.unsettled.fetch_sub(1, Ordering::AcqRel);
+                continue;
+            }
+            let done = if w.conn.is_autocommit() {
+                w.conn.execute_batch("BEGIN IMMEDIATE").map_err(Into::into)
+            } else {
+                Ok(())
+            }
+            .and_then(|()| self.apply(&w.conn, &op));
+            if let Err(e) = done {
+                tracing::error!("journal record {seq} does not apply ({e}): {op:?}");
+                w.failed = true;
+                continue;
+            }
+            w.batch += 1;
+            w.applied = seq;
+        }
+        if w.failed {
+            return Err(CatalogError::Backend(
+                "a queued change did not apply".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// May a change be answered before SQLite applies it?
+    fn fast(&self, log: &Log) -> bool {
+        log.batch_open
+            && !log.journal.guest
+            && log.queue.len() < QUEUE_MAX
+            && !self.outside_change.load(Ordering::Acquire)
+    }
+
+    /// Journal `op` and queue it for the committer.
+    fn defer(&self, log: &mut Log, op: Op) -> Result<(), CatalogError> {
+        crate::failpoint!("journal-before-append");
+        let seq = log.journal.append(&op)?;
+        log.queue.push((seq, op));
+        self.unsettled.fetch_add(1, Ordering::AcqRel);
+        crate::failpoint!("journal-appended");
+        match log.queue.len() {
+            1 => self.committer.ask(),
+            n if n >= BATCH_MAX as usize => self.committer.hurry(),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub(super) fn create_node(
+        &self,
+        parent: Ino,
+        name: &str,
+        new: &NewNode,
+        now: SystemTime,
+    ) -> Result<NodeRecord, CatalogError> {
+        let now = to_ns(now);
+        {
+            let mut log = self.log.lock();
+            let place = log.places.get(&parent).cloned();
+            if let Some(place) = place.filter(|_| self.fast(&log)) {
+                if let Some(ino) = log.take_ino() {
+                    let op = Op::create(ino, parent, name, new, now);
+                    let Op::Create { node_id, .. } = &op else {
+                        return Err(CatalogError::Backend("a create that is not one".into()));
+                    };
+                    let in_catalog = catalog_parent(&place, new.kind, name).is_some();
+                    let record = created_record(ino, node_id, new, in_catalog, now);
+                    self.defer(&mut log, op)?;
+                    log.learn(ino, parent, name, new);
+                    return Ok(record);
+                }
+            }
+        }
+        let (mut log, mut w) = self.lock_all()?;
+        let ino = log.alloc_ino(&mut w, &self.unsettled)?;
+        let op = Op::create(ino, parent, name, new, now);
+        let record = self
+            .journaled(&mut log, &mut w, &op, |tx| self.apply(tx, &op))?
+            .record()?;
+        if let Ok(p) = place(&w.conn, parent) {
+            log.places.insert(parent, p);
+        }
+        log.learn(ino, parent, name, new);
+        Ok(record)
+    }
+
+    pub(super) fn unlink_name(
+        &self,
+        parent: Ino,
+        name: &str,
+        ino: Ino,
+        open: bool,
+        now: SystemTime,
+    ) -> Result<Unlinked, CatalogError> {
+        self.reshaped_by(&[parent]);
+        let op = Op::Unlink {
+            parent,
+            name: name.to_string(),
+            ino,
+            open,
+            now: to_ns(now),
+        };
+        {
+            let mut log = self.log.lock();
+            if self.fast(&log) {
+                if let Some(content) = log.take_fresh(ino, parent, name) {
+                    self.defer(&mut log, op)?;
+                    // What `unlink_in` gives for a file with one name: gone
+                    // now, or at its last close.
+                    return Ok(Unlinked {
+                        ino,
+                        nlink: 0,
+                        purged: (!open).then_some(content),
+                    });
+                }
+            }
+        }
+        self.journal_op(&op)?.unlinked()
+    }
+}
