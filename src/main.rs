@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::{ArgGroup, Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand};
 
 use markbase::library::Library;
 use markbase::manager;
@@ -15,6 +15,7 @@ use markbase::mount::{self, MountSpec};
 
 mod bench;
 mod bench_nfs;
+mod cli_docs;
 mod stability;
 
 #[derive(Parser, Debug)]
@@ -50,6 +51,7 @@ enum Command {
     Nfs(NfsArgs),
     /// Check a user's library (catalog and content store); exit 1 on damage.
     Fsck {
+        /// The user whose library (users/<user>.sqlite) to check.
         #[arg(long)]
         user: String,
         /// Repair what is found (refused while the library is mounted).
@@ -59,8 +61,23 @@ enum Command {
         /// may be about to commit their row).
         #[arg(long, default_value = "0s")]
         grace: String,
+        /// Print the findings as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) to
+    /// standard output, e.g. `markbase completions bash >
+    /// /usr/share/bash-completion/completions/markbase`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (markbase.1 and one per subcommand) into --dir,
+    /// or markbase.1 to standard output.
+    Man {
+        /// Folder for the pages (made if missing).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -68,8 +85,10 @@ enum Command {
 enum LibraryCommand {
     /// Make a new user's empty catalog (v1 format), or with --demo a small media tree.
     Create {
+        /// The new user (users/<user>.sqlite).
         #[arg(long)]
         user: String,
+        /// Fill it with a small demo media tree and its content files.
         #[arg(long)]
         demo: bool,
     },
@@ -101,6 +120,9 @@ struct FuseArgs {
     /// Built-in throughput test through a mount, against the backing directory.
     #[arg(long)]
     test: bool,
+    /// The user whose library (users/<user>.sqlite) to mount, or with
+    /// --unmount whose mounts to unmount; --test makes a demo library when
+    /// none is given.
     #[arg(long)]
     user: Option<String>,
     /// Mount point (on a Mac, /Volumes/MarkBase_<user> when not given).
@@ -163,6 +185,7 @@ struct NfsArgs {
     /// Serve --user's library (the address is printed once it answers).
     #[arg(long)]
     serve: bool,
+    /// The user whose library (users/<user>.sqlite) to serve.
     #[arg(long)]
     user: Option<String>,
     /// Every users/*.sqlite, one server process each (each on its own
@@ -234,6 +257,16 @@ fn run(cli: Cli) -> Result<()> {
         Command::Fuse(args) => fuse(&cli.data_dir, args),
         Command::Nfs(args) => nfs(&cli.data_dir, args),
         Command::Fsck { .. } => unreachable!("handled in main"),
+        Command::Completions { shell } => {
+            cli_docs::completions(Cli::command(), shell);
+            Ok(())
+        }
+        Command::Man { dir } => {
+            for page in cli_docs::man(Cli::command(), dir.as_deref())? {
+                println!("{}", page.display());
+            }
+            Ok(())
+        }
     }
 }
 
@@ -615,4 +648,30 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
         return bench::throughput(&opts, bench::parse_size(&a.size)?);
     }
     bail!("nothing to do")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parser_is_sound_and_every_flag_has_a_help_line() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if a.get_help().is_none() && !["help", "version"].contains(&id) {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for s in cmd.get_subcommands() {
+                walk(s, &format!("{path} {}", s.get_name()), missing);
+            }
+        }
+        Cli::command().debug_assert();
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        walk(&cmd, "markbase", &mut missing);
+        assert!(missing.is_empty(), "flags without a help line: {missing:?}");
+    }
 }

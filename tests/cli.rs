@@ -208,3 +208,52 @@ fn demo_library_mounts() {
         .path();
     assert_eq!(fs::metadata(&f).unwrap().len(), 1 << 20);
 }
+
+#[test]
+fn completions_and_man_pages_come_from_the_parser() {
+    let lib = TestLib::empty("docs");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = lib.markbase(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        for flag in ["--mount", "--unmount", "--data-dir", "serve"] {
+            assert!(text.contains(flag), "{shell} completions lack {flag}");
+        }
+    }
+    let dir = lib.tmp.path().join("man");
+    let out = lib.markbase(&["man", "--dir", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    for page in [
+        "markbase.1",
+        "markbase-fuse.1",
+        "markbase-nfs.1",
+        "markbase-fsck.1",
+    ] {
+        let text = fs::read_to_string(dir.join(page)).unwrap();
+        assert!(
+            text.starts_with(".ie") || text.contains(".TH"),
+            "{page}: {text:.200}"
+        );
+    }
+    let fuse = fs::read_to_string(dir.join("markbase-fuse.1")).unwrap();
+    assert!(
+        fuse.contains("whose library"),
+        "--user's help is in the page"
+    );
+    // `man -l` renders it, where man is installed.
+    if std::process::Command::new("man")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let shown = std::process::Command::new("man")
+            .arg("-l")
+            .arg(dir.join("markbase-fuse.1"))
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100")
+            .output()
+            .unwrap();
+        assert!(shown.status.success(), "{shown:?}");
+        assert!(String::from_utf8_lossy(&shown.stdout).contains("--mount"));
+    }
+}
