@@ -690,6 +690,49 @@ mod tests {
     }
 
     #[test]
+    fn attributes_and_sizes_set_from_the_journal_are_what_reading_back_gives() {
+        use super::super::deferred::with_attrs;
+        let dir = tempfile::tempdir().unwrap();
+        let cat = open(&dir.path().join("u.sqlite"));
+        let now = SystemTime::now();
+        let side = cat
+            .create(ROOT_INO, "._side", &new_file(), now)
+            .unwrap()
+            .ino;
+        let d = NewNode {
+            kind: Kind::Dir,
+            ..new_file()
+        };
+        let d = cat.create(ROOT_INO, "d", &d, now).unwrap().ino;
+        cat.create(d, "first.mov", &new_file(), now).unwrap();
+        let t = |s: u64| SystemTime::UNIX_EPOCH + std::time::Duration::new(s, 123_456_789);
+        for (parent, name) in [(d, "a.mov"), (ROOT_INO, "b.mov"), (ROOT_INO, "._c")] {
+            let f = cat.create(parent, name, &new_file(), now).unwrap();
+            cat.commit_file(f.ino, 77, t(1_700_000_000), t(1_700_000_001))
+                .unwrap();
+            let a = SetAttrs {
+                perm: Some(0o4750),
+                uid: Some(501),
+                gid: Some(20),
+                size: Some(9),
+                atime: Some(t(1_600_000_000)),
+                mtime: Some(t(1_650_000_000)),
+                ctime: Some(t(1_690_000_000)),
+            };
+            assert!(!cat.log.lock().queue.is_empty(), "{name}: queued");
+            let made = cat.set_attrs(f.ino, &a).unwrap();
+            let only_times = SetAttrs {
+                mtime: Some(t(1_660_000_000)),
+                ..Default::default()
+            };
+            let made2 = cat.set_attrs(f.ino, &only_times).unwrap();
+            assert_eq!(made2, with_attrs(&made, &only_times));
+            assert_eq!(cat.get(f.ino).unwrap(), made2, "{name}");
+        }
+        assert!(cat.get(side).is_ok());
+    }
+
+    #[test]
     fn a_queued_change_that_no_longer_applies_is_left_out_and_the_rest_applied() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("u.sqlite");

@@ -1,11 +1,13 @@
 //! Changes answered before SQLite sees them: the front of the journal.
 //!
-//! A create, and the unlink of a file this process created, need nothing
-//! from SQLite to be answered: the new node's record is known (the same
-//! [`created_record`] a live create returns), and so is what unlinking a
-//! fresh file gives (no other link; its content file, to delete). Such a
-//! change is checked by the core, appended to the journal (one `write()`),
-//! queued, and answered; the committer thread applies the queue to the
+//! Some changes need nothing from SQLite to be answered: a create (the new
+//! node's record is known: the same [`created_record`] a live create
+//! returns); a file's size and times at close (nothing to answer); and, for
+//! a file this process created and that still has its one name, an unlink
+//! (no other link; its content file, to delete) or new attributes (its
+//! record, kept here, with them: [`with_attrs`]). Such a change is checked
+//! by the core, appended to the journal (one `write()`), queued, and
+//! answered; the committer thread applies the queue to the
 //! writer's connection through the same [`Shared::apply`] a replay runs, and
 //! commits it, [`super::commit::BATCH_WINDOW`] later. A request thread never
 //! waits for SQLite on that path.
@@ -18,8 +20,8 @@
 //! meanwhile) fails the batch: it is rolled back and the journal replayed,
 //! the change logged and left out, as at a mount after a crash.
 //!
-//! What the log knows without SQLite ([`Log::places`]: where a folder's new
-//! children go; [`Log::fresh`]: the files this process created, by inode)
+//! What the log knows without SQLite (`places`: where a folder's new
+//! children go; `fresh`: the files this process created, with their records)
 //! is learned from the changes made through it and dropped on any change
 //! that could make it wrong: a rename, link or slow unlink, a failed batch,
 //! a commit by another process.
@@ -37,15 +39,18 @@ use super::journal::{self, Journal, Op};
 use super::mutate::{catalog_parent, created_record, place, Place};
 use super::time::to_ns;
 use super::Shared;
-use crate::catalog::{CatalogError, Ino, Kind, NewNode, NodeRecord, Unlinked};
+use crate::catalog::{
+    CatalogError, Ino, Kind, NewNode, NodeRecord, SetAttrs, Unlinked, UNFILED_INO,
+};
 
 /// Queued changes past which creates and unlinks apply at once again (the
 /// committer is behind).
 const QUEUE_MAX: usize = 4 * BATCH_MAX as usize;
 /// The committer commits once fewer changes than this were left to apply.
 const SETTLE_REST: usize = 64;
-/// Fresh files remembered (each ~150 bytes).
-const FRESH_MAX: usize = 65_536;
+/// Fresh files remembered (each ~400 bytes); past this, they are forgotten
+/// and remembering starts over.
+const FRESH_MAX: usize = 16_384;
 
 /// The front of the journal (locked before the writer).
 pub(super) struct Log {
@@ -69,7 +74,8 @@ pub(super) struct Log {
 struct Fresh {
     parent: Ino,
     name: String,
-    content: Option<PathBuf>,
+    /// Its record as SQLite will have it once the queue is applied.
+    record: NodeRecord,
 }
 
 impl Log {
@@ -88,11 +94,13 @@ impl Log {
     /// Drop what `op`, made the slow way, may have made wrong.
     pub(super) fn forget(&mut self, op: &Op) {
         match op {
-            Op::Create { .. }
-            | Op::SetAttrs { .. }
-            | Op::CommitFile { .. }
-            | Op::SetXattr { .. }
-            | Op::RemoveXattr { .. } => {}
+            Op::Create { .. } => {}
+            Op::SetAttrs { ino, .. }
+            | Op::CommitFile { ino, .. }
+            | Op::SetXattr { ino, .. }
+            | Op::RemoveXattr { ino, .. } => {
+                self.fresh.remove(ino);
+            }
             Op::Unlink { ino, .. } | Op::Link { ino, .. } | Op::Purge { ino } => {
                 self.fresh.remove(ino);
                 self.places.remove(ino);
@@ -119,17 +127,21 @@ impl Log {
         self.fresh.clear();
     }
 
-    fn learn(&mut self, ino: Ino, parent: Ino, name: &str, new: &NewNode) {
-        if new.kind != Kind::Dir && self.fresh.len() < FRESH_MAX {
-            self.fresh.insert(
-                ino,
-                Fresh {
-                    parent,
-                    name: name.to_string(),
-                    content: new.content.clone(),
-                },
-            );
+    fn learn(&mut self, parent: Ino, name: &str, record: &NodeRecord) {
+        if record.kind == Kind::Dir {
+            return;
         }
+        if self.fresh.len() >= FRESH_MAX {
+            self.fresh.clear();
+        }
+        self.fresh.insert(
+            record.ino,
+            Fresh {
+                parent,
+                name: name.to_string(),
+                record: record.clone(),
+            },
+        );
     }
 
     /// The content of fresh file `ino`, forgotten, if `parent`/`name` is its name.
@@ -138,7 +150,7 @@ impl Log {
         if f.parent != parent || f.name != name {
             return None;
         }
-        self.fresh.remove(&ino).map(|f| f.content)
+        self.fresh.remove(&ino).map(|f| f.record.content)
     }
 
     /// Empty the journal once everything in it is committed.
@@ -304,7 +316,7 @@ impl Shared {
                     let in_catalog = catalog_parent(&place, new.kind, name).is_some();
                     let record = created_record(ino, node_id, new, in_catalog, now);
                     self.defer(&mut log, op)?;
-                    log.learn(ino, parent, name, new);
+                    log.learn(parent, name, &record);
                     return Ok(record);
                 }
             }
@@ -318,7 +330,7 @@ impl Shared {
         if let Ok(p) = place(&w.conn, parent) {
             log.places.insert(parent, p);
         }
-        log.learn(ino, parent, name, new);
+        log.learn(parent, name, &record);
         Ok(record)
     }
 
@@ -355,4 +367,75 @@ impl Shared {
         }
         self.journal_op(&op)?.unlinked()
     }
+
+    /// Set attributes: of a fresh node from the journal alone (its new
+    /// record is [`with_attrs`] of the one the log keeps), else at once.
+    pub(super) fn update_attrs(&self, ino: Ino, a: &SetAttrs) -> Result<NodeRecord, CatalogError> {
+        if ino == UNFILED_INO {
+            return Err(CatalogError::NotPermitted("Unfiled is virtual"));
+        }
+        let op = Op::set_attrs(ino, a);
+        {
+            let mut log = self.log.lock();
+            let known = log.fresh.get(&ino).map(|f| with_attrs(&f.record, a));
+            if let Some(record) = known.filter(|_| self.fast(&log)) {
+                self.defer(&mut log, op)?;
+                if let Some(f) = log.fresh.get_mut(&ino) {
+                    f.record = record.clone();
+                }
+                return Ok(record);
+            }
+        }
+        self.journal_op(&op)?.record()
+    }
+
+    /// A closed (or synced) file's size and times: nothing to answer, so
+    /// queued whenever a batch is open.
+    pub(super) fn commit_size(
+        &self,
+        ino: Ino,
+        size: u64,
+        mtime: SystemTime,
+        ctime: SystemTime,
+    ) -> Result<(), CatalogError> {
+        let op = Op::CommitFile {
+            ino,
+            size,
+            mtime: to_ns(mtime),
+            ctime: to_ns(ctime),
+        };
+        {
+            let mut log = self.log.lock();
+            if self.fast(&log) {
+                self.defer(&mut log, op)?;
+                if let Some(f) = log.fresh.get_mut(&ino) {
+                    (f.record.size, f.record.mtime, f.record.ctime) = (size, mtime, ctime);
+                }
+                return Ok(());
+            }
+        }
+        self.journal_op(&op).map(|_| ())
+    }
+}
+
+/// `rec` with the attributes `a` sets, as `set_attrs_in` then
+/// [`Shared::record`] give them (a unit test holds the two together).
+pub(super) fn with_attrs(rec: &NodeRecord, a: &SetAttrs) -> NodeRecord {
+    let mut r = rec.clone();
+    if let Some(p) = a.perm {
+        r.perm = p & 0o7777;
+    }
+    if let Some(u) = a.uid {
+        r.uid = u;
+    }
+    if let Some(g) = a.gid {
+        r.gid = g;
+    }
+    if let Some(s) = a.size {
+        r.size = s;
+    }
+    r.atime = a.atime.unwrap_or(r.atime);
+    r.mtime = a.mtime.unwrap_or(r.mtime);
+    r.ctime = a.ctime.unwrap_or(r.ctime);
+    r
 }

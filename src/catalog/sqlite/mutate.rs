@@ -705,29 +705,6 @@ impl Shared {
         .record()
     }
 
-    pub(super) fn update_attrs(&self, ino: Ino, a: &SetAttrs) -> Result<NodeRecord, CatalogError> {
-        if ino == UNFILED_INO {
-            return Err(CatalogError::NotPermitted("Unfiled is virtual"));
-        }
-        self.journal_op(&Op::set_attrs(ino, a))?.record()
-    }
-
-    pub(super) fn commit_size(
-        &self,
-        ino: Ino,
-        size: u64,
-        mtime: SystemTime,
-        ctime: SystemTime,
-    ) -> Result<(), CatalogError> {
-        self.journal_op(&Op::CommitFile {
-            ino,
-            size,
-            mtime: to_ns(mtime),
-            ctime: to_ns(ctime),
-        })
-        .map(|_| ())
-    }
-
     pub(super) fn fix_sizes(&self, sizes: &[(Ino, u64)]) -> Result<(), CatalogError> {
         self.write(|tx| {
             for (ino, size) in sizes {
