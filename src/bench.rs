@@ -25,6 +25,8 @@ use serde::Serialize;
 use markbase::library::Library;
 use markbase::mount::{self, MountSpec};
 
+use crate::interrupt::interrupted;
+
 /// Parse "512MB", "6GB", "1GiB", "4096".
 pub fn parse_size(s: &str) -> Result<u64> {
     markbase::config::parse_size(s).map_err(anyhow::Error::msg)
@@ -59,6 +61,7 @@ pub fn test_mount(data_dir: &Path, user: Option<&str>, passthrough: bool) -> Res
         threads: 4,
         passthrough,
         backend: None,
+        metrics: None,
     };
     mount::spawn_daemon(&spec)?;
     let backing = lib.content_dir().join("markbase-test-native");
@@ -167,7 +170,7 @@ pub(crate) fn write_read(target: &str, path: &Path, size: u64) -> Result<Through
         .write(true)
         .open(path)?;
     let mut done = 0u64;
-    while done < size {
+    while done < size && !interrupted() {
         let n = (size - done).min(block.len() as u64) as usize;
         f.write_all(&block[..n])?;
         done += n as u64;
@@ -180,7 +183,7 @@ pub(crate) fn write_read(target: &str, path: &Path, size: u64) -> Result<Through
     f.sync_all()?;
     drop(f);
     pb.finish_and_clear();
-    let w = size as f64 / t.elapsed().as_secs_f64() / 1e6;
+    let w = done as f64 / t.elapsed().as_secs_f64() / 1e6;
     let f = File::open(path)?;
     drop_pages(&f);
     let pb = progress(size, &format!("{target} read"));
@@ -189,7 +192,7 @@ pub(crate) fn write_read(target: &str, path: &Path, size: u64) -> Result<Through
     let t = Instant::now();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
-    loop {
+    while !interrupted() {
         let n = f.read_at(&mut buf, total)?;
         if n == 0 {
             break;
@@ -477,7 +480,7 @@ fn aja_run(target: &str, path: &Path, cfg: &AjaConfig, file_size: u64) -> Result
     let (f, direct) = open_frames(path, true)?;
     let pb = progress(frames * frame, &format!("{target} write"));
     let mut wlat = Vec::with_capacity(frames as usize);
-    for i in 0..frames {
+    for i in (0..frames).take_while(|_| !interrupted()) {
         let t = Instant::now();
         f.write_all_at(&buf.slice()[..frame as usize], i * frame)?;
         wlat.push(t.elapsed());
@@ -494,7 +497,8 @@ fn aja_run(target: &str, path: &Path, cfg: &AjaConfig, file_size: u64) -> Result
     drop_pages(&f);
     let pb = progress(frames * frame, &format!("{target} read"));
     let mut rlat = Vec::with_capacity(frames as usize);
-    for i in 0..frames {
+    let written = wlat.len() as u64;
+    for i in (0..written).take_while(|_| !interrupted()) {
         let t = Instant::now();
         let s = &mut buf.slice()[..frame as usize];
         let mut got = 0;
@@ -514,7 +518,7 @@ fn aja_run(target: &str, path: &Path, cfg: &AjaConfig, file_size: u64) -> Result
     Ok(AjaResult {
         target: target.into(),
         direct_io: direct,
-        frames,
+        frames: written,
         write: pass(frame, &wlat),
         read: pass(frame, &rlat),
     })

@@ -16,6 +16,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -68,6 +69,8 @@ fn serve(data_dir: &Path, user: &str) -> Result<(Server, SocketAddr)> {
         .arg(data_dir)
         .args(["nfs", "--serve", "--user", user])
         .env("MARKBASE_LOG", "warn")
+        // Its own process group: Ctrl-C reaches this test, which stops it.
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
@@ -97,6 +100,7 @@ fn serve_rclone(rclone: &Path, dir: &Path, cache: &Path) -> Result<(Server, Sock
         .args(["--addr", &addr.to_string(), "--vfs-cache-mode", "full"])
         .arg("--cache-dir")
         .arg(cache)
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -169,7 +173,7 @@ async fn write_read(target: &str, addr: SocketAddr, name: &str, size: u64) -> Re
         let (fh, data) = (fh.clone(), data.clone());
         tasks.push(tokio::spawn(async move {
             let mut b = k as u64;
-            while b < blocks {
+            while b < blocks && !crate::interrupt::interrupted() {
                 let off = b * BLOCK as u64;
                 let n = (size - off).min(BLOCK as u64) as usize;
                 let w = WRITE3args {
@@ -204,7 +208,7 @@ async fn write_read(target: &str, addr: SocketAddr, name: &str, size: u64) -> Re
         let fh = fh.clone();
         tasks.push(tokio::spawn(async move {
             let (mut b, mut got) = (k as u64, 0u64);
-            while b < blocks {
+            while b < blocks && !crate::interrupt::interrupted() {
                 let r = READ3args {
                     file: fh.clone(),
                     offset: b * BLOCK as u64,

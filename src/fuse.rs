@@ -27,6 +27,7 @@ use parking_lot::Mutex;
 
 use crate::catalog::{DirEntry, Kind};
 use crate::fs::flags::{AllocMode, OpenFlags as CoreOpenFlags, RenameMode, Whence, XattrSet};
+use crate::fs::metrics::Op;
 use crate::fs::{Attr, Caller, Change, FsError, MarkBaseFs, Notifier, SetAttrReq, TimeSet};
 
 /// How long the kernel may cache entries and attributes: the seed's 60 s.
@@ -108,6 +109,18 @@ impl FuseAdapter {
         Some(id)
     }
 
+    /// Log a failure once, at the level its kind deserves, count it, and
+    /// give its errno.
+    fn fail(&self, op: &str, ino: u64, e: &FsError) -> Errno {
+        if e.is_routine() {
+            tracing::debug!(op, ino, errno = e.errno(), "{e}");
+        } else {
+            tracing::warn!(op, ino, errno = e.errno(), "{e}");
+        }
+        self.fs.requests.failed(e.errno());
+        Errno::from_i32(e.errno())
+    }
+
     fn drop_backing(&self, fh: u64, ino: u64) {
         let mut b = self.backing.lock();
         if b.by_handle.remove(&fh).is_some()
@@ -187,16 +200,6 @@ fn caller(req: &Request) -> Caller {
     }
 }
 
-/// Log a failure once, at the level its kind deserves, and give its errno.
-fn fail(op: &str, ino: u64, e: &FsError) -> Errno {
-    if e.is_routine() {
-        tracing::debug!(op, ino, errno = e.errno(), "{e}");
-    } else {
-        tracing::warn!(op, ino, errno = e.errno(), "{e}");
-    }
-    Errno::from_i32(e.errno())
-}
-
 fn time(t: TimeOrNow) -> TimeSet {
     match t {
         TimeOrNow::SpecificTime(t) => TimeSet::At(t),
@@ -270,16 +273,18 @@ impl Filesystem for FuseAdapter {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _t = self.fs.requests.start(Op::Lookup);
         match self.fs.lookup(parent.0, name) {
             Ok(a) => reply.entry(&TTL, &attr(&a), Generation(0)),
-            Err(e) => reply.error(fail("lookup", parent.0, &e)),
+            Err(e) => reply.error(self.fail("lookup", parent.0, &e)),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let _t = self.fs.requests.start(Op::Getattr);
         match self.fs.getattr(ino.0) {
             Ok(a) => reply.attr(&TTL, &attr(&a)),
-            Err(e) => reply.error(fail("getattr", ino.0, &e)),
+            Err(e) => reply.error(self.fail("getattr", ino.0, &e)),
         }
     }
 
@@ -301,6 +306,7 @@ impl Filesystem for FuseAdapter {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let _t = self.fs.requests.start(Op::Setattr);
         let req = SetAttrReq {
             mode,
             uid,
@@ -311,14 +317,15 @@ impl Filesystem for FuseAdapter {
         };
         match self.fs.setattr(ino.0, &req) {
             Ok(a) => reply.attr(&TTL, &attr(&a)),
-            Err(e) => reply.error(fail("setattr", ino.0, &e)),
+            Err(e) => reply.error(self.fail("setattr", ino.0, &e)),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let _t = self.fs.requests.start(Op::Readlink);
         match self.fs.readlink(ino.0) {
             Ok(t) => reply.data(&t),
-            Err(e) => reply.error(fail("readlink", ino.0, &e)),
+            Err(e) => reply.error(self.fail("readlink", ino.0, &e)),
         }
     }
 
@@ -332,12 +339,13 @@ impl Filesystem for FuseAdapter {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        let _t = self.fs.requests.start(Op::Mknod);
         match self
             .fs
             .mknod(parent.0, name, mode, umask, rdev, caller(req))
         {
             Ok(a) => reply.entry(&TTL, &attr(&a), Generation(0)),
-            Err(e) => reply.error(fail("mknod", parent.0, &e)),
+            Err(e) => reply.error(self.fail("mknod", parent.0, &e)),
         }
     }
 
@@ -350,23 +358,26 @@ impl Filesystem for FuseAdapter {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        let _t = self.fs.requests.start(Op::Mkdir);
         match self.fs.mkdir(parent.0, name, mode, umask, caller(req)) {
             Ok(a) => reply.entry(&TTL, &attr(&a), Generation(0)),
-            Err(e) => reply.error(fail("mkdir", parent.0, &e)),
+            Err(e) => reply.error(self.fail("mkdir", parent.0, &e)),
         }
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _t = self.fs.requests.start(Op::Unlink);
         match self.fs.unlink(parent.0, name) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("unlink", parent.0, &e)),
+            Err(e) => reply.error(self.fail("unlink", parent.0, &e)),
         }
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _t = self.fs.requests.start(Op::Rmdir);
         match self.fs.rmdir(parent.0, name) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("rmdir", parent.0, &e)),
+            Err(e) => reply.error(self.fail("rmdir", parent.0, &e)),
         }
     }
 
@@ -378,6 +389,7 @@ impl Filesystem for FuseAdapter {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        let _t = self.fs.requests.start(Op::Symlink);
         match self.fs.symlink(
             parent.0,
             link_name,
@@ -385,7 +397,7 @@ impl Filesystem for FuseAdapter {
             caller(req),
         ) {
             Ok(a) => reply.entry(&TTL, &attr(&a), Generation(0)),
-            Err(e) => reply.error(fail("symlink", parent.0, &e)),
+            Err(e) => reply.error(self.fail("symlink", parent.0, &e)),
         }
     }
 
@@ -399,11 +411,12 @@ impl Filesystem for FuseAdapter {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let _t = self.fs.requests.start(Op::Rename);
         let res = RenameMode::from_raw(flags.bits())
             .and_then(|mode| self.fs.rename(parent.0, name, newparent.0, newname, mode));
         match res {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("rename", parent.0, &e)),
+            Err(e) => reply.error(self.fail("rename", parent.0, &e)),
         }
     }
 
@@ -415,19 +428,21 @@ impl Filesystem for FuseAdapter {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        let _t = self.fs.requests.start(Op::Link);
         match self.fs.link(ino.0, newparent.0, newname) {
             Ok(a) => reply.entry(&TTL, &attr(&a), Generation(0)),
-            Err(e) => reply.error(fail("link", ino.0, &e)),
+            Err(e) => reply.error(self.fail("link", ino.0, &e)),
         }
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _t = self.fs.requests.start(Op::Open);
         match self.fs.open(ino.0, CoreOpenFlags::from_raw(flags.0)) {
             Ok(fh) => match self.backing_for(fh, |f| reply.open_backing(f)) {
                 Some(id) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id),
                 None => reply.opened(FileHandle(fh), FopenFlags::empty()),
             },
-            Err(e) => reply.error(fail("open", ino.0, &e)),
+            Err(e) => reply.error(self.fail("open", ino.0, &e)),
         }
     }
 
@@ -442,9 +457,10 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let _t = self.fs.requests.start(Op::Read);
         match self.fs.read(fh.0, offset, size) {
             Ok(d) => reply.data(&d),
-            Err(e) => reply.error(fail("read", ino.0, &e)),
+            Err(e) => reply.error(self.fail("read", ino.0, &e)),
         }
     }
 
@@ -460,9 +476,10 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let _t = self.fs.requests.start(Op::Write);
         match self.fs.write(fh.0, offset, data) {
             Ok(n) => reply.written(n),
-            Err(e) => reply.error(fail("write", ino.0, &e)),
+            Err(e) => reply.error(self.fail("write", ino.0, &e)),
         }
     }
 
@@ -474,9 +491,10 @@ impl Filesystem for FuseAdapter {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        let _t = self.fs.requests.start(Op::Flush);
         match self.fs.flush(fh.0) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("flush", ino.0, &e)),
+            Err(e) => reply.error(self.fail("flush", ino.0, &e)),
         }
     }
 
@@ -490,11 +508,12 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let _t = self.fs.requests.start(Op::Release);
         let res = self.fs.release(fh.0);
         self.drop_backing(fh.0, ino.0);
         match res {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("release", ino.0, &e)),
+            Err(e) => reply.error(self.fail("release", ino.0, &e)),
         }
     }
 
@@ -506,13 +525,15 @@ impl Filesystem for FuseAdapter {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _t = self.fs.requests.start(Op::Fsync);
         match self.fs.fsync(fh.0, datasync) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("fsync", ino.0, &e)),
+            Err(e) => reply.error(self.fail("fsync", ino.0, &e)),
         }
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let _t = self.fs.requests.start(Op::Opendir);
         let opened = self.fs.opendir(ino.0).and_then(|fh| {
             let gen = self.fs.dir_handle(fh)?.generation();
             let keep = self.listed.lock().put(ino.0, gen) == Some(gen);
@@ -530,7 +551,7 @@ impl Filesystem for FuseAdapter {
                 };
                 reply.opened(FileHandle(fh), flags)
             }
-            Err(e) => reply.error(fail("opendir", ino.0, &e)),
+            Err(e) => reply.error(self.fail("opendir", ino.0, &e)),
         }
     }
 
@@ -542,9 +563,10 @@ impl Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        let _t = self.fs.requests.start(Op::Readdir);
         let d = match self.fs.dir_handle(fh.0) {
             Ok(d) => d,
-            Err(e) => return reply.error(fail("readdir", ino.0, &e)),
+            Err(e) => return reply.error(self.fail("readdir", ino.0, &e)),
         };
         for (i, e) in d.entries_from(offset as usize).enumerate() {
             if reply.add(INodeNo(e.ino), offset + i as u64 + 1, kind(e.kind), &e.name) {
@@ -562,9 +584,10 @@ impl Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        let _t = self.fs.requests.start(Op::Readdir);
         let d = match self.fs.dir_handle(fh.0) {
             Ok(d) => d,
-            Err(e) => return reply.error(fail("readdirplus", ino.0, &e)),
+            Err(e) => return reply.error(self.fail("readdirplus", ino.0, &e)),
         };
         // Attributes a chunk at a time (a reply holds ~100-200 entries):
         // the uncached ones come from the catalog in one read.
@@ -603,6 +626,7 @@ impl Filesystem for FuseAdapter {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        let _t = self.fs.requests.start(Op::Releasedir);
         self.fs.releasedir(fh.0);
         reply.ok();
     }
@@ -615,18 +639,20 @@ impl Filesystem for FuseAdapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _t = self.fs.requests.start(Op::Fsyncdir);
         match self.fs.fsyncdir() {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("fsyncdir", ino.0, &e)),
+            Err(e) => reply.error(self.fail("fsyncdir", ino.0, &e)),
         }
     }
 
     fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        let _t = self.fs.requests.start(Op::Statfs);
         match self.fs.statfs() {
             Ok(s) => reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, 255, s.frsize,
             ),
-            Err(e) => reply.error(fail("statfs", ino.0, &e)),
+            Err(e) => reply.error(self.fail("statfs", ino.0, &e)),
         }
     }
 
@@ -640,40 +666,45 @@ impl Filesystem for FuseAdapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let _t = self.fs.requests.start(Op::Xattr);
         let res =
             XattrSet::from_raw(flags).and_then(|how| self.fs.setxattr(ino.0, name, value, how));
         match res {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("setxattr", ino.0, &e)),
+            Err(e) => reply.error(self.fail("setxattr", ino.0, &e)),
         }
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let _t = self.fs.requests.start(Op::Xattr);
         match self.fs.getxattr(ino.0, name) {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() <= size as usize => reply.data(&v),
             Ok(_) => reply.error(Errno::ERANGE),
-            Err(e) => reply.error(fail("getxattr", ino.0, &e)),
+            Err(e) => reply.error(self.fail("getxattr", ino.0, &e)),
         }
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let _t = self.fs.requests.start(Op::Xattr);
         match self.fs.listxattr(ino.0) {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() <= size as usize => reply.data(&v),
             Ok(_) => reply.error(Errno::ERANGE),
-            Err(e) => reply.error(fail("listxattr", ino.0, &e)),
+            Err(e) => reply.error(self.fail("listxattr", ino.0, &e)),
         }
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _t = self.fs.requests.start(Op::Xattr);
         match self.fs.removexattr(ino.0, name) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("removexattr", ino.0, &e)),
+            Err(e) => reply.error(self.fail("removexattr", ino.0, &e)),
         }
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        let _t = self.fs.requests.start(Op::Access);
         // default_permissions: the kernel checks; access() is not even sent.
         reply.ok();
     }
@@ -688,6 +719,7 @@ impl Filesystem for FuseAdapter {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let _t = self.fs.requests.start(Op::Create);
         let flags = CoreOpenFlags::from_raw(flags);
         match self
             .fs
@@ -710,7 +742,7 @@ impl Filesystem for FuseAdapter {
                     FopenFlags::empty(),
                 ),
             },
-            Err(e) => reply.error(fail("create", parent.0, &e)),
+            Err(e) => reply.error(self.fail("create", parent.0, &e)),
         }
     }
 
@@ -724,11 +756,12 @@ impl Filesystem for FuseAdapter {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let _t = self.fs.requests.start(Op::Fallocate);
         let res = AllocMode::from_raw(mode)
             .and_then(|mode| self.fs.fallocate(fh.0, offset, length, mode));
         match res {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("fallocate", ino.0, &e)),
+            Err(e) => reply.error(self.fail("fallocate", ino.0, &e)),
         }
     }
 
@@ -741,10 +774,11 @@ impl Filesystem for FuseAdapter {
         whence: i32,
         reply: ReplyLseek,
     ) {
+        let _t = self.fs.requests.start(Op::Lseek);
         let res = Whence::from_raw(whence).and_then(|w| self.fs.lseek(fh.0, offset, w));
         match res {
             Ok(o) => reply.offset(o),
-            Err(e) => reply.error(fail("lseek", ino.0, &e)),
+            Err(e) => reply.error(self.fail("lseek", ino.0, &e)),
         }
     }
 }

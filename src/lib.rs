@@ -20,9 +20,11 @@ pub mod fs;
 pub mod fuse;
 pub mod library;
 pub mod manager;
+pub mod metrics;
 pub mod mount;
 pub mod nfs;
 pub mod platform;
+pub mod service;
 pub mod store;
 pub mod sync;
 

@@ -71,14 +71,23 @@ impl Library {
         self.data_dir.join("lost+found").join(&self.user)
     }
 
-    pub fn log_path(&self) -> PathBuf {
-        // A Mac keeps logs where Console finds them.
+    /// The folder of this user's daemon logs: `<data-dir>/logs/<user>/`
+    /// (on a Mac `~/Library/Logs/MarkBase/<user>/`, where Console finds
+    /// them). The daemon writes `markbase.YYYY-MM-DD.log` there, a file a
+    /// day, and keeps the last few (`MARKBASE_LOG_KEEP`, 14 by default).
+    pub fn log_dir(&self) -> PathBuf {
         let home = std::env::var_os("HOME").map(PathBuf::from);
         let dir = match home {
             Some(h) if cfg!(target_os = "macos") => crate::platform::macos::log_dir(&h),
             _ => self.data_dir.join("logs"),
         };
-        dir.join(format!("{}.log", self.user))
+        dir.join(&self.user)
+    }
+
+    /// Where the daemon's standard error goes (what is printed before
+    /// logging starts, and panics): `stderr.log` in [`Library::log_dir`].
+    pub fn log_path(&self) -> PathBuf {
+        self.log_dir().join("stderr.log")
     }
 
     /// The catalog, which must exist.

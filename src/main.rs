@@ -16,7 +16,10 @@ use markbase::mount::{self, MountSpec};
 mod bench;
 mod bench_nfs;
 mod cli_docs;
+mod interrupt;
+mod service_cli;
 mod stability;
+mod watch;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -65,6 +68,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the drives as a service (systemd on Linux, launchd on macOS).
+    Service {
+        #[command(subcommand)]
+        command: service_cli::ServiceCommand,
+    },
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to
     /// standard output, e.g. `markbase completions bash >
     /// /usr/share/bash-completion/completions/markbase`.
@@ -110,6 +118,16 @@ struct FuseArgs {
     /// uptime, open files, bytes in/out, cache hit rate.
     #[arg(long)]
     status: bool,
+    /// With --status: refresh the table (MB/s in and out, ops/s, open
+    /// files, errors per mount) until Ctrl-C.
+    #[arg(long, requires = "status")]
+    watch: bool,
+    /// --status --watch: seconds between refreshes.
+    #[arg(long, default_value_t = 1.0)]
+    interval: f64,
+    /// --status --watch: stop after this many refreshes (0: never).
+    #[arg(long, default_value_t = 0)]
+    count: u64,
     /// With --mount: every users/*.sqlite, each at --dir/MarkBase_<user>;
     /// with --unmount: every mount served from --data-dir.
     #[arg(long)]
@@ -174,6 +192,11 @@ struct FuseArgs {
     /// binary) on the same directory with the same client.
     #[arg(long)]
     peer_rclone: Option<PathBuf>,
+    /// Serve the mounts' counters (OpenMetrics text, for Prometheus) at
+    /// http://ADDR/metrics: with --mount --all --foreground every user's,
+    /// with --mount one user's. E.g. 127.0.0.1:9567.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
     /// --test: draw throughput over time into this SVG file.
     #[arg(long)]
     chart: Option<PathBuf>,
@@ -202,14 +225,40 @@ struct NfsArgs {
     allow_clients: Vec<String>,
 }
 
+/// Logs go to standard error, or with `MARKBASE_LOG_DIR` (which a mount's
+/// daemon is started with, and the launchd agent) to a file a day in that
+/// folder, `markbase.YYYY-MM-DD.log`, the last `MARKBASE_LOG_KEEP` (14)
+/// kept: a drive mounted for months must not fill its disk with logs.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MARKBASE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
+    let rolling = std::env::var_os("MARKBASE_LOG_DIR").and_then(|dir| {
+        let keep = std::env::var("MARKBASE_LOG_KEEP")
+            .ok()
+            .and_then(|k| k.parse().ok())
+            .unwrap_or(14usize);
+        tracing_appender::rolling::RollingFileAppender::builder()
+            .rotation(tracing_appender::rolling::Rotation::DAILY)
+            .filename_prefix("markbase")
+            .filename_suffix("log")
+            .max_log_files(keep.max(1))
+            .build(&dir)
+            .map_err(|e| {
+                eprintln!(
+                    "markbase: logging to {}: {e}; logging to standard error",
+                    std::path::Path::new(&dir).display()
+                )
+            })
+            .ok()
+    });
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match rolling {
+        Some(file) => fmt.with_ansi(false).with_writer(file).try_init(),
+        None => fmt
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .try_init(),
+    };
 }
 
 fn main() -> ExitCode {
@@ -235,7 +284,16 @@ fn main() -> ExitCode {
             }
         };
     }
-    match run(cli) {
+    let result = run(cli);
+    if let Some(code) = interrupt::exit_code() {
+        // A built-in test stopped by Ctrl-C or SIGTERM, cleaned up.
+        if let Err(e) = result {
+            eprintln!("markbase: {e:#}");
+        }
+        eprintln!("markbase: interrupted; what was measured is above, and the test's mounts and data are gone");
+        return ExitCode::from(code);
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("markbase: {e:#}");
@@ -257,6 +315,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Fuse(args) => fuse(&cli.data_dir, args),
         Command::Nfs(args) => nfs(&cli.data_dir, args),
         Command::Fsck { .. } => unreachable!("handled in main"),
+        Command::Service { command } => service_cli::run(&cli.data_dir, command),
         Command::Completions { shell } => {
             cli_docs::completions(Cli::command(), shell);
             Ok(())
@@ -444,6 +503,55 @@ fn fsck(
     Ok(report.is_clean())
 }
 
+/// `markbase fuse --status`: every mount of this machine.
+fn print_status(json: bool) -> Result<()> {
+    let st = manager::status();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&st)?);
+    } else {
+        println!(
+            "{:<12} {:<32} {:>8} {:<13} {:<11} {:>9} {:>5} {:>12} {:>12} {:>6} {:>7}  address",
+            "user",
+            "mountpoint",
+            "pid",
+            "state",
+            "backend",
+            "uptime s",
+            "open",
+            "read B",
+            "written B",
+            "cache",
+            "no-SQL",
+        );
+        let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+        let pct = |r: Option<f64>| {
+            r.map(|r| format!("{:.0}%", r * 100.0))
+                .unwrap_or_else(|| "-".into())
+        };
+        for s in st {
+            println!(
+                "{:<12} {:<32} {:>8} {:<13} {:<11} {:>9} {:>5} {:>12} {:>12} {:>6} {:>7}  {}",
+                s.user,
+                s.mountpoint.display(),
+                opt(s.pid.map(u64::from)),
+                s.state,
+                s.backend,
+                s.uptime_s,
+                opt(s.open_files),
+                opt(s.bytes_read),
+                opt(s.bytes_written),
+                pct(s.cache_hit_rate),
+                pct(s.answered_in_memory),
+                s.address.as_deref().unwrap_or("-")
+            );
+        }
+        println!(
+            "(cache: hits of the daemon's own caches, which see mostly first visits: the kernel answers repeats itself; no-SQL: requests answered without a catalog query)"
+        );
+    }
+    Ok(())
+}
+
 fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
     let make_spec = |u: &str, mountpoint: PathBuf| -> Result<MountSpec, mount::MountError> {
         Ok(MountSpec {
@@ -453,6 +561,7 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
             threads: a.threads,
             passthrough: !a.no_passthrough,
             backend: a.backend,
+            metrics: None,
         })
     };
     if a.mount && (a.all || !a.users.is_empty()) {
@@ -462,7 +571,8 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
             .context("--mount --all needs --dir (the folder to mount users in)")?;
         if a.all && a.foreground {
             let spec_for = |u: &str| make_spec(u, manager::mountpoint_for(&base, u));
-            return Ok(manager::supervise(data_dir, spec_for)?);
+            let opts = manager::SuperviseOpts { metrics: a.metrics };
+            return Ok(manager::supervise(data_dir, spec_for, &opts)?);
         }
         let users = if a.all {
             manager::users(data_dir)
@@ -529,45 +639,14 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
         }
         return Ok(());
     }
+    if a.status && a.watch {
+        return watch::watch(
+            std::time::Duration::from_secs_f64(a.interval.max(0.1)),
+            a.count,
+        );
+    }
     if a.status {
-        let st = manager::status();
-        if a.json {
-            println!("{}", serde_json::to_string_pretty(&st)?);
-        } else {
-            println!(
-                "{:<12} {:<32} {:>8} {:<13} {:<11} {:>9} {:>5} {:>12} {:>12} {:>6}  address",
-                "user",
-                "mountpoint",
-                "pid",
-                "state",
-                "backend",
-                "uptime s",
-                "open",
-                "read B",
-                "written B",
-                "hits",
-            );
-            let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
-            for s in st {
-                println!(
-                    "{:<12} {:<32} {:>8} {:<13} {:<11} {:>9} {:>5} {:>12} {:>12} {:>6}  {}",
-                    s.user,
-                    s.mountpoint.display(),
-                    opt(s.pid.map(u64::from)),
-                    s.state,
-                    s.backend,
-                    s.uptime_s,
-                    opt(s.open_files),
-                    opt(s.bytes_read),
-                    opt(s.bytes_written),
-                    s.cache_hit_rate
-                        .map(|r| format!("{:.0}%", r * 100.0))
-                        .unwrap_or_else(|| "-".into()),
-                    s.address.as_deref().unwrap_or("-")
-                );
-            }
-        }
-        return Ok(());
+        return print_status(a.json);
     }
     if a.mount {
         let user = a.user.as_deref().context("--mount needs --user")?;
@@ -582,7 +661,8 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
             }
             None => anyhow::bail!("--mount needs --dir"),
         };
-        let spec = make_spec(user, dir.clone())?;
+        let mut spec = make_spec(user, dir.clone())?;
+        spec.metrics = a.metrics;
         if a.foreground {
             return Ok(mount::serve(&spec, mount::ready_fd_from_env())?);
         }
@@ -604,14 +684,36 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
         } else {
             let v: serde_json::Value = serde_json::from_str(&json)?;
             if let Some(o) = v.as_object() {
-                for (k, v) in o {
+                for (k, v) in o.iter().filter(|(_, v)| !v.is_object()) {
                     println!("{k:>16}  {v}");
                 }
+            }
+            let s: markbase::fs::Stats = serde_json::from_value(v)?;
+            let r = &s.requests;
+            println!(
+                "{:>16}  {} ({:.0}% answered without a catalog query)",
+                "requests",
+                r.total,
+                100.0 * r.without_catalog as f64 / r.total.max(1) as f64
+            );
+            for (op, o) in &r.ops {
+                println!(
+                    "{op:>16}  {} (mean {:.0} us)",
+                    o.count,
+                    o.seconds * 1e6 / o.count.max(1) as f64
+                );
+            }
+            for (errno, n) in &r.errors {
+                println!("{errno:>16}  {n} failed");
             }
         }
         return Ok(());
     }
     if a.test {
+        if a.mounts == 0 {
+            bail!("--mounts 0: a test needs at least one mount");
+        }
+        interrupt::catch().context("catching Ctrl-C")?;
         let opts = bench::TestOpts {
             data_dir,
             user: a.user.as_deref(),

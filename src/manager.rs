@@ -8,6 +8,7 @@
 //! daemon cannot hang `status`). A mount whose daemon is gone is reported
 //! `dead`, and `--mount` over it or `--unmount` of it cleans it up.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -97,6 +98,12 @@ pub struct MountStatus {
     pub bytes_read: Option<u64>,
     pub bytes_written: Option<u64>,
     pub cache_hit_rate: Option<f64>,
+    /// Share of the requests that reached the daemon answered without a
+    /// catalog query (from its caches or its journal).
+    pub answered_in_memory: Option<f64>,
+    /// Requests served, and of them failed.
+    pub requests: Option<u64>,
+    pub errors: Option<u64>,
     /// The NFS server's address (`--backend nfs`, `markbase nfs --serve`).
     pub address: Option<String>,
 }
@@ -159,6 +166,18 @@ pub fn status() -> Vec<MountStatus> {
                 .as_ref()
                 .and_then(|s| s.get("cache_hit_rate"))
                 .and_then(|v| v.as_f64()),
+            answered_in_memory: stats.as_ref().and_then(|s| {
+                let r = s.get("requests")?;
+                let total = r.get("total")?.as_f64()?;
+                Some(r.get("without_catalog")?.as_f64()? / total.max(1.0))
+            }),
+            requests: stats
+                .as_ref()
+                .and_then(|s| s.get("requests")?.get("total")?.as_u64()),
+            errors: stats.as_ref().and_then(|s| {
+                let e = s.get("requests")?.get("errors")?.as_object()?;
+                Some(e.values().filter_map(|v| v.as_u64()).sum())
+            }),
             address: None,
         });
     }
@@ -186,6 +205,9 @@ pub fn status() -> Vec<MountStatus> {
             bytes_read: None,
             bytes_written: None,
             cache_hit_rate: None,
+            answered_in_memory: None,
+            requests: None,
+            errors: None,
             address: r.address.clone(),
         });
     }
@@ -220,64 +242,154 @@ pub fn mounts_in(data_dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// What the supervisor serves besides the mounts.
+#[derive(Clone, Debug, Default)]
+pub struct SuperviseOpts {
+    /// `--metrics ADDR`: every mount's counters in OpenMetrics text.
+    pub metrics: Option<std::net::SocketAddr>,
+}
+
+/// Tell the service manager (systemd's `NOTIFY_SOCKET`, when set).
+fn notify(states: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!("telling the service manager: {e}");
+    }
+}
+
+/// Each mounted user's counters, asked with a timeout.
+fn samples(mounted: &BTreeMap<String, PathBuf>) -> Vec<crate::metrics::Sample> {
+    let asks: Vec<_> = mounted
+        .iter()
+        .map(|(u, dir)| {
+            let (u, dir) = (u.clone(), dir.clone());
+            std::thread::spawn(move || {
+                let stats = match stats_with_timeout(&dir, Duration::from_secs(1)) {
+                    Some(Ok(v)) => serde_json::from_value(v).ok(),
+                    _ => None,
+                };
+                crate::metrics::Sample { user: u, stats }
+            })
+        })
+        .collect();
+    asks.into_iter().filter_map(|h| h.join().ok()).collect()
+}
+
+/// "3 of 3 mounts answering" (what STATUS= and the watchdog report).
+fn census(mounted: &BTreeMap<String, PathBuf>, wanted: usize) -> (usize, String) {
+    let live = mounted
+        .values()
+        .filter(|d| {
+            daemon::read_record(d).is_some_and(|r| daemon::pid_alive(r.pid)) && !mount::is_dead(d)
+        })
+        .count();
+    let missing = wanted.saturating_sub(mounted.len());
+    let mut s = format!("{live} of {} mounts answering", mounted.len());
+    if missing > 0 {
+        s.push_str(&format!("; {missing} failed to mount (see the log)"));
+    }
+    (live, s)
+}
+
 /// `--mount --all --foreground`: mount every user, then stay: SIGHUP re-reads
 /// the users (new catalogs mounted, removed ones unmounted), SIGTERM/SIGINT
 /// unmount every mount (each daemon flushes its open files first) and return.
+///
+/// Under systemd (`Type=notify`) it reports READY=1 once every mount has
+/// answered or failed, STATUS= with the count, RELOADING=1 around a SIGHUP,
+/// STOPPING=1, and WATCHDOG=1 every half `WatchdogSec` while the
+/// supervisor's own loop is alive.
 pub fn supervise(
     data_dir: &Path,
     spec_for: impl Fn(&str) -> Result<MountSpec, MountError>,
+    opts: &SuperviseOpts,
 ) -> Result<(), MountError> {
-    use std::collections::BTreeMap;
+    use sd_notify::NotifyState;
+    use std::sync::{Arc, Mutex};
     let mut signals =
         signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
             .map_err(|e| MountError::Io("signal handlers".into(), e))?;
-    let mut mounted: BTreeMap<String, PathBuf> = BTreeMap::new();
-    let sync = |mounted: &mut BTreeMap<String, PathBuf>| {
+    let mounted: Arc<Mutex<BTreeMap<String, PathBuf>>> = Arc::default();
+    let wanted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let lock =
+        |m: &Mutex<BTreeMap<String, PathBuf>>| m.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(addr) = opts.metrics {
+        let m = mounted.clone();
+        crate::metrics::serve(addr, move || samples(&lock(&m)))
+            .map_err(|e| MountError::Daemon(e.to_string()))?;
+    }
+    let sync = |mounted: &Mutex<BTreeMap<String, PathBuf>>| {
         let want = users(data_dir);
-        let gone: Vec<String> = mounted
-            .keys()
-            .filter(|u| !want.contains(u))
-            .cloned()
-            .collect();
-        for (dir, r) in unmount_many(
-            gone.iter()
-                .filter_map(|u| mounted.get(u).cloned())
-                .collect(),
-        ) {
+        wanted.store(want.len(), std::sync::atomic::Ordering::Relaxed);
+        let now = lock(mounted);
+        let gone: Vec<String> = now.keys().filter(|u| !want.contains(u)).cloned().collect();
+        for (dir, r) in unmount_many(gone.iter().filter_map(|u| now.get(u).cloned()).collect()) {
             match r {
                 Ok(()) => tracing::info!("unmounted {} (catalog removed)", dir.display()),
                 Err(e) => tracing::error!("unmount {}: {e}", dir.display()),
             }
         }
-        for u in gone {
-            mounted.remove(&u);
-        }
         let specs: Vec<MountSpec> = want
             .iter()
-            .filter(|u| !mounted.contains_key(*u))
+            .filter(|u| !now.contains_key(*u))
             .filter_map(|u| spec_for(u).map_err(|e| tracing::error!("{u}: {e}")).ok())
             .collect();
-        for m in mount_many(specs) {
-            match m.result {
+        let results = mount_many(specs);
+        let mut m = mounted.lock().unwrap_or_else(|e| e.into_inner());
+        for u in gone {
+            m.remove(&u);
+        }
+        for r in results {
+            match r.result {
                 Ok(pid) => {
-                    tracing::info!(user = %m.user, pid, "mounted at {}", m.mountpoint.display());
-                    mounted.insert(m.user, m.mountpoint);
+                    tracing::info!(user = %r.user, pid, "mounted at {}", r.mountpoint.display());
+                    m.insert(r.user, r.mountpoint);
                 }
-                Err(e) => tracing::error!(user = %m.user, "mount failed: {e}"),
+                Err(e) => tracing::error!(user = %r.user, "mount failed: {e}"),
             }
         }
     };
-    sync(&mut mounted);
+    let status = || {
+        census(
+            &lock(&mounted),
+            wanted.load(std::sync::atomic::Ordering::Relaxed),
+        )
+        .1
+    };
+    sync(&mounted);
+    notify(&[NotifyState::Ready, NotifyState::Status(&status())]);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Some(period) = sd_notify::watchdog_enabled() {
+        let (m, w, stop) = (mounted.clone(), wanted.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (_, s) = census(&lock(&m), w.load(std::sync::atomic::Ordering::Relaxed));
+                notify(&[NotifyState::Watchdog, NotifyState::Status(&s)]);
+                std::thread::sleep(period / 2);
+            }
+        });
+    }
     for sig in signals.forever() {
         if sig == libc::SIGHUP {
             tracing::info!("SIGHUP: re-reading the users of {}", data_dir.display());
-            sync(&mut mounted);
+            let now = sd_notify::NotifyState::monotonic_usec_now();
+            match &now {
+                Ok(t) => notify(&[NotifyState::Reloading, t.clone()]),
+                Err(_) => notify(&[NotifyState::Reloading]),
+            }
+            sync(&mounted);
+            notify(&[NotifyState::Ready, NotifyState::Status(&status())]);
             continue;
         }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        notify(&[NotifyState::Stopping]);
         tracing::info!(signal = sig, "unmounting every mount");
-        for (dir, r) in unmount_many(mounted.values().cloned().collect()) {
-            if let Err(e) = r {
-                tracing::error!("unmount {}: {e}", dir.display());
+        for (dir, r) in unmount_many(lock(&mounted).into_values().collect()) {
+            match r {
+                // A daemon of the same service may have stopped first
+                // (systemd signals the whole group).
+                Err(MountError::NotMounted(_)) => {}
+                Err(e) => tracing::error!("unmount {}: {e}", dir.display()),
+                Ok(()) => {}
             }
         }
         return Ok(());

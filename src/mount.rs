@@ -88,6 +88,8 @@ pub struct MountSpec {
     pub passthrough: bool,
     /// The backend asked for on the command line (else markbase.toml's, else auto).
     pub backend: Option<crate::platform::BackendChoice>,
+    /// `--metrics ADDR`: the daemon serves its counters there.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// A running mount as the kernel lists it.
@@ -404,9 +406,25 @@ fn serve_fuse(
             .spawn(move || tune_readahead(&mp, &content));
     }
     tracing::info!(user = %spec.library.user, "mounted at {}", mountpoint.display());
+    if let Some(addr) = spec.metrics {
+        let (fs, user) = (fs.clone(), spec.library.user.clone());
+        crate::metrics::serve(addr, move || {
+            vec![crate::metrics::Sample {
+                user: user.clone(),
+                stats: Some(fs.stats()),
+            }]
+        })
+        .map_err(|e| MountError::Daemon(e.to_string()))?;
+    }
     if let Some(mut r) = ready.take() {
         let _ = writeln!(r, "ok");
     }
+    // A single mount run as a service (`Type=notify`).
+    let status = format!("serving {} at {}", spec.library.user, mountpoint.display());
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
     session.run().map_err(io_err("FUSE session"))
 }
 
@@ -470,6 +488,10 @@ impl MountSpec {
             args.push("--backend".into());
             args.push(b.to_string());
         }
+        if let Some(m) = self.metrics {
+            args.push("--metrics".into());
+            args.push(m.to_string());
+        }
         args
     }
 }
@@ -496,6 +518,11 @@ pub fn spawn_daemon(spec: &MountSpec) -> Result<u32, MountError> {
     let mut cmd = Command::new(exe);
     cmd.args(spec.daemon_args())
         .env("MARKBASE_READY_FD", wfd.to_string())
+        .env("MARKBASE_LOG_DIR", spec.library.log_dir())
+        // The service manager hears from the supervisor, not from its daemons.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(io_err("log"))?)
         .stderr(log);
@@ -524,8 +551,8 @@ pub fn spawn_daemon(spec: &MountSpec) -> Result<u32, MountError> {
         if left.is_zero() {
             let _ = child.kill();
             return Err(MountError::Daemon(format!(
-                "no answer in 60 s; see {}",
-                log_path.display()
+                "no answer in 60 s; see the logs in {}",
+                spec.library.log_dir().display()
             )));
         }
         let mut pfd = [PollFd::new(rf.as_fd(), PollFlags::POLLIN)];
@@ -549,7 +576,10 @@ pub fn spawn_daemon(spec: &MountSpec) -> Result<u32, MountError> {
     if msg != "ok" {
         let _ = child.wait();
         let why = if msg.is_empty() {
-            format!("it exited; see {}", log_path.display())
+            format!(
+                "it exited; see the logs in {}",
+                spec.library.log_dir().display()
+            )
         } else {
             msg
         };

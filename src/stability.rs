@@ -266,6 +266,7 @@ pub fn run(o: &StabilityOpts<'_>) -> Result<()> {
             threads: 4,
             passthrough: o.passthrough,
             backend: None,
+            metrics: None,
         });
     }
     let mounted = manager::mount_many(specs);
@@ -335,14 +336,19 @@ fn drive(o: &StabilityOpts<'_>, dirs: &[PathBuf], pids: &[u32]) -> Result<()> {
     let (mut rss_mib, mut mb_per_s) = (Vec::new(), Vec::new());
     let mut last_bytes = 0u64;
     let mut next = start + interval;
-    while start.elapsed() < o.duration {
+    let mut last_mark = start;
+    loop {
         std::thread::sleep(
             Duration::from_millis(250).min(o.duration.saturating_sub(start.elapsed())),
         );
+        // Interrupted: the interval so far is the last one.
+        let stopped = crate::interrupt::interrupted();
+        let over = start.elapsed() >= o.duration;
         pb.set_position(start.elapsed().as_secs());
-        if Instant::now() >= next || start.elapsed() >= o.duration {
+        if Instant::now() >= next || over || stopped {
             let bytes = totals.written.load(Relaxed) + totals.read.load(Relaxed);
-            let secs = interval.as_secs_f64();
+            let secs = last_mark.elapsed().as_secs_f64().max(1e-3);
+            last_mark = Instant::now();
             mb_per_s.push((bytes - last_bytes) as f64 / 1e6 / secs);
             last_bytes = bytes;
             let rss: u64 = pids.iter().map(|p| rss_kib(*p)).sum();
@@ -355,7 +361,11 @@ fn drive(o: &StabilityOpts<'_>, dirs: &[PathBuf], pids: &[u32]) -> Result<()> {
             ));
             next += interval;
         }
+        if over || stopped {
+            break;
+        }
     }
+    let elapsed = start.elapsed();
     stop.store(true, Relaxed);
     for w in workers {
         let _ = w.join();
@@ -385,6 +395,8 @@ fn drive(o: &StabilityOpts<'_>, dirs: &[PathBuf], pids: &[u32]) -> Result<()> {
     let out = serde_json::json!({
         "mounts": dirs.len(),
         "duration_s": o.duration.as_secs(),
+        "elapsed_s": elapsed.as_secs_f64(),
+        "interrupted": crate::interrupt::interrupted(),
         "interval_s": interval.as_secs(),
         "errors": errors,
         "operations": totals.ops.load(Relaxed),

@@ -157,3 +157,104 @@ fn the_throughput_test_compares_mount_and_disk() {
     );
     assert_eq!(test_mounts(), before, "the test left its mount behind");
 }
+
+/// Start `markbase fuse --test ARGS` with its own temporary folder, wait
+/// until it has mounted, send `sig`; its output and what it left behind.
+fn interrupted(args: &[&str], sig: nix::sys::signal::Signal) -> (Output, Vec<String>) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let own = tmp.path().join("tmp");
+    std::fs::create_dir_all(&own).expect("mkdir");
+    let child = Command::new(bin())
+        .current_dir(tmp.path())
+        .env("TMPDIR", &own)
+        .args(["fuse", "--test"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run markbase");
+    let mine = || -> Vec<String> {
+        std::fs::read_to_string("/proc/mounts")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(own.to_string_lossy().as_ref()))
+            .map(str::to_string)
+            .collect()
+    };
+    let t = std::time::Instant::now();
+    while mine().is_empty() && t.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!mine().is_empty(), "the test never mounted");
+    // Let it measure a little.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, sig).expect("signal");
+    let out = child.wait_with_output().expect("wait");
+    let mut left: Vec<String> = mine();
+    left.extend(
+        std::fs::read_dir(&own)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().display().to_string()),
+    );
+    (out, left)
+}
+
+#[test]
+fn ctrl_c_and_sigterm_stop_a_builtin_test_cleanly() {
+    let _turn = one_at_a_time();
+    use nix::sys::signal::Signal;
+    // Ctrl-C on a 10-minute stability run with two mounts.
+    let (out, left) = interrupted(
+        &[
+            "--stability",
+            "--mounts",
+            "2",
+            "--duration",
+            "10m",
+            "--json",
+        ],
+        Signal::SIGINT,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(left.is_empty(), "left behind: {left:?}\n{err}");
+    let v = json(&out);
+    assert_eq!(v["interrupted"], true, "{v}");
+    assert_eq!(v["mounts"], 2, "{v}");
+    assert!(
+        !v["mb_per_s"].as_array().expect("mb_per_s").is_empty(),
+        "{v}"
+    );
+    assert!(err.contains("interrupted"), "{err}");
+
+    // SIGTERM on the AJA test: what it measured is printed, exit 143.
+    let (out, left) = interrupted(
+        &[
+            "--aja",
+            "--config",
+            "4K_ProRes",
+            "--file-size",
+            "16GB",
+            "--json",
+        ],
+        Signal::SIGTERM,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert!(left.is_empty(), "left behind: {left:?}\n{err}");
+    let v = json(&out);
+    assert!(v["mount"]["frames"].as_u64().is_some(), "{v}");
+
+    // No mounts is no test.
+    let out = Command::new(bin())
+        .args(["fuse", "--test", "--stability", "--mounts", "0"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

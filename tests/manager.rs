@@ -6,29 +6,10 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
-
-struct Base {
-    dir: PathBuf,
-}
-
-impl Drop for Base {
-    fn drop(&mut self) {
-        for m in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
-            let p = m.path();
-            let _ = Command::new(bin())
-                .args(["fuse", "--unmount", "--dir"])
-                .arg(&p)
-                .output();
-            if is_mounted(&p) {
-                let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
-    }
-}
 
 fn markbase(data: &Path, args: &[&str]) -> std::process::Output {
     Command::new(bin())
@@ -57,7 +38,7 @@ fn ten_users_mounted_written_killed_and_cleaned() {
     for u in &users[1..] {
         make_library(&data, u, Some(200), false);
     }
-    let base = Base {
+    let base = MountBase {
         dir: lib.tmp.path().join("mnt"),
     };
     let b = base.dir.to_str().unwrap();
@@ -184,7 +165,7 @@ fn supervisor_follows_sighup_and_unmounts_on_sigterm() {
     let data = lib.data.clone();
     let add = |u: &str| make_library(&data, u, Some(100), false);
     add("beta");
-    let base = Base {
+    let base = MountBase {
         dir: lib.tmp.path().join("sup"),
     };
     let mp = |u: &str| base.dir.join(format!("MarkBase_{u}"));

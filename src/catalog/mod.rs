@@ -387,4 +387,32 @@ pub trait Catalog: Send + Sync {
     fn outside_version(&self) -> Result<u64, CatalogError> {
         Ok(0)
     }
+
+    /// Commits made so far, and the changes they held (for metrics).
+    fn commits(&self) -> CommitCounts {
+        CommitCounts::default()
+    }
+}
+
+/// What [`Catalog::commits`] reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitCounts {
+    pub commits: u64,
+    pub changes: u64,
+}
+
+thread_local! {
+    static QUERIES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many times this thread has gone to the catalog's store (a read, or
+/// a change that could not be answered from the journal alone): the
+/// request metrics tell from it which requests were answered from memory.
+pub fn queries_on_this_thread() -> u64 {
+    QUERIES.with(std::cell::Cell::get)
+}
+
+/// Count a trip to the store on this thread (see [`queries_on_this_thread`]).
+pub(crate) fn count_query() {
+    QUERIES.with(|q| q.set(q.get().wrapping_add(1)));
 }

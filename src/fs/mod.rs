@@ -19,7 +19,7 @@
 //! | `xattr.rs` | extended attributes |
 //! | `notify.rs` | changes made behind the core's back: found, dropped from the caches, reported to the front ends |
 //! | `stateless.rs` | for front ends without open and close (NFS): I/O by inode on leased handles, cookie-addressed folder pages, exclusive create, permission checks |
-//! | `stats.rs` | counters, `statfs` |
+//! | `stats.rs`, `metrics.rs` | counters, `statfs`; request counts, latencies and errnos for the front ends |
 //! | `quota.rs`, `memory.rs` | the byte quota; refusing writers under memory pressure |
 //! | `cache.rs` | the bounded, expiring cache all of the above share |
 //! | `check.rs` | `fsck` and the recovery pass |
@@ -67,6 +67,7 @@ mod files;
 pub mod flags;
 mod invalidate;
 pub mod memory;
+pub mod metrics;
 mod namespace;
 mod notify;
 pub mod quota;
@@ -121,6 +122,8 @@ pub struct MarkBaseFs {
     /// The catalog's outside version last seen by `poll_catalog`.
     outside_version: Mutex<Option<u64>>,
     pub counters: Counters,
+    /// Requests by kind, latency and errno (the front ends time them).
+    pub requests: metrics::RequestMetrics,
 }
 
 impl MarkBaseFs {
@@ -148,6 +151,7 @@ impl MarkBaseFs {
             notifier: Mutex::new(None),
             outside_version: Mutex::new(None),
             counters: Counters::default(),
+            requests: metrics::RequestMetrics::default(),
         }
     }
 

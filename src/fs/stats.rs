@@ -7,7 +7,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use super::metrics::RequestStats;
 
 use super::{FsResult, MarkBaseFs};
 use crate::store::SpaceInfo;
@@ -20,8 +22,10 @@ pub struct Counters {
     pub opens: AtomicU64,
 }
 
-/// A snapshot of the cache and traffic counters, for `--stats` and the unmount log line.
-#[derive(Clone, Debug, Serialize)]
+/// A snapshot of the cache and traffic counters, for `--stats`, `--status`,
+/// `/metrics` and the unmount log line.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Stats {
     pub attr_hits: u64,
     pub attr_misses: u64,
@@ -29,11 +33,22 @@ pub struct Stats {
     pub dir_misses: u64,
     pub path_hits: u64,
     pub path_misses: u64,
+    /// Hits over lookups of the daemon's own caches (attributes, listings,
+    /// content paths). The kernel answers repeated lookups itself, so
+    /// these see mostly first visits: see `requests.without_catalog` for
+    /// the share of requests answered from memory.
     pub cache_hit_rate: f64,
+    /// Bytes read and written through the daemon (with kernel passthrough
+    /// an open file's I/O goes from the kernel to the content file
+    /// directly and is not counted here).
     pub bytes_read: u64,
     pub bytes_written: u64,
     pub opens: u64,
     pub open_files: u64,
+    /// Catalog commits, and the changes they held.
+    pub catalog_commits: u64,
+    pub catalog_changes: u64,
+    pub requests: RequestStats,
 }
 
 impl MarkBaseFs {
@@ -59,6 +74,7 @@ impl MarkBaseFs {
         let (a, d, p) = (&self.attrs, &self.dirs, &self.paths);
         let hits = a.hits() + d.hits() + p.hits();
         let all = hits + a.misses() + d.misses() + p.misses();
+        let commits = self.catalog.commits();
         Stats {
             attr_hits: a.hits(),
             attr_misses: a.misses(),
@@ -75,6 +91,9 @@ impl MarkBaseFs {
             bytes_written: g(&c.bytes_written),
             opens: g(&c.opens),
             open_files: self.open.lock().len() as u64,
+            catalog_commits: commits.commits,
+            catalog_changes: commits.changes,
+            requests: self.requests.snapshot(),
         }
     }
 }

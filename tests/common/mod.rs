@@ -57,7 +57,9 @@ impl Drop for TestLib {
             return;
         }
         let logs = self.data.join("logs");
-        for e in std::fs::read_dir(&logs).into_iter().flatten().flatten() {
+        let users = std::fs::read_dir(&logs).into_iter().flatten().flatten();
+        let files = users.flat_map(|u| std::fs::read_dir(u.path()).into_iter().flatten().flatten());
+        for e in files {
             let text = std::fs::read_to_string(e.path()).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(60).collect();
             eprintln!("--- {} (last {} lines)", e.path().display(), tail.len());
@@ -338,4 +340,25 @@ pub fn sync_catalog(mount_dir: &Path) {
     std::fs::File::open(mount_dir)
         .and_then(|d| d.sync_all())
         .expect("fsync the mount's root");
+}
+
+/// A folder of mounts (`--mount --all --dir BASE`): every mount in it is
+/// unmounted when dropped, even when a test fails.
+pub struct MountBase {
+    pub dir: PathBuf,
+}
+
+impl Drop for MountBase {
+    fn drop(&mut self) {
+        for m in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let p = m.path();
+            let _ = Command::new(bin())
+                .args(["fuse", "--unmount", "--dir"])
+                .arg(&p)
+                .output();
+            if is_mounted(&p) {
+                let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+    }
 }

@@ -55,12 +55,24 @@ pub(super) struct Writer {
     pub(super) applied: u64,
     /// A commit failed: the journal is replayed before anything else.
     pub(super) failed: bool,
+    /// Commits and the changes in them, for metrics (shared with readers).
+    pub(super) counts: Arc<CommitCounters>,
+}
+
+/// What [`Writer::committed`] counts; read without the writer's lock.
+#[derive(Default, Debug)]
+pub(super) struct CommitCounters {
+    pub(super) commits: std::sync::atomic::AtomicU64,
+    pub(super) changes: std::sync::atomic::AtomicU64,
 }
 
 impl Writer {
     /// `n` changes were committed: wake the checkpointer every
     /// [`CHECKPOINT_EVERY`].
     pub(super) fn committed(&mut self, n: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.counts.commits.fetch_add(1, Relaxed);
+        self.counts.changes.fetch_add(n, Relaxed);
         self.since_checkpoint += n;
         if self.since_checkpoint >= CHECKPOINT_EVERY {
             self.since_checkpoint = 0;
@@ -210,6 +222,7 @@ impl Shared {
     /// A reader (after the open batch is committed: readers see only
     /// what is).
     pub(super) fn reader(&self) -> Result<PooledReader<'_>, CatalogError> {
+        crate::catalog::count_query();
         self.flush()?;
         let conn = match self.readers.lock().pop() {
             Some(c) => c,

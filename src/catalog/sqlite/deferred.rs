@@ -175,6 +175,7 @@ impl Shared {
     pub(super) fn lock_all(
         &self,
     ) -> Result<(MutexGuard<'_, Log>, MutexGuard<'_, Writer>), CatalogError> {
+        crate::catalog::count_query();
         let mut log = self.log.lock();
         let mut w = self.writer.lock();
         if self.outside_change.swap(false, Ordering::AcqRel) {
@@ -223,19 +224,18 @@ impl Shared {
                 tracing::error!("recovering the journaled changes: {e}");
             }
             self.committer.ask();
-        } else if log.queue.is_empty() && w.batch == 0 {
-            // Logged; the next request or read recovers.
-            let _ = w.commit(&self.unsettled);
-            log.batch_open = false;
-            log.truncate_if_settled(&w);
-            if let Err(e) = log.reserve_ahead(&mut w) {
-                tracing::warn!("reserving inode numbers: {e}");
-            }
         } else {
+            if log.queue.is_empty() && w.batch == 0 {
+                // Logged; the next request or read recovers.
+                let _ = w.commit(&self.unsettled);
+                log.batch_open = false;
+                log.truncate_if_settled(&w);
+            } else {
+                self.committer.ask();
+            }
             if let Err(e) = log.reserve_ahead(&mut w) {
                 tracing::warn!("reserving inode numbers: {e}");
             }
-            self.committer.ask();
         }
     }
 

@@ -126,6 +126,8 @@ pub struct Shared {
     outside_change: std::sync::atomic::AtomicBool,
     /// The library's identity (`mb_meta.library_id`).
     library_id: uuid::Uuid,
+    /// Commits and changes committed (the writer counts them).
+    counts: Arc<conn::CommitCounters>,
 }
 
 impl Shared {
@@ -300,5 +302,13 @@ impl Catalog for SqliteCatalog {
 
     fn library_id(&self) -> uuid::Uuid {
         self.library_id
+    }
+
+    fn commits(&self) -> crate::catalog::CommitCounts {
+        use std::sync::atomic::Ordering::Relaxed;
+        crate::catalog::CommitCounts {
+            commits: self.counts.commits.load(Relaxed),
+            changes: self.counts.changes.load(Relaxed),
+        }
     }
 }

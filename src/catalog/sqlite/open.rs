@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 use super::commit::{journal_seq, Committer};
 use super::conn::{
-    Checkpoints, Writer, FIRST_INO, WAL_BACKSTOP_PAGES, WAL_KEEP_BYTES, WRITER_CACHE_KIB,
+    Checkpoints, CommitCounters, Writer, FIRST_INO, WAL_BACKSTOP_PAGES, WAL_KEEP_BYTES,
+    WRITER_CACHE_KIB,
 };
 use super::deferred::Log;
 use super::journal::{self, Journal, Replayed};
@@ -149,6 +150,7 @@ impl SqliteCatalog {
         }
         let journal = Journal::open(&jpath, last)?;
         let guest = journal.guest;
+        let counts = Arc::new(CommitCounters::default());
         let cat = SqliteCatalog {
             shared: Arc::new(Shared {
                 path: path.to_path_buf(),
@@ -162,6 +164,7 @@ impl SqliteCatalog {
                     batch: 0,
                     applied: last,
                     failed: false,
+                    counts: counts.clone(),
                 }),
                 unsettled: AtomicU64::new(0),
                 committer: Committer::default(),
@@ -175,6 +178,7 @@ impl SqliteCatalog {
                 seen_version: Mutex::new(None),
                 outside_change: AtomicBool::new(false),
                 library_id,
+                counts,
             }),
             committer_thread: Mutex::new(None),
         };
