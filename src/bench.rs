@@ -107,7 +107,7 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
 /// Read from the disk, not from memory: drop `f`'s cached pages, and (as
 /// root) every clean cached page, since through a passthrough mount the
 /// pages that matter are the content file's, which `f` cannot reach.
-fn drop_pages(f: &File) {
+pub(crate) fn drop_pages(f: &File) {
     #[cfg(target_os = "linux")]
     let _ = nix::fcntl::posix_fadvise(f, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED);
     #[cfg(target_os = "macos")]
@@ -333,7 +333,7 @@ pub fn aja_configs() -> Vec<AjaConfig> {
     v
 }
 
-fn find_config(name: &str) -> Result<AjaConfig> {
+pub(crate) fn find_config(name: &str) -> Result<AjaConfig> {
     let name = ALIASES
         .iter()
         .find(|(a, _)| a.eq_ignore_ascii_case(name))
@@ -367,19 +367,19 @@ pub fn print_configs() {
 const RATES: &[f64] = &[23.976, 24.0, 25.0, 29.97, 30.0, 50.0, 59.94, 60.0];
 
 #[derive(Serialize)]
-struct Pass {
-    mb_s: f64,
-    fps: f64,
-    latency_ms_p50: f64,
-    latency_ms_p99: f64,
-    latency_ms_max: f64,
-    sustained_fps: Vec<f64>,
+pub(crate) struct Pass {
+    pub(crate) mb_s: f64,
+    pub(crate) fps: f64,
+    pub(crate) latency_ms_p50: f64,
+    pub(crate) latency_ms_p99: f64,
+    pub(crate) latency_ms_max: f64,
+    pub(crate) sustained_fps: Vec<f64>,
     #[serde(skip)]
-    per_frame_mb_s: Vec<f64>,
+    pub(crate) per_frame_mb_s: Vec<f64>,
 }
 
 #[derive(Serialize)]
-struct AjaResult {
+pub(crate) struct AjaResult {
     target: String,
     direct_io: bool,
     frames: u64,
@@ -387,7 +387,7 @@ struct AjaResult {
     read: Pass,
 }
 
-fn pass(frame_bytes: u64, lat: &[Duration]) -> Pass {
+pub(crate) fn pass(frame_bytes: u64, lat: &[Duration]) -> Pass {
     let total: f64 = lat.iter().map(Duration::as_secs_f64).sum();
     let mut sorted: Vec<f64> = lat.iter().map(|d| d.as_secs_f64() * 1e3).collect();
     sorted.sort_by(f64::total_cmp);
@@ -469,36 +469,73 @@ fn no_cache(f: &File) -> bool {
     unsafe { libc::fcntl(f.as_raw_fd(), libc::F_NOCACHE, 1) == 0 }
 }
 
-fn aja_run(target: &str, path: &Path, cfg: &AjaConfig, file_size: u64) -> Result<AjaResult> {
-    // Frames are written whole and sector-aligned, as AJA does.
+/// Frames of one pass: each one's latency and when it was done.
+pub(crate) struct Frames {
+    pub(crate) lat: Vec<Duration>,
+    pub(crate) done_at: Vec<Instant>,
+}
+
+impl Frames {
+    fn with_capacity(n: u64) -> Frames {
+        Frames {
+            lat: Vec::with_capacity(n as usize),
+            done_at: Vec::with_capacity(n as usize),
+        }
+    }
+    fn push(&mut self, t: Instant) {
+        self.lat.push(t.elapsed());
+        self.done_at.push(Instant::now());
+    }
+}
+
+/// The frame size as written (whole and sector-aligned, as AJA does), and
+/// how many of them make `file_size`.
+pub(crate) fn frame_geometry(cfg: &AjaConfig, file_size: u64) -> (u64, u64) {
     let frame = cfg.frame_bytes.div_ceil(4096) * 4096;
-    let frames = (file_size / frame).max(1);
+    (frame, (file_size / frame).max(1))
+}
+
+/// Write `frames` frames of `frame` bytes to `path` (then fsync, counted in
+/// the last frame's time); whether O_DIRECT was taken. Stops early when
+/// interrupted.
+pub(crate) fn write_frames(
+    path: &Path,
+    frame: u64,
+    frames: u64,
+    pb: &ProgressBar,
+) -> Result<(Frames, bool)> {
     let mut buf = Aligned::new(frame as usize)?;
     for (i, b) in buf.slice().iter_mut().enumerate() {
         *b = (i % 251) as u8;
     }
     let (f, direct) = open_frames(path, true)?;
-    let pb = progress(frames * frame, &format!("{target} write"));
-    let mut wlat = Vec::with_capacity(frames as usize);
+    let mut w = Frames::with_capacity(frames);
     for i in (0..frames).take_while(|_| !interrupted()) {
         let t = Instant::now();
         f.write_all_at(&buf.slice()[..frame as usize], i * frame)?;
-        wlat.push(t.elapsed());
+        w.push(t);
         pb.inc(frame);
     }
     let t = Instant::now();
     f.sync_all()?;
-    if let Some(last) = wlat.last_mut() {
+    if let (Some(last), Some(at)) = (w.lat.last_mut(), w.done_at.last_mut()) {
         *last += t.elapsed();
+        *at = Instant::now();
     }
-    drop(f);
-    pb.finish_and_clear();
+    Ok((w, direct))
+}
+
+/// Read back `frames` frames of `frame` bytes from `path`.
+pub(crate) fn read_frames(
+    path: &Path,
+    frame: u64,
+    frames: u64,
+    pb: &ProgressBar,
+) -> Result<Frames> {
+    let mut buf = Aligned::new(frame as usize)?;
     let (f, _) = open_frames(path, false)?;
-    drop_pages(&f);
-    let pb = progress(frames * frame, &format!("{target} read"));
-    let mut rlat = Vec::with_capacity(frames as usize);
-    let written = wlat.len() as u64;
-    for i in (0..written).take_while(|_| !interrupted()) {
+    let mut r = Frames::with_capacity(frames);
+    for i in (0..frames).take_while(|_| !interrupted()) {
         let t = Instant::now();
         let s = &mut buf.slice()[..frame as usize];
         let mut got = 0;
@@ -509,18 +546,31 @@ fn aja_run(target: &str, path: &Path, cfg: &AjaConfig, file_size: u64) -> Result
             }
             got += n;
         }
-        rlat.push(t.elapsed());
+        r.push(t);
         pb.inc(frame);
     }
+    Ok(r)
+}
+
+fn aja_run(target: &str, path: &Path, cfg: &AjaConfig, file_size: u64) -> Result<AjaResult> {
+    let (frame, frames) = frame_geometry(cfg, file_size);
+    let pb = progress(frames * frame, &format!("{target} write"));
+    let (w, direct) = write_frames(path, frame, frames, &pb)?;
     pb.finish_and_clear();
-    drop(f);
+    if let Ok(f) = File::open(path) {
+        drop_pages(&f);
+    }
+    let written = w.lat.len() as u64;
+    let pb = progress(written * frame, &format!("{target} read"));
+    let r = read_frames(path, frame, written, &pb)?;
+    pb.finish_and_clear();
     std::fs::remove_file(path)?;
     Ok(AjaResult {
         target: target.into(),
         direct_io: direct,
         frames: written,
-        write: pass(frame, &wlat),
-        read: pass(frame, &rlat),
+        write: pass(frame, &w.lat),
+        read: pass(frame, &r.lat),
     })
 }
 

@@ -14,6 +14,7 @@ use markbase::manager;
 use markbase::mount::{self, MountSpec};
 
 mod bench;
+mod bench_multi;
 mod bench_nfs;
 mod cli_docs;
 mod interrupt;
@@ -132,7 +133,8 @@ struct FuseArgs {
     /// with --unmount: every mount served from --data-dir.
     #[arg(long)]
     all: bool,
-    /// With --mount: these users (comma-separated), each at --dir/MarkBase_<user>.
+    /// With --mount: these users (comma-separated), each at --dir/MarkBase_<user>;
+    /// with --test --stability or --aja: test these users at once.
     #[arg(long, value_delimiter = ',')]
     users: Vec<String>,
     /// Built-in throughput test through a mount, against the backing directory.
@@ -185,9 +187,10 @@ struct FuseArgs {
     /// --test --stability: how long (30s, 10m, 24h).
     #[arg(long, default_value = "30s")]
     duration: String,
-    /// --test --stability: how many demo users to make and mount.
-    #[arg(long, default_value_t = 10)]
-    mounts: usize,
+    /// --test --stability (10 unless given) or --aja (1 unless given): how
+    /// many demo users to make and mount, each tested at once.
+    #[arg(long)]
+    mounts: Option<usize>,
     /// --test --backend nfs: also measure `rclone serve nfs` (this rclone
     /// binary) on the same directory with the same client.
     #[arg(long)]
@@ -223,6 +226,10 @@ struct NfsArgs {
     /// loopback always is. Connections from elsewhere are closed unanswered.
     #[arg(long, value_delimiter = ',')]
     allow_clients: Vec<String>,
+    /// Serve the server's counters (OpenMetrics text) at http://ADDR/metrics
+    /// (with --user).
+    #[arg(long, value_name = "ADDR", conflicts_with = "all")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 /// Logs go to standard error, or with `MARKBASE_LOG_DIR` (which a mount's
@@ -340,6 +347,7 @@ fn nfs(data_dir: &std::path::Path, a: NfsArgs) -> Result<()> {
     let opts = ServeOptions {
         listen: a.listen,
         allow: AllowList::parse(&a.allow_clients)?,
+        metrics: a.metrics,
     };
     service::serve_library(&lib, &opts, |addr| {
         // Printed, not required: a closed stdout must not stop a server.
@@ -710,7 +718,7 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
         return Ok(());
     }
     if a.test {
-        if a.mounts == 0 {
+        if a.mounts == Some(0) {
             bail!("--mounts 0: a test needs at least one mount");
         }
         interrupt::catch().context("catching Ctrl-C")?;
@@ -727,7 +735,7 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
             return stability::run(&stability::StabilityOpts {
                 data_dir,
                 names,
-                users: a.mounts,
+                users: a.mounts.unwrap_or(10),
                 duration: stability::parse_duration(&a.duration)?,
                 passthrough: !a.no_passthrough,
                 json: a.json,
@@ -743,6 +751,18 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
                 a.json,
                 a.peer_rclone.as_deref(),
             );
+        }
+        if a.aja && (a.mounts.is_some_and(|n| n > 1) || !a.users.is_empty()) {
+            return bench_multi::aja_many(&bench_multi::ManyOpts {
+                data_dir,
+                users: a.users.clone(),
+                mounts: a.mounts.unwrap_or(1),
+                passthrough: !a.no_passthrough,
+                json: a.json,
+                chart: a.chart.as_deref(),
+                config: &a.config,
+                file_size: bench::parse_size(&a.file_size)?,
+            });
         }
         if a.aja {
             return bench::aja(&opts, &a.config, bench::parse_size(&a.file_size)?);

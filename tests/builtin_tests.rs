@@ -158,6 +158,46 @@ fn the_throughput_test_compares_mount_and_disk() {
     assert_eq!(test_mounts(), before, "the test left its mount behind");
 }
 
+#[test]
+fn ten_users_aja_at_once_against_ten_writers_on_the_disk() {
+    let _turn = one_at_a_time();
+    let cwd = tempfile::tempdir().unwrap();
+    let before = test_mounts();
+    let out = builtin(
+        cwd.path(),
+        &[
+            "--aja",
+            "--config",
+            "1080p_ProRes",
+            "--mounts",
+            "10",
+            "--file-size",
+            "24MB",
+            "--json",
+            "--chart",
+            "many.svg",
+        ],
+    );
+    let v = json(&out);
+    let users = v["users"].as_array().expect("users");
+    assert_eq!(users.len(), 10, "{v}");
+    for u in users {
+        assert!(u["write"]["fps"].as_f64().unwrap_or(0.0) > 0.0, "{u}");
+        assert!(
+            u["read"]["latency_ms_p99"].as_f64().unwrap_or(0.0) > 0.0,
+            "{u}"
+        );
+    }
+    for side in ["mount", "disk"] {
+        positive(&v, &format!("/all/{side}/write_mb_s"));
+        positive(&v, &format!("/all/{side}/read_mb_s"));
+    }
+    positive(&v, "/write_ratio");
+    let svg = std::fs::read_to_string(cwd.path().join("many.svg")).expect("the chart");
+    assert!(svg.contains("<svg") && svg.contains("mounts write"));
+    assert_eq!(test_mounts(), before, "the test left its mounts behind");
+}
+
 /// Start `markbase fuse --test ARGS` with its own temporary folder, wait
 /// until it has mounted, send `sig`; its output and what it left behind.
 fn interrupted(args: &[&str], sig: nix::sys::signal::Signal) -> (Output, Vec<String>) {

@@ -505,7 +505,9 @@ fn mac_metadata_files_work_and_stay_out_of_the_catalog() {
 #[test]
 fn status_shows_a_server_and_sigterm_commits_and_stops_it() {
     let lib = TestLib::empty("nfsstatus");
-    let s = lib.serve_nfs(&[]);
+    let port = common::free_port();
+    let metrics = format!("127.0.0.1:{port}");
+    let s = lib.serve_nfs(&["--metrics", &metrics]);
     let status = std::process::Command::new(common::bin())
         .args(["fuse", "--status", "--json"])
         .env("MARKBASE_RUNTIME_DIR", lib.tmp.path().join("run"))
@@ -531,6 +533,11 @@ fn status_shows_a_server_and_sigterm_commits_and_stops_it() {
             .await
             .expect("write");
     });
+    // The server's requests, counted as a FUSE mount's are.
+    let m = common::scrape(&format!("http://{metrics}/metrics"));
+    assert_eq!(common::metric(&m, "markbase_up{user=nfsstatus}"), 1.0);
+    assert!(common::metric(&m, "markbase_requests_total{op=create,user=nfsstatus}") >= 1.0);
+    assert!(common::metric(&m, "markbase_written_bytes_total{user=nfsstatus}") >= 5000.0);
     s.stop();
     assert_eq!(lib.node_sizes("late.bin"), [5000]);
     assert!(

@@ -56,45 +56,6 @@ fn until(sock: &UnixDatagram, var: &str) -> Vec<Vec<String>> {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// Scrape `url` and parse it with Prometheus's Python client (its
-/// OpenMetrics parser): every sample as `name{k=v,...}` -> value.
-fn scrape(url: &str) -> std::collections::BTreeMap<String, f64> {
-    const PARSE: &str = r#"
-import json, sys, urllib.request
-from prometheus_client.openmetrics.parser import text_string_to_metric_families
-r = urllib.request.urlopen(sys.argv[1])
-assert r.headers["Content-Type"].startswith("application/openmetrics-text"), r.headers["Content-Type"]
-out = {}
-for fam in text_string_to_metric_families(r.read().decode()):
-    for s in fam.samples:
-        labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
-        out[f"{s.name}{{{labels}}}"] = s.value
-print(json.dumps(out))
-"#;
-    let out = Command::new("python3")
-        .args(["-c", PARSE, url])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "scrape {url} (scripts/test installs prometheus_client): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json")
-}
-
-fn get(m: &std::collections::BTreeMap<String, f64>, key: &str) -> f64 {
-    *m.get(key)
-        .unwrap_or_else(|| panic!("{key} not in the scrape: {:#?}", m.keys()))
-}
-
 #[test]
 fn the_installed_unit_passes_systemd_analyze_verify() {
     let lib = TestLib::empty("ed");
@@ -184,39 +145,39 @@ fn the_supervisor_speaks_the_notify_protocol_and_serves_metrics() {
     // Traffic, then a scrape that Prometheus's parser reads.
     let url = format!("http://127.0.0.1:{port}/metrics");
     let before = scrape(&url);
-    assert_eq!(get(&before, "markbase_up{user=alpha}"), 1.0);
+    assert_eq!(metric(&before, "markbase_up{user=alpha}"), 1.0);
     for i in 0..20 {
         std::fs::write(mp("alpha").join(format!("Inbox/m{i}.txt")), b"hello").expect("write");
     }
     assert!(std::fs::metadata(mp("alpha").join("no such file")).is_err());
     let after = scrape(&url);
-    let creates = get(&after, "markbase_requests_total{op=create,user=alpha}")
+    let creates = metric(&after, "markbase_requests_total{op=create,user=alpha}")
         - before
             .get("markbase_requests_total{op=create,user=alpha}")
             .copied()
             .unwrap_or(0.0);
     assert!(creates >= 20.0, "creates counted: {creates}");
     assert!(
-        get(
+        metric(
             &after,
             "markbase_request_errors_total{errno=ENOENT,user=alpha}"
         ) >= 1.0
     );
     assert_eq!(
-        get(
+        metric(
             &after,
             "markbase_request_duration_seconds_count{op=create,user=alpha}"
         ),
-        get(&after, "markbase_requests_total{op=create,user=alpha}")
+        metric(&after, "markbase_requests_total{op=create,user=alpha}")
     );
     assert!(
-        get(
+        metric(
             &after,
             "markbase_requests_without_catalog_total{user=alpha}"
         ) > 0.0
     );
-    assert!(get(&after, "markbase_cache_hits_total{cache=attr,user=alpha}") >= 0.0);
-    assert_eq!(get(&after, "markbase_up{user=beta}"), 1.0);
+    assert!(metric(&after, "markbase_cache_hits_total{cache=attr,user=alpha}") >= 0.0);
+    assert_eq!(metric(&after, "markbase_up{user=beta}"), 1.0);
 
     // SIGHUP: RELOADING=1, the new user mounted, READY=1 with 3 of 3.
     make_library(&lib.data, "gamma", Some(50), false);
@@ -264,11 +225,11 @@ fn a_single_mount_serves_its_own_metrics() {
     std::fs::write(m.path("written.bin"), vec![7u8; 300_000]).expect("write");
     let url = format!("http://{addr}/metrics");
     let s = scrape(&url);
-    assert!(get(&s, "markbase_read_bytes_total{user=solo}") >= data.len() as f64);
-    assert!(get(&s, "markbase_written_bytes_total{user=solo}") >= 300_000.0);
-    assert!(get(&s, "markbase_opens_total{user=solo}") >= 2.0);
-    assert_eq!(get(&s, "markbase_open_files{user=solo}"), 0.0);
-    assert!(get(&s, "markbase_catalog_commits_total{user=solo}") >= 0.0);
+    assert!(metric(&s, "markbase_read_bytes_total{user=solo}") >= data.len() as f64);
+    assert!(metric(&s, "markbase_written_bytes_total{user=solo}") >= 300_000.0);
+    assert!(metric(&s, "markbase_opens_total{user=solo}") >= 2.0);
+    assert_eq!(metric(&s, "markbase_open_files{user=solo}"), 0.0);
+    assert!(metric(&s, "markbase_catalog_commits_total{user=solo}") >= 0.0);
     // The live view: two refreshes, each with this mount's row.
     let out = lib.markbase(&[
         "fuse",

@@ -67,6 +67,8 @@ pub enum ServeError {
 pub struct ServeOptions {
     pub listen: SocketAddr,
     pub allow: AllowList,
+    /// `--metrics ADDR`: the server's counters in OpenMetrics text.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Default for ServeOptions {
@@ -75,6 +77,7 @@ impl Default for ServeOptions {
         ServeOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             allow: AllowList::loopback(),
+            metrics: None,
         }
     }
 }

@@ -27,6 +27,8 @@ pub enum ServiceError {
     Config(#[from] crate::config::ConfigError),
     #[error("mounting with the OS's NFS client: {0}")]
     Mount(String),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 /// The first line `markbase nfs --serve` prints once clients can connect;
@@ -157,6 +159,15 @@ fn serve_as(
     let owner = settings.owner();
     let read_only = settings.read_only == Some(true);
     let fs = open_library(library)?;
+    if let Some(addr) = opts.metrics {
+        let (fs, user) = (fs.clone(), library.user.clone());
+        crate::metrics::serve(addr, move || {
+            vec![crate::metrics::Sample {
+                user: user.clone(),
+                stats: Some(fs.stats()),
+            }]
+        })?;
+    }
     // Inodes a killed server left unlinked but open (a removed file still
     // leased) are freed now, as a FUSE mount does at init.
     match fs.recover() {

@@ -29,6 +29,7 @@ use super::allow::AllowList;
 use super::convert::{fattr, mode_of, setattr_req, status, NfsHandle};
 use crate::catalog::{DirEntry as CoreEntry, Ino, Kind, ROOT_INO};
 use crate::fs::flags::RenameMode;
+use crate::fs::metrics::Op;
 use crate::fs::{Attr, Caller, DirPage, FsError, FsResult, MarkBaseFs};
 
 /// Preferred and largest READ and WRITE (FSINFO).
@@ -81,24 +82,27 @@ impl MarkBaseNfs {
         fattr(a, self.fsid)
     }
 
-    /// Run `op` on the core, on this worker thread with tokio told that it
+    /// Run `op` on the core (timed and counted as `what`), on this worker thread with tokio told that it
     /// blocks (`block_in_place`: other tasks move to other workers; no copy
     /// of the request's data, no hop to another thread); a failure becomes
     /// its NFS status and a log line (debug for a caller's mistake, warn
     /// for the file system's own trouble).
     async fn run<T>(
         &self,
-        what: &'static str,
+        what: Op,
         op: impl FnOnce(&MarkBaseFs) -> FsResult<T>,
     ) -> Result<T, nfsstat3> {
+        let _t = self.fs.requests.start(what);
         match tokio::task::block_in_place(|| op(&self.fs)) {
             Ok(v) => Ok(v),
             Err(e) => {
+                let what = what.name();
                 if e.is_routine() {
                     tracing::debug!("nfs {what}: {e}");
                 } else {
                     tracing::warn!("nfs {what}: {e}");
                 }
+                self.fs.requests.failed(e.errno());
                 Err(status(&e))
             }
         }
@@ -186,7 +190,7 @@ impl NfsReadFileSystem for MarkBaseNfs {
         let dir = self.ino(dirid)?;
         let name = name_of(name);
         let ino = self
-            .run("lookup", move |fs| match name.as_bytes() {
+            .run(Op::Lookup, move |fs| match name.as_bytes() {
                 b"." => fs.getattr(dir).map(|a| a.ino),
                 b".." => fs.parent_of(dir),
                 _ => fs.lookup(dir, &name).map(|a| a.ino),
@@ -197,7 +201,7 @@ impl NfsReadFileSystem for MarkBaseNfs {
 
     async fn getattr(&self, id: &NfsHandle) -> Result<fattr3, nfsstat3> {
         let ino = self.ino(id)?;
-        let a = self.run("getattr", move |fs| fs.getattr(ino)).await?;
+        let a = self.run(Op::Getattr, move |fs| fs.getattr(ino)).await?;
         Ok(self.attr(&a))
     }
 
@@ -209,7 +213,7 @@ impl NfsReadFileSystem for MarkBaseNfs {
     ) -> Result<(Vec<u8>, bool), nfsstat3> {
         let ino = self.ino(id)?;
         let count = count.min(TRANSFER);
-        self.run("read", move |fs| {
+        self.run(Op::Read, move |fs| {
             let data = fs.read_ino(ino, offset, count)?;
             let size = fs.getattr(ino)?.size;
             let eof = offset + data.len() as u64 >= size;
@@ -225,7 +229,7 @@ impl NfsReadFileSystem for MarkBaseNfs {
     ) -> Result<impl ReadDirIterator, nfsstat3> {
         let dir = self.ino(dirid)?;
         let page = self
-            .run("readdir", move |fs| fs.dir_page(dir, cookie))
+            .run(Op::Readdir, move |fs| fs.dir_page(dir, cookie))
             .await?;
         Ok(Names { page })
     }
@@ -237,7 +241,7 @@ impl NfsReadFileSystem for MarkBaseNfs {
     ) -> Result<impl ReadDirPlusIterator<NfsHandle>, nfsstat3> {
         let dir = self.ino(dirid)?;
         let page = self
-            .run("readdirplus", move |fs| fs.dir_page(dir, cookie))
+            .run(Op::Readdir, move |fs| fs.dir_page(dir, cookie))
             .await?;
         Ok(NamesPlus {
             fs: self.fs.clone(),
@@ -250,7 +254,7 @@ impl NfsReadFileSystem for MarkBaseNfs {
 
     async fn readlink(&self, id: &NfsHandle) -> Result<nfspath3<'_>, nfsstat3> {
         let ino = self.ino(id)?;
-        let target = self.run("readlink", move |fs| fs.readlink(ino)).await?;
+        let target = self.run(Op::Readlink, move |fs| fs.readlink(ino)).await?;
         Ok(target.into())
     }
 
@@ -282,7 +286,7 @@ impl NfsReadFileSystem for MarkBaseNfs {
             .getattr(root)
             .await
             .map_or(post_op_attr::None, post_op_attr::Some);
-        let s = self.run("fsstat", |fs| fs.statfs()).await?;
+        let s = self.run(Op::Statfs, |fs| fs.statfs()).await?;
         let frsize = u64::from(s.frsize.max(1));
         Ok(FSSTAT3resok {
             obj_attributes,
@@ -299,7 +303,7 @@ impl NfsReadFileSystem for MarkBaseNfs {
     async fn cookie_verifier(&self, dirid: &NfsHandle) -> Option<cookieverf3> {
         let dir = self.ino(dirid).ok()?;
         let v = self
-            .run("readdir verifier", move |fs| fs.dir_verifier(dir))
+            .run(Op::Readdir, move |fs| fs.dir_verifier(dir))
             .await
             .ok()?;
         Some(cookieverf3(v.to_be_bytes()))
@@ -309,7 +313,7 @@ impl NfsReadFileSystem for MarkBaseNfs {
         let ino = self.ino(id)?;
         let caller = self.caller;
         let (may, kind) = self
-            .run("access", move |fs| {
+            .run(Op::Access, move |fs| {
                 Ok((fs.access(ino, caller)?, fs.getattr(ino)?.kind))
             })
             .await?;
@@ -342,7 +346,9 @@ impl NfsFileSystem for MarkBaseNfs {
     async fn setattr(&self, id: &NfsHandle, set: sattr3) -> Result<fattr3, nfsstat3> {
         let ino = self.ino(id)?;
         let req = setattr_req(&set);
-        let a = self.run("setattr", move |fs| fs.setattr(ino, &req)).await?;
+        let a = self
+            .run(Op::Setattr, move |fs| fs.setattr(ino, &req))
+            .await?;
         Ok(self.attr(&a))
     }
 
@@ -356,7 +362,7 @@ impl NfsFileSystem for MarkBaseNfs {
         let ino = self.ino(id)?;
         let sync = !matches!(stable, stable_how::UNSTABLE);
         let a = self
-            .run("write", |fs| {
+            .run(Op::Write, |fs| {
                 fs.write_ino(ino, offset, data, sync)?;
                 fs.getattr(ino)
             })
@@ -381,7 +387,7 @@ impl NfsFileSystem for MarkBaseNfs {
         let mut req = setattr_req(&set);
         req.mode = None;
         let a = self
-            .run("create", move |fs| {
+            .run(Op::Create, move |fs| {
                 let a = match fs.create_leased(dir, &name, mode, caller) {
                     // UNCHECKED (GUARDED was refused before): what is
                     // there is kept, with the attributes asked for.
@@ -410,7 +416,7 @@ impl NfsFileSystem for MarkBaseNfs {
         let name = name_of(name);
         let caller = self.caller;
         let a = self
-            .run("create (exclusive)", move |fs| {
+            .run(Op::Create, move |fs| {
                 fs.create_exclusive(dir, &name, verifier.0, caller)
             })
             .await?;
@@ -427,7 +433,7 @@ impl NfsFileSystem for MarkBaseNfs {
         let name = name_of(name);
         let (mode, caller) = (mode_of(set, 0o755), self.caller);
         let a = self
-            .run("mkdir", move |fs| fs.mkdir(dir, &name, mode, 0, caller))
+            .run(Op::Mkdir, move |fs| fs.mkdir(dir, &name, mode, 0, caller))
             .await?;
         Ok((self.handle(a.ino), self.attr(&a)))
     }
@@ -435,13 +441,13 @@ impl NfsFileSystem for MarkBaseNfs {
     async fn remove(&self, dirid: &NfsHandle, name: &filename3<'_>) -> Result<(), nfsstat3> {
         let dir = self.ino(dirid)?;
         let name = name_of(name);
-        self.run("remove", move |fs| fs.unlink(dir, &name)).await
+        self.run(Op::Unlink, move |fs| fs.unlink(dir, &name)).await
     }
 
     async fn rmdir(&self, dirid: &NfsHandle, name: &filename3<'_>) -> Result<(), nfsstat3> {
         let dir = self.ino(dirid)?;
         let name = name_of(name);
-        self.run("rmdir", move |fs| fs.rmdir(dir, &name)).await
+        self.run(Op::Rmdir, move |fs| fs.rmdir(dir, &name)).await
     }
 
     async fn rename<'a>(
@@ -453,7 +459,7 @@ impl NfsFileSystem for MarkBaseNfs {
     ) -> Result<(), nfsstat3> {
         let (from, to) = (self.ino(from_dirid)?, self.ino(to_dirid)?);
         let (a, b) = (name_of(from_name), name_of(to_name));
-        self.run("rename", move |fs| {
+        self.run(Op::Rename, move |fs| {
             fs.rename(from, &a, to, &b, RenameMode::Replace)
         })
         .await
@@ -471,7 +477,9 @@ impl NfsFileSystem for MarkBaseNfs {
         let target = target.as_ref().to_vec();
         let caller = self.caller;
         let a = self
-            .run("symlink", move |fs| fs.symlink(dir, &name, &target, caller))
+            .run(Op::Symlink, move |fs| {
+                fs.symlink(dir, &name, &target, caller)
+            })
             .await?;
         Ok((self.handle(a.ino), self.attr(&a)))
     }
@@ -484,12 +492,14 @@ impl NfsFileSystem for MarkBaseNfs {
     ) -> Result<fattr3, nfsstat3> {
         let (ino, dir) = (self.ino(id)?, self.ino(dirid)?);
         let name = name_of(name);
-        let a = self.run("link", move |fs| fs.link(ino, dir, &name)).await?;
+        let a = self
+            .run(Op::Link, move |fs| fs.link(ino, dir, &name))
+            .await?;
         Ok(self.attr(&a))
     }
 
     async fn commit(&self, id: &NfsHandle, _offset: u64, _count: u32) -> Result<(), nfsstat3> {
         let ino = self.ino(id)?;
-        self.run("commit", move |fs| fs.commit_ino(ino)).await
+        self.run(Op::Fsync, move |fs| fs.commit_ino(ino)).await
     }
 }

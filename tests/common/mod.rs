@@ -57,12 +57,16 @@ impl Drop for TestLib {
             return;
         }
         let logs = self.data.join("logs");
-        let users = std::fs::read_dir(&logs).into_iter().flatten().flatten();
-        let files = users.flat_map(|u| std::fs::read_dir(u.path()).into_iter().flatten().flatten());
-        for e in files {
-            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        // Daemons log in a folder per user; NFS test servers beside them.
+        let entries = std::fs::read_dir(&logs).into_iter().flatten().flatten();
+        let files = entries.flat_map(|e| match std::fs::read_dir(e.path()) {
+            Ok(d) => d.flatten().map(|f| f.path()).collect(),
+            Err(_) => vec![e.path()],
+        });
+        for path in files {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(60).collect();
-            eprintln!("--- {} (last {} lines)", e.path().display(), tail.len());
+            eprintln!("--- {} (last {} lines)", path.display(), tail.len());
             for l in tail.iter().rev() {
                 eprintln!("{l}");
             }
@@ -361,4 +365,44 @@ impl Drop for MountBase {
             }
         }
     }
+}
+
+/// A free loopback TCP port (for `--metrics`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Scrape `url` and parse it with Prometheus's Python client (its
+/// OpenMetrics parser): every sample as `name{k=v,...}` -> value.
+pub fn scrape(url: &str) -> std::collections::BTreeMap<String, f64> {
+    const PARSE: &str = r#"
+import json, sys, urllib.request
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+r = urllib.request.urlopen(sys.argv[1])
+assert r.headers["Content-Type"].startswith("application/openmetrics-text"), r.headers["Content-Type"]
+out = {}
+for fam in text_string_to_metric_families(r.read().decode()):
+    for s in fam.samples:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+        out[f"{s.name}{{{labels}}}"] = s.value
+print(json.dumps(out))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", PARSE, url])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "scrape {url} (scripts/test installs prometheus_client): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+pub fn metric(m: &std::collections::BTreeMap<String, f64>, key: &str) -> f64 {
+    *m.get(key)
+        .unwrap_or_else(|| panic!("{key} not in the scrape: {:#?}", m.keys()))
 }

@@ -78,6 +78,7 @@ impl NfsDriver {
             let opts = ServeOptions {
                 listen: "127.0.0.1:0".parse().expect("addr"),
                 allow: AllowList::loopback(),
+                metrics: None,
             };
             let owner = Caller { uid: 0, gid: 0 };
             markbase::nfs::serve(fs, owner, &opts, &stop, |addr| {
