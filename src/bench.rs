@@ -73,6 +73,53 @@ pub fn test_mount(data_dir: &Path, user: Option<&str>, passthrough: bool) -> Res
     })
 }
 
+/// Several users mounted at once for a test, each by its own daemon.
+pub(crate) struct UsersMounted {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) names: Vec<String>,
+    pub(crate) mounted: Vec<markbase::manager::Mounted>,
+}
+
+/// Mount `names` of `data_dir`, or with no names `count` new demo users
+/// made in `tmp`, each at `tmp/mnt/MarkBase_<user>`, in parallel.
+pub(crate) fn mount_users(
+    tmp: &Path,
+    data_dir: &Path,
+    names: &[String],
+    count: usize,
+    passthrough: bool,
+) -> Result<UsersMounted> {
+    let (data_dir, names) = if names.is_empty() {
+        let d = tmp.join("data");
+        let names: Vec<String> = (1..=count.max(1)).map(|i| format!("user{i}")).collect();
+        for n in &names {
+            Library::new(&d, n)?.create(true)?;
+        }
+        (d, names)
+    } else {
+        (data_dir.to_path_buf(), names.to_vec())
+    };
+    let base = tmp.join("mnt");
+    let mut specs = Vec::new();
+    for n in &names {
+        specs.push(MountSpec {
+            library: Library::new(&data_dir, n)?,
+            mountpoint: markbase::manager::mountpoint_for(&base, n),
+            allow_other: false,
+            threads: 4,
+            passthrough,
+            backend: None,
+            metrics: None,
+        });
+    }
+    let mounted = markbase::manager::mount_many(specs);
+    Ok(UsersMounted {
+        data_dir,
+        names,
+        mounted,
+    })
+}
+
 /// `user`'s library in `data_dir`, or with no `user` a new demo library in
 /// the returned temporary directory (removed when it is dropped).
 pub fn test_library(data_dir: &Path, user: Option<&str>) -> Result<(tempfile::TempDir, Library)> {

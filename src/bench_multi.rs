@@ -18,7 +18,6 @@ use serde::Serialize;
 
 use markbase::library::Library;
 use markbase::manager;
-use markbase::mount::MountSpec;
 
 use crate::bench::{
     find_config, frame_geometry, pass, read_frames, write_frames, AjaConfig, Frames, Pass,
@@ -160,31 +159,12 @@ pub fn aja_many(o: &ManyOpts<'_>) -> Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix("markbase-test-aja-")
         .tempdir()?;
-    let (data_dir, names) = if o.users.is_empty() {
-        let d = tmp.path().join("data");
-        let names: Vec<String> = (1..=o.mounts.max(1)).map(|i| format!("user{i}")).collect();
-        for n in &names {
-            Library::new(&d, n)?.create(true)?;
-        }
-        (d, names)
-    } else {
-        (o.data_dir.to_path_buf(), o.users.clone())
-    };
-    let base = tmp.path().join("mnt");
-    let mut specs = Vec::new();
-    for n in &names {
-        specs.push(MountSpec {
-            library: Library::new(&data_dir, n)?,
-            mountpoint: manager::mountpoint_for(&base, n),
-            allow_other: false,
-            threads: 4,
-            passthrough: o.passthrough,
-            backend: None,
-            metrics: None,
-        });
-    }
     let started = Instant::now();
-    let mounted = manager::mount_many(specs);
+    let crate::bench::UsersMounted {
+        data_dir,
+        names,
+        mounted,
+    } = crate::bench::mount_users(tmp.path(), o.data_dir, &o.users, o.mounts, o.passthrough)?;
     let mount_ms = started.elapsed().as_millis();
     let dirs: Vec<PathBuf> = mounted
         .iter()
@@ -215,7 +195,7 @@ pub fn aja_many(o: &ManyOpts<'_>) -> Result<()> {
             on_disk.push((n.clone(), d.join(&file)));
         }
         eprintln!(
-            "{} mounts ready in {mount_ms} ms; {} users writing and reading {} frames each through their mounts, then on the disk",
+            "{} users mounted in {mount_ms} ms; {} users writing and reading {} frames each through their mounts, then on the disk",
             names.len(),
             names.len(),
             frames

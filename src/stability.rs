@@ -22,9 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use markbase::library::Library;
 use markbase::manager;
-use markbase::mount::MountSpec;
 
 /// Options of a stability run.
 pub struct StabilityOpts<'a> {
@@ -246,30 +244,9 @@ pub fn run(o: &StabilityOpts<'_>) -> Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix("markbase-stability-")
         .tempdir()?;
-    let (data_dir, names) = if o.names.is_empty() {
-        let d = tmp.path().join("data");
-        let names: Vec<String> = (1..=o.users.max(1)).map(|i| format!("user{i}")).collect();
-        for n in &names {
-            Library::new(&d, n)?.create(true)?;
-        }
-        (d, names)
-    } else {
-        (o.data_dir.to_path_buf(), o.names.clone())
-    };
-    let base = tmp.path().join("mnt");
-    let mut specs = Vec::new();
-    for n in &names {
-        specs.push(MountSpec {
-            library: Library::new(&data_dir, n)?,
-            mountpoint: manager::mountpoint_for(&base, n),
-            allow_other: false,
-            threads: 4,
-            passthrough: o.passthrough,
-            backend: None,
-            metrics: None,
-        });
-    }
-    let mounted = manager::mount_many(specs);
+    let users =
+        crate::bench::mount_users(tmp.path(), o.data_dir, &o.names, o.users, o.passthrough)?;
+    let mounted = users.mounted;
     let mut dirs = Vec::new();
     let mut pids = Vec::new();
     let mut failed = None;
