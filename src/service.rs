@@ -53,6 +53,7 @@ pub struct ServiceSpec {
     /// `--dir`: where the users are mounted, each at `MarkBase_<user>`.
     pub base: PathBuf,
     pub metrics: Option<SocketAddr>,
+    /// Let other users in (always, for a system unit).
     pub allow_other: bool,
     /// A system unit (root; at boot) rather than a user unit (at login).
     pub system: bool,
@@ -81,7 +82,9 @@ impl ServiceSpec {
             a.push("--metrics".into());
             a.push(m.to_string());
         }
-        if self.allow_other {
+        // A system unit mounts as root for the machine's editors: without
+        // allow_other only root could enter the drives.
+        if self.allow_other || self.system {
             a.push("--allow-other".into());
         }
         Ok(a)
@@ -261,10 +264,15 @@ mod tests {
         assert!(u.contains("WantedBy=multi-user.target\n"));
         let user = systemd_unit(&ServiceSpec {
             system: false,
+            allow_other: false,
             ..spec()
         })
         .expect("unit");
         assert!(user.contains("WantedBy=default.target\n"));
+        assert!(
+            !user.contains("--allow-other"),
+            "a user unit is the user's own"
+        );
         assert_eq!(systemd_arg("50%$x"), "50%%$$x");
         assert!(systemd_unit(&ServiceSpec {
             base: "drives".into(),

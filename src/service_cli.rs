@@ -25,7 +25,8 @@ pub enum ServiceCommand {
         /// Serve the mounts' counters at http://ADDR/metrics.
         #[arg(long, value_name = "ADDR")]
         metrics: Option<std::net::SocketAddr>,
-        /// Let other users (and root-run tools) in.
+        /// Let other users (and root-run tools) in (always, for a system
+        /// unit: root mounts the drives for the machine's editors).
         #[arg(long)]
         allow_other: bool,
         /// Print the unit (or plist) instead of installing it.
