@@ -20,7 +20,7 @@ mod cli_docs;
 mod interrupt;
 mod service_cli;
 mod stability;
-mod watch;
+mod status;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -511,55 +511,6 @@ fn fsck(
     Ok(report.is_clean())
 }
 
-/// `markbase fuse --status`: every mount of this machine.
-fn print_status(json: bool) -> Result<()> {
-    let st = manager::status();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&st)?);
-    } else {
-        println!(
-            "{:<12} {:<32} {:>8} {:<13} {:<11} {:>9} {:>5} {:>12} {:>12} {:>6} {:>7}  address",
-            "user",
-            "mountpoint",
-            "pid",
-            "state",
-            "backend",
-            "uptime s",
-            "open",
-            "read B",
-            "written B",
-            "cache",
-            "no-SQL",
-        );
-        let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
-        let pct = |r: Option<f64>| {
-            r.map(|r| format!("{:.0}%", r * 100.0))
-                .unwrap_or_else(|| "-".into())
-        };
-        for s in st {
-            println!(
-                "{:<12} {:<32} {:>8} {:<13} {:<11} {:>9} {:>5} {:>12} {:>12} {:>6} {:>7}  {}",
-                s.user,
-                s.mountpoint.display(),
-                opt(s.pid.map(u64::from)),
-                s.state,
-                s.backend,
-                s.uptime_s,
-                opt(s.open_files),
-                opt(s.bytes_read),
-                opt(s.bytes_written),
-                pct(s.cache_hit_rate),
-                pct(s.answered_in_memory),
-                s.address.as_deref().unwrap_or("-")
-            );
-        }
-        println!(
-            "(cache: hits of the daemon's own caches, which see mostly first visits: the kernel answers repeats itself; no-SQL: requests answered without a catalog query)"
-        );
-    }
-    Ok(())
-}
-
 fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
     let make_spec = |u: &str, mountpoint: PathBuf| -> Result<MountSpec, mount::MountError> {
         Ok(MountSpec {
@@ -648,13 +599,13 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
         return Ok(());
     }
     if a.status && a.watch {
-        return watch::watch(
+        return status::watch(
             std::time::Duration::from_secs_f64(a.interval.max(0.1)),
             a.count,
         );
     }
     if a.status {
-        return print_status(a.json);
+        return status::print_status(a.json);
     }
     if a.mount {
         let user = a.user.as_deref().context("--mount needs --user")?;
@@ -686,36 +637,7 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
     }
     if a.stats {
         let dir = a.dir.context("--stats needs --dir")?;
-        let json = mount::read_stats(&dir)?;
-        if a.json {
-            println!("{json}");
-        } else {
-            let v: serde_json::Value = serde_json::from_str(&json)?;
-            if let Some(o) = v.as_object() {
-                for (k, v) in o.iter().filter(|(_, v)| !v.is_object()) {
-                    println!("{k:>16}  {v}");
-                }
-            }
-            let s: markbase::fs::Stats = serde_json::from_value(v)?;
-            let r = &s.requests;
-            println!(
-                "{:>16}  {} ({:.0}% answered without a catalog query)",
-                "requests",
-                r.total,
-                100.0 * r.without_catalog as f64 / r.total.max(1) as f64
-            );
-            for (op, o) in &r.ops {
-                println!(
-                    "{op:>16}  {} (mean {:.0} us)",
-                    o.count,
-                    o.seconds * 1e6 / o.count.max(1) as f64
-                );
-            }
-            for (errno, n) in &r.errors {
-                println!("{errno:>16}  {n} failed");
-            }
-        }
-        return Ok(());
+        return status::print_stats(&dir, a.json);
     }
     if a.test {
         if a.mounts == Some(0) {

@@ -243,7 +243,7 @@ pub fn run(data_dir: &Path, cmd: ServiceCommand) -> Result<()> {
             };
             println!("service: {}", state.trim());
             println!();
-            crate::print_status(false)
+            crate::status::print_status(false)
         }
     }
 }

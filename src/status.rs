@@ -1,5 +1,7 @@
-//! `markbase fuse --status --watch`: a table of every mount, refreshed, with
-//! rates between refreshes (as `juicefs stats` and `iostat` show theirs).
+//! What `markbase fuse --status` and `--stats` print: the table of every
+//! mount, one mount's counters, and `--status --watch`, the table
+//! refreshed with rates between refreshes (as `juicefs stats` and `iostat`
+//! show theirs).
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -102,6 +104,89 @@ pub fn watch(interval: Duration, count: u64) -> Result<()> {
         }
         std::thread::sleep(interval);
     }
+}
+
+/// `markbase fuse --status`: every mount of this machine.
+pub fn print_status(json: bool) -> Result<()> {
+    let st = manager::status();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&st)?);
+    } else {
+        println!(
+            "{:<12} {:<32} {:>8} {:<13} {:<11} {:>9} {:>5} {:>12} {:>12} {:>6} {:>7}  address",
+            "user",
+            "mountpoint",
+            "pid",
+            "state",
+            "backend",
+            "uptime s",
+            "open",
+            "read B",
+            "written B",
+            "cache",
+            "no-SQL",
+        );
+        let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+        let pct = |r: Option<f64>| {
+            r.map(|r| format!("{:.0}%", r * 100.0))
+                .unwrap_or_else(|| "-".into())
+        };
+        for s in st {
+            println!(
+                "{:<12} {:<32} {:>8} {:<13} {:<11} {:>9} {:>5} {:>12} {:>12} {:>6} {:>7}  {}",
+                s.user,
+                s.mountpoint.display(),
+                opt(s.pid.map(u64::from)),
+                s.state,
+                s.backend,
+                s.uptime_s,
+                opt(s.open_files),
+                opt(s.bytes_read),
+                opt(s.bytes_written),
+                pct(s.cache_hit_rate),
+                pct(s.answered_in_memory),
+                s.address.as_deref().unwrap_or("-")
+            );
+        }
+        println!(
+            "(cache: hits of the daemon's own caches, which see mostly first visits: the kernel answers repeats itself; no-SQL: requests answered without a catalog query)"
+        );
+    }
+    Ok(())
+}
+
+/// `markbase fuse --stats --dir D`: one mount's counters.
+pub fn print_stats(dir: &std::path::Path, json_out: bool) -> Result<()> {
+    let json = markbase::mount::read_stats(dir)?;
+    if json_out {
+        println!("{json}");
+    } else {
+        let v: serde_json::Value = serde_json::from_str(&json)?;
+        if let Some(o) = v.as_object() {
+            for (k, v) in o.iter().filter(|(_, v)| !v.is_object()) {
+                println!("{k:>16}  {v}");
+            }
+        }
+        let s: markbase::fs::Stats = serde_json::from_value(v)?;
+        let r = &s.requests;
+        println!(
+            "{:>16}  {} ({:.0}% answered without a catalog query)",
+            "requests",
+            r.total,
+            100.0 * r.without_catalog as f64 / r.total.max(1) as f64
+        );
+        for (op, o) in &r.ops {
+            println!(
+                "{op:>16}  {} (mean {:.0} us)",
+                o.count,
+                o.seconds * 1e6 / o.count.max(1) as f64
+            );
+        }
+        for (errno, n) in &r.errors {
+            println!("{errno:>16}  {n} failed");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
