@@ -64,13 +64,20 @@ pub fn test_mount(data_dir: &Path, user: Option<&str>, passthrough: bool) -> Res
         metrics: None,
     };
     mount::spawn_daemon(&spec)?;
-    let backing = lib.content_dir().join("markbase-test-native");
-    std::fs::create_dir_all(&backing)?;
+    let backing = native_dir(&lib)?;
     Ok(TestMount {
         mountpoint: mp,
         backing,
         _tmp: tmp,
     })
+}
+
+/// The folder on the content store's disk where a test does the same work
+/// directly, beside the library's own content files (made if missing).
+pub(crate) fn native_dir(lib: &Library) -> Result<PathBuf> {
+    let d = lib.content_dir().join("markbase-test-native");
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
 }
 
 /// Several users mounted at once for a test, each by its own daemon.

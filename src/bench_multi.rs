@@ -188,10 +188,7 @@ pub fn aja_many(o: &ManyOpts<'_>) -> Result<()> {
             .collect();
         let mut on_disk = Vec::new();
         for n in &names {
-            let d = Library::new(&data_dir, n)?
-                .content_dir()
-                .join("markbase-test-native");
-            std::fs::create_dir_all(&d)?;
+            let d = crate::bench::native_dir(&Library::new(&data_dir, n)?)?;
             on_disk.push((n.clone(), d.join(&file)));
         }
         eprintln!(

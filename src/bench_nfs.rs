@@ -255,8 +255,7 @@ pub fn throughput(
     rclone: Option<&Path>,
 ) -> Result<()> {
     let (tmp, lib) = crate::bench::test_library(data_dir, user)?;
-    let backing = lib.content_dir().join("markbase-test-native");
-    std::fs::create_dir_all(&backing)?;
+    let backing = crate::bench::native_dir(&lib)?;
     let name = format!("markbase-test-{}.bin", std::process::id());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::daemon;
+use crate::fs::Stats;
 use crate::library::Library;
 use crate::mount::{self, MountError, MountSpec};
 
@@ -108,7 +109,9 @@ pub struct MountStatus {
     pub address: Option<String>,
 }
 
-fn stats_with_timeout(dir: &Path, timeout: Duration) -> Option<Result<serde_json::Value, ()>> {
+/// A mount's counters (the stats xattr), or `None` if it did not answer in
+/// `timeout`; `Some(Err)` if it answered with nothing readable.
+fn stats_with_timeout(dir: &Path, timeout: Duration) -> Option<Result<Stats, ()>> {
     let (tx, rx) = mpsc::channel();
     let d = dir.to_path_buf();
     std::thread::spawn(move || {
@@ -140,12 +143,6 @@ pub fn status() -> Vec<MountStatus> {
                 None => ("unresponsive".to_string(), None),
             }
         };
-        let g = |k: &str| {
-            stats
-                .as_ref()
-                .and_then(|s| s.get(k))
-                .and_then(|v| v.as_u64())
-        };
         out.push(MountStatus {
             user: m.user().unwrap_or("?").to_string(),
             mountpoint: m.mountpoint.clone(),
@@ -159,25 +156,13 @@ pub fn status() -> Vec<MountStatus> {
                 .as_ref()
                 .map(|r| now.saturating_sub(r.started_unix))
                 .unwrap_or(0),
-            open_files: g("open_files"),
-            bytes_read: g("bytes_read"),
-            bytes_written: g("bytes_written"),
-            cache_hit_rate: stats
-                .as_ref()
-                .and_then(|s| s.get("cache_hit_rate"))
-                .and_then(|v| v.as_f64()),
-            answered_in_memory: stats.as_ref().and_then(|s| {
-                let r = s.get("requests")?;
-                let total = r.get("total")?.as_f64()?;
-                Some(r.get("without_catalog")?.as_f64()? / total.max(1.0))
-            }),
-            requests: stats
-                .as_ref()
-                .and_then(|s| s.get("requests")?.get("total")?.as_u64()),
-            errors: stats.as_ref().and_then(|s| {
-                let e = s.get("requests")?.get("errors")?.as_object()?;
-                Some(e.values().filter_map(|v| v.as_u64()).sum())
-            }),
+            open_files: stats.as_ref().map(|s| s.open_files),
+            bytes_read: stats.as_ref().map(|s| s.bytes_read),
+            bytes_written: stats.as_ref().map(|s| s.bytes_written),
+            cache_hit_rate: stats.as_ref().map(|s| s.cache_hit_rate),
+            answered_in_memory: stats.as_ref().map(|s| s.requests.without_catalog_share()),
+            requests: stats.as_ref().map(|s| s.requests.total),
+            errors: stats.as_ref().map(|s| s.requests.failed()),
             address: None,
         });
     }
@@ -263,10 +248,7 @@ fn samples(mounted: &BTreeMap<String, PathBuf>) -> Vec<crate::metrics::Sample> {
         .map(|(u, dir)| {
             let (u, dir) = (u.clone(), dir.clone());
             std::thread::spawn(move || {
-                let stats = match stats_with_timeout(&dir, Duration::from_secs(1)) {
-                    Some(Ok(v)) => serde_json::from_value(v).ok(),
-                    _ => None,
-                };
+                let stats = stats_with_timeout(&dir, Duration::from_secs(1)).and_then(Result::ok);
                 crate::metrics::Sample { user: u, stats }
             })
         })
@@ -275,7 +257,7 @@ fn samples(mounted: &BTreeMap<String, PathBuf>) -> Vec<crate::metrics::Sample> {
 }
 
 /// "3 of 3 mounts answering" (what STATUS= and the watchdog report).
-fn census(mounted: &BTreeMap<String, PathBuf>, wanted: usize) -> (usize, String) {
+fn census(mounted: &BTreeMap<String, PathBuf>, wanted: usize) -> String {
     let live = mounted
         .values()
         .filter(|d| {
@@ -287,7 +269,7 @@ fn census(mounted: &BTreeMap<String, PathBuf>, wanted: usize) -> (usize, String)
     if missing > 0 {
         s.push_str(&format!("; {missing} failed to mount (see the log)"));
     }
-    (live, s)
+    s
 }
 
 /// `--mount --all --foreground`: mount every user, then stay: SIGHUP re-reads
@@ -353,7 +335,6 @@ pub fn supervise(
             &lock(&mounted),
             wanted.load(std::sync::atomic::Ordering::Relaxed),
         )
-        .1
     };
     sync(&mounted);
     notify(&[NotifyState::Ready, NotifyState::Status(&status())]);
@@ -362,7 +343,7 @@ pub fn supervise(
         let (m, w, stop) = (mounted.clone(), wanted.clone(), stop.clone());
         std::thread::spawn(move || {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let (_, s) = census(&lock(&m), w.load(std::sync::atomic::Ordering::Relaxed));
+                let s = census(&lock(&m), w.load(std::sync::atomic::Ordering::Relaxed));
                 notify(&[NotifyState::Watchdog, NotifyState::Status(&s)]);
                 std::thread::sleep(period / 2);
             }

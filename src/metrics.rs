@@ -219,6 +219,22 @@ pub fn render(samples: Vec<Sample>) -> String {
     out
 }
 
+/// Serve one user's counters, taken from its file system core at each
+/// scrape (a single mount's daemon, an NFS server).
+pub fn serve_fs(
+    addr: SocketAddr,
+    user: &str,
+    fs: Arc<crate::fs::MarkBaseFs>,
+) -> Result<SocketAddr, MetricsError> {
+    let user = user.to_string();
+    serve(addr, move || {
+        vec![Sample {
+            user: user.clone(),
+            stats: Some(fs.stats()),
+        }]
+    })
+}
+
 /// Serve `GET /metrics` on `addr` from a thread, each scrape made by
 /// `sample`; returns the address bound (port 0 picks one).
 pub fn serve(

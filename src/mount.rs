@@ -156,7 +156,8 @@ pub fn markbase_mounts() -> Vec<KernelMount> {
         .collect()
 }
 
-fn absolute(p: &Path) -> PathBuf {
+/// `p` against the current folder, with `.` and `..` resolved lexically.
+pub fn absolute(p: &Path) -> PathBuf {
     let abs = if p.is_absolute() {
         p.to_path_buf()
     } else {
@@ -407,14 +408,8 @@ fn serve_fuse(
     }
     tracing::info!(user = %spec.library.user, "mounted at {}", mountpoint.display());
     if let Some(addr) = spec.metrics {
-        let (fs, user) = (fs.clone(), spec.library.user.clone());
-        crate::metrics::serve(addr, move || {
-            vec![crate::metrics::Sample {
-                user: user.clone(),
-                stats: Some(fs.stats()),
-            }]
-        })
-        .map_err(|e| MountError::Daemon(e.to_string()))?;
+        crate::metrics::serve_fs(addr, &spec.library.user, fs.clone())
+            .map_err(|e| MountError::Daemon(e.to_string()))?;
     }
     if let Some(mut r) = ready.take() {
         let _ = writeln!(r, "ok");

@@ -103,14 +103,8 @@ pub fn run(data_dir: &Path, cmd: ServiceCommand) -> Result<()> {
             user_unit,
             exe,
         } => {
-            let abs = |p: &Path| -> Result<PathBuf> {
-                Ok(if p.is_absolute() {
-                    p.to_path_buf()
-                } else {
-                    std::env::current_dir()?.join(p)
-                })
-            };
-            let data_dir = abs(data_dir)?;
+            use markbase::mount::absolute;
+            let data_dir = absolute(data_dir);
             if !data_dir.join("users").is_dir() && !print {
                 bail!(
                     "{} has no users/ folder: make a library first (markbase library create --user NAME)",
@@ -119,11 +113,11 @@ pub fn run(data_dir: &Path, cmd: ServiceCommand) -> Result<()> {
             }
             let spec = ServiceSpec {
                 exe: match exe {
-                    Some(e) => abs(&e)?,
+                    Some(e) => absolute(&e),
                     None => std::env::current_exe().context("this binary's path")?,
                 },
                 data_dir,
-                base: abs(&dir)?,
+                base: absolute(&dir),
                 metrics,
                 allow_other,
                 system: system_scope(user_unit),

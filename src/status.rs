@@ -173,7 +173,7 @@ pub fn print_stats(dir: &std::path::Path, json_out: bool) -> Result<()> {
             "{:>16}  {} ({:.0}% answered without a catalog query)",
             "requests",
             r.total,
-            100.0 * r.without_catalog as f64 / r.total.max(1) as f64
+            100.0 * r.without_catalog_share()
         );
         for (op, o) in &r.ops {
             println!(

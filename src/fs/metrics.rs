@@ -297,6 +297,19 @@ pub struct RequestStats {
     pub errors: BTreeMap<String, u64>,
 }
 
+impl RequestStats {
+    /// The share of requests answered without a catalog query (0 when
+    /// none were served).
+    pub fn without_catalog_share(&self) -> f64 {
+        self.without_catalog as f64 / self.total.max(1) as f64
+    }
+
+    /// Requests that failed, whatever their errno.
+    pub fn failed(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,6 +333,8 @@ mod tests {
         assert_eq!(s.ops["lookup"].buckets.len(), LATENCY_BUCKETS.len() + 1);
         assert_eq!(s.errors["ENOENT"], 1);
         assert_eq!(s.errors[&format!("errno_{ERRNOS}")], 1);
+        assert_eq!(s.failed(), 2);
+        assert_eq!(s.without_catalog_share(), 1.0);
         assert!(!s.ops.contains_key("read"));
         let back: RequestStats =
             serde_json::from_str(&serde_json::to_string(&s).expect("json")).expect("parse");

@@ -160,13 +160,7 @@ fn serve_as(
     let read_only = settings.read_only == Some(true);
     let fs = open_library(library)?;
     if let Some(addr) = opts.metrics {
-        let (fs, user) = (fs.clone(), library.user.clone());
-        crate::metrics::serve(addr, move || {
-            vec![crate::metrics::Sample {
-                user: user.clone(),
-                stats: Some(fs.stats()),
-            }]
-        })?;
+        crate::metrics::serve_fs(addr, &library.user, fs.clone())?;
     }
     // Inodes a killed server left unlinked but open (a removed file still
     // leased) are freed now, as a FUSE mount does at init.
