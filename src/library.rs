@@ -84,6 +84,42 @@ impl Library {
         dir.join(&self.user)
     }
 
+    /// The folder this process logs in, taken for its lifetime: `dir`
+    /// itself, or when another live process on the same library logs there
+    /// (a mount and an NFS server, two mounts), `dir/2`, `dir/3`, ...: the
+    /// first whose lock file (`.markbase.lock`, an `flock` the kernel
+    /// releases when the process dies) is free. So two processes never write
+    /// one file, and each folder's pruning of old days sees one process's
+    /// files. The folders are reused, one per process running at once.
+    pub fn claim_log_dir(dir: &Path) -> std::io::Result<PathBuf> {
+        for n in 1..=64u32 {
+            let d = if n == 1 {
+                dir.to_path_buf()
+            } else {
+                dir.join(n.to_string())
+            };
+            std::fs::create_dir_all(&d)?;
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(d.join(".markbase.lock"))?;
+            match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => {
+                    // Held until the process ends.
+                    std::mem::forget(lock);
+                    return Ok(d);
+                }
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => continue,
+                Err((_, e)) => return Err(e.into()),
+            }
+        }
+        Err(std::io::Error::other(format!(
+            "{}: 64 processes log here already",
+            dir.display()
+        )))
+    }
+
     /// Where the daemon's standard error goes (what is printed before
     /// logging starts, and panics): `stderr.log` in [`Library::log_dir`].
     pub fn log_path(&self) -> PathBuf {

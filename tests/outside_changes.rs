@@ -53,6 +53,9 @@ fn the_apps_inserts_renames_and_deletes_show_at_once() {
         assert_eq!(names(&m.path("Projects")), ["a.mov"]);
         assert!(m.path("Projects/a.mov").exists());
     }
+    // The app sees the mount's changes once their batch commits (within
+    // about 100 ms; at once after an fsync).
+    sync_catalog(&m.dir);
     let db = app(&lib);
     let folder: String = db
         .query_row(

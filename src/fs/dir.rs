@@ -47,11 +47,12 @@ pub(super) enum DirEdit {
 }
 
 impl DirEdit {
-    /// Does the edit change the folder's link count (a subfolder came or went)?
-    pub(super) fn moves_subdir(&self) -> bool {
+    /// How the edit changes the folder's link count (a subfolder came or went).
+    pub(super) fn subdirs_delta(&self) -> i64 {
         match self {
-            DirEdit::Add(e) => e.kind == Kind::Dir,
-            DirEdit::Remove(_, k) => *k == Kind::Dir,
+            DirEdit::Add(e) if e.kind == Kind::Dir => 1,
+            DirEdit::Remove(_, Kind::Dir) => -1,
+            _ => 0,
         }
     }
 }

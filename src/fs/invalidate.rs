@@ -53,15 +53,23 @@ impl MarkBaseFs {
         self.epoch.fetch_add(1, Relaxed);
         let mut touched: Vec<Ino> = Vec::new();
         for (dir, edit) in &edits {
-            if edit.moves_subdir() || touched.contains(dir) {
+            if touched.contains(dir) {
                 touched.push(*dir);
                 continue;
             }
+            // A subfolder that came or went moves the link count by one.
+            let delta = edit.subdirs_delta();
             let kept = self.attrs.edit(*dir, |r| {
                 let r = Arc::make_mut(r);
                 r.mtime = now;
                 r.ctime = now;
-                true
+                match u32::try_from(i64::from(r.nlink) + delta) {
+                    Ok(n) if n >= 2 => {
+                        r.nlink = n;
+                        true
+                    }
+                    _ => false,
+                }
             });
             if !kept {
                 touched.push(*dir);

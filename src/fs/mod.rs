@@ -121,6 +121,8 @@ pub struct MarkBaseFs {
     notifier: Mutex<Option<Arc<dyn Notifier>>>,
     /// The catalog's outside version last seen by `poll_catalog`.
     outside_version: Mutex<Option<u64>>,
+    /// Cached records still to be read again after an outside change.
+    sweep: Mutex<notify::RecordSweep>,
     pub counters: Counters,
     /// Requests by kind, latency and errno (the front ends time them).
     pub requests: metrics::RequestMetrics,
@@ -150,6 +152,7 @@ impl MarkBaseFs {
             memory: memory::MemoryGuard::from_env(),
             notifier: Mutex::new(None),
             outside_version: Mutex::new(None),
+            sweep: Mutex::new(notify::RecordSweep::default()),
             counters: Counters::default(),
             requests: metrics::RequestMetrics::default(),
         }

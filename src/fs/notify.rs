@@ -46,27 +46,51 @@ impl MarkBaseFs {
     }
 
     /// Has another process committed to the catalog since the last call?
-    /// Then revalidate (see [`MarkBaseFs::revalidate`]). The first call only
-    /// takes note of the version. Returns the changes found.
+    /// Then read every cached listing again, and owe every cached record a
+    /// second look ([`RecordSweep`]); and take that look at up to
+    /// [`RECORDS_PER_POLL`] records still owed one. The first call only
+    /// takes note of the version. Returns the changes found (reported to the
+    /// notifier too).
     pub fn poll_catalog(&self) -> FsResult<Vec<Change>> {
         let now = self.catalog.outside_version()?;
         let before = self.outside_version.lock().replace(now);
-        match before {
-            Some(b) if b != now => self.revalidate(),
-            _ => Ok(Vec::new()),
+        let moved = matches!(before, Some(b) if b != now);
+        if !moved && self.sweep.lock().owed == 0 {
+            return Ok(Vec::new());
         }
+        self.epoch
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut changes = Vec::new();
+        if moved {
+            self.recheck_listings(&mut changes);
+            self.sweep.lock().owed = usize::MAX;
+        }
+        self.recheck_records(RECORDS_PER_POLL, &mut changes);
+        Ok(self.report(changes))
     }
 
     /// Read every cached listing and record again, drop what differs from
     /// the catalog, and report it to the notifier. Bumps the epoch first, so
     /// that a load racing with this is not cached. Costs one catalog read per
-    /// cached folder and one batched read of the cached records: run when the
-    /// catalog changed, not on a clock.
+    /// cached folder and one batched read of the cached records.
     pub fn revalidate(&self) -> FsResult<Vec<Change>> {
         self.epoch
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut changes = Vec::new();
-        for (dir, old) in self.dirs.snapshot() {
+        self.recheck_listings(&mut changes);
+        self.sweep.lock().owed = usize::MAX;
+        self.recheck_records(usize::MAX, &mut changes);
+        Ok(self.report(changes))
+    }
+
+    /// Every cached listing read again: what differs is dropped and added
+    /// to `changes`. The caches derived from names (paths, parents, sizes)
+    /// are dropped whole: cheap to find again.
+    fn recheck_listings(&self, changes: &mut Vec<Change>) {
+        let started = std::time::Instant::now();
+        let dirs = self.dirs.snapshot();
+        let listings = dirs.len();
+        for (dir, old) in dirs {
             let entries = match self.catalog.list(dir) {
                 Ok(entries) => entries,
                 Err(_) => {
@@ -96,7 +120,29 @@ impl MarkBaseFs {
                 changes.push(Change::Listing(dir));
             }
         }
-        let cached = self.attrs.snapshot();
+        // A location may have moved with the rows.
+        self.paths.clear();
+        self.parents.clear();
+        self.sizes.clear();
+        tracing::debug!(
+            listings,
+            ms = started.elapsed().as_millis() as u64,
+            "cached listings read again"
+        );
+    }
+
+    /// Up to `limit` of the cached records still owed a second look, in
+    /// turn by inode number from where the last look stopped, read again:
+    /// what differs is dropped and added to `changes`.
+    fn recheck_records(&self, limit: usize, changes: &mut Vec<Change>) {
+        let started = std::time::Instant::now();
+        let mut sweep = self.sweep.lock();
+        let mut cached = self.attrs.snapshot();
+        cached.sort_unstable_by_key(|(ino, _)| *ino);
+        sweep.owed = sweep.owed.min(cached.len());
+        let from = cached.partition_point(|(ino, _)| *ino < sweep.cursor);
+        cached.rotate_left(from);
+        cached.truncate(limit.min(sweep.owed));
         let inos: Vec<Ino> = cached.iter().map(|(i, _)| *i).collect();
         for ((ino, old), new) in cached.iter().zip(self.catalog.get_many(&inos)) {
             if new.as_ref().ok() != Some(old.as_ref()) {
@@ -104,10 +150,20 @@ impl MarkBaseFs {
                 changes.push(Change::Inode(*ino));
             }
         }
-        // Cheap to find again; a location may have moved with the rows.
-        self.paths.clear();
-        self.parents.clear();
-        self.sizes.clear();
+        sweep.owed -= cached.len();
+        if let Some((last, _)) = cached.last() {
+            sweep.cursor = last + 1;
+        }
+        tracing::debug!(
+            records = cached.len(),
+            owed = sweep.owed,
+            ms = started.elapsed().as_millis() as u64,
+            "cached records read again"
+        );
+    }
+
+    /// `changes` without repeats, logged and reported to the notifier.
+    fn report(&self, mut changes: Vec<Change>) -> Vec<Change> {
         let mut seen = HashSet::new();
         changes.retain(|c| seen.insert(c.clone()));
         if !changes.is_empty() {
@@ -120,8 +176,23 @@ impl MarkBaseFs {
                 n.changed(&changes);
             }
         }
-        Ok(changes)
+        changes
     }
+}
+
+/// Cached records read again per poll at most, so that a poll costs the
+/// same however many records the caches hold (about 50 ms); with more cached,
+/// the rest wait for the next polls, a second apart.
+pub const RECORDS_PER_POLL: usize = 4096;
+
+/// Which cached records still owe a second look since another process last
+/// changed the catalog: `owed` of them, from inode number `cursor` on
+/// (wrapping). A new change owes every cached record again, from where the
+/// sweep stands, so that none waits behind a catalog that keeps changing.
+#[derive(Debug, Default)]
+pub(crate) struct RecordSweep {
+    owed: usize,
+    cursor: Ino,
 }
 
 #[cfg(test)]

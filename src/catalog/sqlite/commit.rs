@@ -21,7 +21,7 @@
 //! in the journal until a commit holds it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension};
 
@@ -39,10 +39,19 @@ use crate::catalog::{
     CatalogError, Ino, Kind, NewNode, NodeRecord, Renamed, SetAttrs, Unlinked, XattrSet,
 };
 
-/// Longest a change waits in the open batch before the committer commits it.
+/// Longest a change waits in the queue before the committer applies it.
 pub(super) const BATCH_WINDOW: Duration = Duration::from_millis(50);
 /// A batch is committed at once when it holds this many changes.
 pub(super) const BATCH_MAX: u64 = 2048;
+/// The longest the mount holds SQLite's write lock at a time: a batch is
+/// committed once it has been open this long, whatever is left to apply.
+pub(super) const HOLD_MAX: Duration = Duration::from_millis(20);
+/// After each batch the write lock is left free at least this long, and at
+/// least as long as the batch held it: another writer of the catalog (the
+/// MarkBase app, a second markbase process), sleeping in its busy handler,
+/// wakes to find it free. A change that needs SQLite meanwhile commits on
+/// its own at once rather than opening a batch.
+pub(super) const YIELD_MIN: Duration = Duration::from_millis(5);
 
 /// What applying an [`Op`] gave.
 pub(super) enum Applied {
@@ -128,6 +137,37 @@ fn set_journal_seq(conn: &Connection, seq: u64) -> Result<(), CatalogError> {
 }
 
 impl Writer {
+    /// Open a batch (take SQLite's write lock) unless one is open.
+    pub(super) fn begin(&mut self) -> Result<(), CatalogError> {
+        if self.conn.is_autocommit() {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            self.held_since = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// Roll the open batch back (its changes are in the journal, or failed).
+    pub(super) fn rollback(&mut self) -> Result<(), CatalogError> {
+        self.held_since = None;
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("ROLLBACK")?;
+        }
+        Ok(())
+    }
+
+    /// The batch was committed: leave the write lock free for
+    /// [`YIELD_MIN`], or as long as the batch held it, whichever is longer.
+    /// A change committed on its own while the lock is left free does not
+    /// extend the time.
+    fn released(&mut self) {
+        let held = self.held_since.take().map(|t| t.elapsed());
+        if self.guest || self.yielding() {
+            return;
+        }
+        let free = held.unwrap_or_default().max(YIELD_MIN);
+        self.free_until = Some(Instant::now() + free);
+    }
+
     /// Commit the open batch, with the last applied record's number.
     pub(super) fn commit(&mut self, unsettled: &AtomicU64) -> Result<(), CatalogError> {
         if self.failed {
@@ -137,6 +177,7 @@ impl Writer {
             // The committer may have begun a batch that nothing joined.
             if !self.conn.is_autocommit() {
                 self.conn.execute_batch("COMMIT")?;
+                self.released();
             }
             return Ok(());
         }
@@ -153,6 +194,7 @@ impl Writer {
             self.failed = true;
             return Err(e);
         }
+        self.released();
         self.committed(self.batch);
         unsettled.fetch_sub(self.batch, Ordering::AcqRel);
         self.batch = 0;
@@ -174,6 +216,8 @@ struct Mailbox {
     asked: bool,
     /// ... and should not wait for the window to end.
     hurry: bool,
+    /// A batch holds SQLite's write lock: commit it [`HOLD_MAX`] after it opened.
+    held: bool,
     stop: bool,
 }
 
@@ -189,30 +233,47 @@ impl Committer {
         self.post(|m| m.asked = true);
     }
 
-    /// The queue is long: commit now.
+    /// The queue is long: commit as soon as the lock has been left free
+    /// long enough.
     pub(super) fn hurry(&self) {
         self.post(|m| (m.asked, m.hurry) = (true, true));
+    }
+
+    /// A change opened a batch (and took SQLite's write lock).
+    pub(super) fn ask_held(&self) {
+        self.post(|m| (m.asked, m.held) = (true, true));
     }
 
     pub(super) fn stop(&self) {
         self.post(|m| m.stop = true);
     }
 
-    /// Apply and commit each batch [`BATCH_WINDOW`] after it opened, until
-    /// told to stop.
+    /// Apply and commit what is queued [`BATCH_WINDOW`] after the first
+    /// change (at once past [`BATCH_MAX`]; a batch that holds the write lock
+    /// [`HOLD_MAX`] after it opened), never before the lock has been left
+    /// free for the time the last batch set ([`Shared::settle`]); until told
+    /// to stop.
     pub(super) fn run(&self, cat: &Shared) {
+        let mut free_until = Instant::now();
         loop {
             {
                 let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 while !g.asked && !g.stop {
                     g = self.wake.wait(g).unwrap_or_else(|e| e.into_inner());
                 }
-                if g.stop {
-                    return;
-                }
-                let until = std::time::Instant::now() + BATCH_WINDOW;
-                while !g.hurry && !g.stop {
-                    let left = until.saturating_duration_since(std::time::Instant::now());
+                let opened = Instant::now();
+                loop {
+                    if g.stop {
+                        return;
+                    }
+                    let due = if g.held {
+                        opened + HOLD_MAX
+                    } else if g.hurry {
+                        free_until
+                    } else {
+                        free_until.max(opened + BATCH_WINDOW)
+                    };
+                    let left = due.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         break;
                     }
@@ -222,9 +283,9 @@ impl Committer {
                         .unwrap_or_else(|e| e.into_inner())
                         .0;
                 }
-                (g.asked, g.hurry) = (false, false);
+                (g.asked, g.hurry, g.held) = (false, false, false);
             }
-            cat.settle();
+            free_until = cat.settle();
         }
     }
 }
@@ -241,9 +302,7 @@ impl Shared {
     ) -> Result<T, CatalogError> {
         // (The committer may have begun the batch: nothing in it yet.)
         let first = w.batch == 0;
-        if w.conn.is_autocommit() {
-            w.conn.execute_batch("BEGIN IMMEDIATE")?;
-        }
+        w.begin()?;
         // No savepoint per change (SQLite would copy every page a change
         // touches to undo it): a change that fails part-way, which the
         // core's checks make rare, is undone by rolling the batch back and
@@ -256,11 +315,10 @@ impl Shared {
             Ok(x) => x,
             Err(e) => {
                 if first {
-                    if let Err(e2) = w.conn.execute_batch("ROLLBACK") {
+                    if let Err(e2) = w.rollback() {
                         tracing::error!("undoing a failed change: {e2}");
                         w.failed = true;
                     }
-                    log.batch_open = false;
                 } else {
                     w.failed = true;
                     self.recover(log, w)?;
@@ -275,19 +333,18 @@ impl Shared {
         self.unsettled.fetch_add(1, Ordering::AcqRel);
         log.forget(op);
         crate::failpoint!("journal-appended");
-        // Creates and unlinks may be queued while the batch (and SQLite's
-        // write lock) is open: whatever is queued applies without waiting
-        // for another writer of the file.
-        log.batch_open = !w.guest;
         if w.guest {
             // No journal here: the change commits before it is answered.
             w.commit(&self.unsettled)?;
-        } else if w.batch == 1 {
-            self.committer.ask();
+        } else if w.yielding() {
+            // The lock is being left free for other writers: no batch is
+            // held open. Logged; the next request replays the journal.
+            let _ = w.commit(&self.unsettled);
         } else if w.batch >= BATCH_MAX {
             // Logged; the next request replays the journal.
             let _ = w.commit(&self.unsettled);
-            log.batch_open = false;
+        } else {
+            self.committer.ask_held();
         }
         Ok(v)
     }
@@ -304,11 +361,20 @@ impl Shared {
             return Ok(());
         }
         let (mut log, mut w) = self.lock_all()?;
-        let done = w.commit(&self.unsettled);
-        log.batch_open = false;
-        done?;
+        w.commit(&self.unsettled)?;
         log.truncate_if_settled(&w);
         Ok(())
+    }
+
+    /// Commit the open batch, leaving the queue for the committer (the
+    /// batch holds SQLite's write lock: no wait for another writer).
+    pub(super) fn commit_batch(&self) -> Result<(), CatalogError> {
+        let _log = self.log.lock();
+        let mut w = self.writer.lock();
+        if w.failed || w.conn.is_autocommit() {
+            return Ok(());
+        }
+        w.commit(&self.unsettled)
     }
 
     /// After a failed commit or apply: roll back, replay the journal past
@@ -317,11 +383,8 @@ impl Shared {
         if !w.failed {
             return Ok(());
         }
-        if !w.conn.is_autocommit() {
-            let _ = w.conn.execute_batch("ROLLBACK");
-        }
+        let _ = w.rollback();
         w.batch = 0;
-        log.batch_open = false;
         log.forget_all();
         if w.guest {
             // Nothing answered is lost: a guest answers after its commit.
@@ -519,276 +582,5 @@ impl Shared {
                 Applied::Done
             }
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::{OpenOptions, SqliteCatalog};
-    use super::*;
-    use crate::catalog::{Catalog, ROOT_INO};
-    use std::time::SystemTime;
-
-    fn open(p: &std::path::Path) -> SqliteCatalog {
-        let opts = OpenOptions {
-            uid: 0,
-            gid: 0,
-            create: true,
-        };
-        SqliteCatalog::open(p, &opts).unwrap()
-    }
-
-    fn new_file() -> NewNode {
-        NewNode {
-            kind: Kind::File,
-            perm: 0o644,
-            uid: 0,
-            gid: 0,
-            rdev: 0,
-            target: None,
-            content: None,
-        }
-    }
-
-    fn names(cat: &SqliteCatalog) -> Vec<String> {
-        let mut v: Vec<String> = cat
-            .list(ROOT_INO)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.name)
-            .collect();
-        v.sort();
-        v
-    }
-
-    #[test]
-    fn a_created_nodes_record_is_what_reading_it_back_gives() {
-        let dir = tempfile::tempdir().unwrap();
-        let cat = open(&dir.path().join("u.sqlite"));
-        let now = SystemTime::now();
-        let folder = NewNode {
-            kind: Kind::Dir,
-            perm: 0o750,
-            ..new_file()
-        };
-        let d = cat.create(ROOT_INO, "Clips", &folder, now).unwrap();
-        let mut cases = vec![d.clone()];
-        let with_content = NewNode {
-            content: Some(dir.path().join("content/ab/abc")),
-            uid: 7,
-            gid: 8,
-            ..new_file()
-        };
-        cases.push(cat.create(d.ino, "a.mov", &with_content, now).unwrap());
-        cases.push(cat.create(d.ino, ".DS_Store", &with_content, now).unwrap());
-        let link = NewNode {
-            kind: Kind::Symlink,
-            target: Some(b"a.mov".to_vec()),
-            perm: 0o777,
-            ..new_file()
-        };
-        cases.push(cat.create(d.ino, "l", &link, now).unwrap());
-        let fifo = NewNode {
-            kind: Kind::Fifo,
-            ..new_file()
-        };
-        cases.push(cat.create(ROOT_INO, "p", &fifo, now).unwrap());
-        for made in cases {
-            let read = cat.get(made.ino).unwrap();
-            assert_eq!(made, read, "{}", made.node_id);
-        }
-    }
-
-    #[test]
-    fn an_open_replays_what_was_journaled_but_not_committed_exactly_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("u.sqlite");
-        let now = SystemTime::now();
-        let (a, seq) = {
-            let cat = open(&p);
-            let a = cat.create(ROOT_INO, "a.mov", &new_file(), now).unwrap();
-            cat.create(ROOT_INO, "b.mov", &new_file(), now).unwrap();
-            let seq = cat.log.lock().journal.last;
-            (a, seq)
-        };
-        // Records the last run answered but did not commit: a create, an
-        // unlink of a.mov, a rename; then half a record (a torn write).
-        let jp = journal::path_of(&p);
-        let mut j = journal::Journal::open(&jp, seq).unwrap();
-        let c = Op::create(a.ino + 100, ROOT_INO, "c.mov", &new_file(), 5);
-        j.append(&c).unwrap();
-        j.append(&Op::Unlink {
-            parent: ROOT_INO,
-            name: "a.mov".into(),
-            ino: a.ino,
-            open: false,
-            now: 6,
-        })
-        .unwrap();
-        drop(j);
-        let cat = open(&p);
-        assert_eq!(names(&cat), ["b.mov", "c.mov"]);
-        assert!(cat.get(a.ino).is_err(), "a.mov's inode is gone");
-        // The journal is empty after the replay; records applied are not
-        // applied twice even if the file still held them.
-        assert_eq!(std::fs::metadata(&jp).unwrap().len(), 0);
-        drop(cat);
-        let mut j = journal::Journal::open(&jp, seq).unwrap();
-        j.append(&c).unwrap();
-        drop(j);
-        let mut bytes = std::fs::read(&jp).unwrap();
-        bytes.extend_from_slice(&[7, 0, 0, 0, 1, 2]);
-        std::fs::write(&jp, &bytes).unwrap();
-        let cat = open(&p);
-        assert_eq!(names(&cat), ["b.mov", "c.mov"]);
-        let check = cat.self_check().unwrap();
-        assert!(check.damage.is_empty(), "{:?}", check.damage);
-        assert!(
-            check.notes.iter().any(|n| n.contains("torn last record")),
-            "{:?}",
-            check.notes
-        );
-    }
-
-    #[test]
-    fn creates_and_unlinks_of_fresh_files_are_answered_first_and_applied_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("u.sqlite");
-        let now = SystemTime::now();
-        let cat = open(&p);
-        // The first create in a folder learns where its children go...
-        cat.create(ROOT_INO, "a.mov", &new_file(), now).unwrap();
-        assert!(cat.log.lock().queue.is_empty());
-        // ... the next ones are answered from the journal alone.
-        let content = dir.path().join("content/b");
-        let b_new = NewNode {
-            content: Some(content.clone()),
-            ..new_file()
-        };
-        let b = cat.create(ROOT_INO, "b.mov", &b_new, now).unwrap();
-        assert_eq!(cat.log.lock().queue.len(), 1, "queued, not applied");
-        // A read applies and commits the queue first.
-        assert_eq!(cat.get(b.ino).unwrap(), b);
-        let gone = cat.unlink(ROOT_INO, "b.mov", b.ino, false, now).unwrap();
-        assert_eq!((gone.nlink, gone.purged), (0, Some(Some(content.clone()))));
-        // The read committed the batch: that unlink opened the next one.
-        assert!(cat.log.lock().queue.is_empty());
-        let c = cat.create(ROOT_INO, "c.mov", &new_file(), now).unwrap();
-        let e = cat.create(ROOT_INO, "e.mov", &b_new, now).unwrap();
-        let gone = cat.unlink(ROOT_INO, "e.mov", e.ino, false, now).unwrap();
-        assert_eq!((gone.nlink, gone.purged), (0, Some(Some(content.clone()))));
-        assert_eq!(cat.log.lock().queue.len(), 3);
-        // A change the slow way (a rename) applies the queue before itself.
-        cat.rename(ROOT_INO, "c.mov", c.ino, ROOT_INO, "d.mov", None, now)
-            .unwrap();
-        assert_eq!(names(&cat), ["a.mov", "d.mov"]);
-        assert!(cat.get(b.ino).is_err());
-        let (_, trash) = cat.trash().unwrap();
-        assert!(trash.contains(&content), "{trash:?}");
-        drop(cat);
-        assert_eq!(names(&open(&p)), ["a.mov", "d.mov"]);
-    }
-
-    #[test]
-    fn attributes_and_sizes_set_from_the_journal_are_what_reading_back_gives() {
-        use super::super::deferred::with_attrs;
-        let dir = tempfile::tempdir().unwrap();
-        let cat = open(&dir.path().join("u.sqlite"));
-        let now = SystemTime::now();
-        let side = cat
-            .create(ROOT_INO, "._side", &new_file(), now)
-            .unwrap()
-            .ino;
-        let d = NewNode {
-            kind: Kind::Dir,
-            ..new_file()
-        };
-        let d = cat.create(ROOT_INO, "d", &d, now).unwrap().ino;
-        cat.create(d, "first.mov", &new_file(), now).unwrap();
-        let t = |s: u64| SystemTime::UNIX_EPOCH + std::time::Duration::new(s, 123_456_789);
-        for (parent, name) in [(d, "a.mov"), (ROOT_INO, "b.mov"), (ROOT_INO, "._c")] {
-            let f = cat.create(parent, name, &new_file(), now).unwrap();
-            cat.commit_file(f.ino, 77, t(1_700_000_000), t(1_700_000_001))
-                .unwrap();
-            let a = SetAttrs {
-                perm: Some(0o4750),
-                uid: Some(501),
-                gid: Some(20),
-                size: Some(9),
-                atime: Some(t(1_600_000_000)),
-                mtime: Some(t(1_650_000_000)),
-                ctime: Some(t(1_690_000_000)),
-            };
-            assert!(!cat.log.lock().queue.is_empty(), "{name}: queued");
-            let made = cat.set_attrs(f.ino, &a).unwrap();
-            let only_times = SetAttrs {
-                mtime: Some(t(1_660_000_000)),
-                ..Default::default()
-            };
-            let made2 = cat.set_attrs(f.ino, &only_times).unwrap();
-            assert_eq!(made2, with_attrs(&made, &only_times));
-            assert_eq!(cat.get(f.ino).unwrap(), made2, "{name}");
-        }
-        assert!(cat.get(side).is_ok());
-    }
-
-    #[test]
-    fn a_queued_change_that_no_longer_applies_is_left_out_and_the_rest_applied() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("u.sqlite");
-        let now = SystemTime::now();
-        let cat = open(&p);
-        cat.create(ROOT_INO, "a.mov", &new_file(), now).unwrap();
-        let b = cat.create(ROOT_INO, "b.mov", &new_file(), now).unwrap();
-        cat.flush().unwrap();
-        // Another process deletes b.mov's rows; this one has not seen it
-        // yet and unlinks it from what it knows.
-        let other = Connection::open(&p).unwrap();
-        other
-            .execute("DELETE FROM file_nodes WHERE node_id=?1", [&b.node_id])
-            .unwrap();
-        other
-            .execute("DELETE FROM mb_inodes WHERE ino=?1", [b.ino as i64])
-            .unwrap();
-        drop(other);
-        // The first change of a batch applies at once (and opens it).
-        cat.create(ROOT_INO, "x.mov", &new_file(), now).unwrap();
-        assert!(cat.log.lock().queue.is_empty());
-        cat.unlink(ROOT_INO, "b.mov", b.ino, false, now).unwrap();
-        cat.create(ROOT_INO, "c.mov", &new_file(), now).unwrap();
-        assert_eq!(cat.log.lock().queue.len(), 2);
-        // The unlink fails the batch; the replay leaves it out, applies
-        // the rest once.
-        assert_eq!(names(&cat), ["a.mov", "c.mov", "x.mov"]);
-        cat.create(ROOT_INO, "e.mov", &new_file(), now).unwrap();
-        drop(cat);
-        let cat = open(&p);
-        assert_eq!(names(&cat), ["a.mov", "c.mov", "e.mov", "x.mov"]);
-        let check = cat.self_check().unwrap();
-        assert!(check.damage.is_empty(), "{:?}", check.damage);
-    }
-
-    #[test]
-    fn a_second_opener_is_a_guest_that_neither_replays_nor_numbers() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("u.sqlite");
-        let now = SystemTime::now();
-        let owner = open(&p);
-        owner.create(ROOT_INO, "a.mov", &new_file(), now).unwrap();
-        let seq = owner.log.lock().journal.last;
-        assert!(seq > 0);
-        // fsck while mounted: a guest, which must not replay the owner's
-        // uncommitted records (they would be applied twice).
-        let guest = open(&p);
-        assert!(guest.writer.lock().guest);
-        guest.create(ROOT_INO, "b.mov", &new_file(), now).unwrap();
-        assert_eq!(guest.writer.lock().batch, 0, "a guest commits at once");
-        owner.create(ROOT_INO, "c.mov", &new_file(), now).unwrap();
-        drop(guest);
-        drop(owner);
-        let cat = open(&p);
-        assert_eq!(names(&cat), ["a.mov", "b.mov", "c.mov"]);
-        let w = cat.writer.lock();
-        assert_eq!(journal_seq(&w.conn).unwrap(), seq + 1);
     }
 }

@@ -55,6 +55,11 @@ pub(super) struct Writer {
     pub(super) applied: u64,
     /// A commit failed: the journal is replayed before anything else.
     pub(super) failed: bool,
+    /// When the open batch took SQLite's write lock.
+    pub(super) held_since: Option<std::time::Instant>,
+    /// Until then SQLite's write lock is left free for other writers (see
+    /// `commit::YIELD_MIN`): changes commit one by one, no batch is held.
+    pub(super) free_until: Option<std::time::Instant>,
     /// Commits and the changes in them, for metrics (shared with readers).
     pub(super) counts: Arc<CommitCounters>,
 }
@@ -67,6 +72,12 @@ pub(super) struct CommitCounters {
 }
 
 impl Writer {
+    /// Is the write lock being left free for other writers now?
+    pub(super) fn yielding(&self) -> bool {
+        self.free_until
+            .is_some_and(|t| std::time::Instant::now() < t)
+    }
+
     /// `n` changes were committed: wake the checkpointer every
     /// [`CHECKPOINT_EVERY`].
     pub(super) fn committed(&mut self, n: u64) {
@@ -81,54 +92,86 @@ impl Writer {
     }
 }
 
+/// Reserve [`INO_BATCH`] inode numbers in the catalog: past its `next_ino`
+/// and past `floor` (what this process has handed out), whichever is higher,
+/// in a transaction of its own. The catalog's counter is read and moved in
+/// one statement under SQLite's write lock, so two processes on one library
+/// (a mount and an NFS server, two mounts) never get the same numbers; and a
+/// reservation is never part of a batch, whose rollback would give numbers
+/// already handed out back to the other process.
+fn reserve(w: &mut Writer, floor: u64) -> Result<(u64, u64), CatalogError> {
+    if !w.conn.is_autocommit() {
+        return Err(CatalogError::Backend(
+            "inode numbers reserved inside a batch".into(),
+        ));
+    }
+    let end: i64 = w
+        .conn
+        .prepare_cached(
+            "UPDATE mb_meta SET value = CAST(max(CAST(value AS INTEGER), ?1) + ?2 AS TEXT)
+             WHERE key='next_ino' RETURNING CAST(value AS INTEGER)",
+        )?
+        .query_row(params![floor as i64, INO_BATCH as i64], |r| r.get(0))?;
+    let end = end as u64;
+    Ok((end - INO_BATCH, end))
+}
+
 impl Log {
-    /// Reserve an inode number; batches are reserved in their own commit
-    /// (after the open batch's) so that no number is ever handed out twice,
-    /// whatever is rolled back or replayed.
+    /// Reserve an inode number; a batch of them is reserved in its own
+    /// commit (after the open batch's): see [`reserve`].
     pub(super) fn alloc_ino(
         &mut self,
         w: &mut Writer,
         unsettled: &AtomicU64,
     ) -> Result<Ino, CatalogError> {
-        if self.next_ino >= self.end_ino {
-            w.commit(unsettled)?;
-            self.batch_open = false;
-            let start = self.next_ino;
-            let end = start + INO_BATCH;
-            w.conn.execute(
-                "UPDATE mb_meta SET value=?1 WHERE key='next_ino'",
-                [end.to_string()],
-            )?;
-            self.end_ino = end;
+        if let Some(ino) = self.take_ino() {
+            return Ok(ino);
         }
-        Ok(self.take_ino().unwrap_or(self.next_ino))
+        w.commit(unsettled)?;
+        (self.next_ino, self.end_ino) = reserve(w, self.end_ino.max(self.next_ino))?;
+        self.take_ino()
+            .ok_or_else(|| CatalogError::Backend("no inode numbers reserved".into()))
     }
 
     /// Keep inode numbers reserved ahead of creates: the committer's part,
-    /// so that a create rarely reserves (and commits) on the request path.
-    /// In whatever transaction is open: a reservation lost with a rolled
-    /// back batch is made good at the next open, which starts past the
-    /// highest inode in the catalog.
+    /// between batches, so that a create rarely reserves (and commits) on
+    /// the request path. The numbers follow on from the ones in hand when no
+    /// other process reserved meanwhile; else they wait as the spare range.
     pub(super) fn reserve_ahead(&mut self, w: &mut Writer) -> Result<(), CatalogError> {
-        if self.end_ino.saturating_sub(self.next_ino) >= INO_BATCH / 2 {
+        if self.spare.is_some() || self.end_ino.saturating_sub(self.next_ino) >= INO_BATCH / 2 {
             return Ok(());
         }
-        let end = self.end_ino.max(self.next_ino) + INO_BATCH;
-        w.conn.execute(
-            "UPDATE mb_meta SET value=?1 WHERE key='next_ino'",
-            [end.to_string()],
-        )?;
-        self.end_ino = end;
+        let (start, end) = reserve(w, self.end_ino.max(self.next_ino))?;
+        if start == self.end_ino {
+            self.end_ino = end;
+        } else {
+            self.spare = Some((start, end));
+        }
         Ok(())
     }
 
     /// The next reserved inode number, if one is left.
     pub(super) fn take_ino(&mut self) -> Option<Ino> {
-        (self.next_ino < self.end_ino).then(|| {
-            self.next_ino += 1;
-            self.next_ino - 1
-        })
+        if self.next_ino >= self.end_ino {
+            (self.next_ino, self.end_ino) = self.spare.take()?;
+        }
+        self.next_ino += 1;
+        Some(self.next_ino - 1)
     }
+}
+
+/// The writer's busy handler: while another writer of the catalog (the
+/// app, a second markbase process) holds the write lock, try again every
+/// 0.25-2 ms, for up to 10 s. SQLite's own handler sleeps 1, 2, 5, 10, 15,
+/// 20, 25 ms... between tries: a change of the mount would wait out a
+/// 25 ms sleep for a lock the app held for one.
+pub(super) fn busy_retry(tries: i32) -> bool {
+    let wait = Duration::from_micros(250 << tries.clamp(0, 3));
+    if tries >= 5_000 + 3 {
+        return false;
+    }
+    std::thread::sleep(wait);
+    true
 }
 
 /// The background checkpointer's mailbox.
@@ -219,11 +262,37 @@ impl Drop for SqliteCatalog {
 }
 
 impl Shared {
-    /// A reader (after the open batch is committed: readers see only
-    /// what is).
+    /// A reader (after every journaled change is committed: readers see
+    /// only what is).
     pub(super) fn reader(&self) -> Result<PooledReader<'_>, CatalogError> {
         crate::catalog::count_query();
         self.flush()?;
+        self.pooled_reader()
+    }
+
+    /// A reader of what concerns `inos` alone (their records, listings,
+    /// parents, extended attributes). The open batch is committed first if
+    /// there is one (this process holds the lock: no wait), and the queue
+    /// applied and committed only if a queued change touches one of `inos`:
+    /// so a read waits for another writer of the catalog (the app) only when
+    /// it needs a change that is answered but not yet in SQLite.
+    pub(super) fn reader_for(&self, inos: &[Ino]) -> Result<PooledReader<'_>, CatalogError> {
+        crate::catalog::count_query();
+        if self.unsettled.load(std::sync::atomic::Ordering::Acquire) > 0 {
+            let needed = self.log.lock().touches(inos);
+            if needed {
+                self.flush()?;
+            } else {
+                let held = !self.writer.lock().conn.is_autocommit();
+                if held {
+                    self.commit_batch()?;
+                }
+            }
+        }
+        self.pooled_reader()
+    }
+
+    fn pooled_reader(&self) -> Result<PooledReader<'_>, CatalogError> {
         let conn = match self.readers.lock().pop() {
             Some(c) => c,
             None => {
@@ -259,7 +328,6 @@ impl Shared {
     ) -> Result<T, CatalogError> {
         let (mut log, mut w) = self.lock_all()?;
         w.commit(&self.unsettled)?;
-        log.batch_open = false;
         let p = before(&mut log, &mut w)?;
         let tx = w
             .conn

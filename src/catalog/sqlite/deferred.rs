@@ -29,11 +29,11 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use parking_lot::MutexGuard;
 
-use super::commit::BATCH_MAX;
+use super::commit::{BATCH_MAX, HOLD_MAX, YIELD_MIN};
 use super::conn::Writer;
 use super::journal::{self, Journal, Op};
 use super::mutate::{catalog_parent, created_record, place, Place};
@@ -46,8 +46,9 @@ use crate::catalog::{
 /// Queued changes past which creates and unlinks apply at once again (the
 /// committer is behind).
 const QUEUE_MAX: usize = 4 * BATCH_MAX as usize;
-/// The committer commits once fewer changes than this were left to apply.
-const SETTLE_REST: usize = 64;
+/// The committer applies the queue this many changes at a time, looking at
+/// the clock between chunks.
+const SETTLE_CHUNK: usize = 64;
 /// Fresh files remembered (each ~400 bytes); past this, they are forgotten
 /// and remembering starts over.
 const FRESH_MAX: usize = 16_384;
@@ -55,15 +56,19 @@ const FRESH_MAX: usize = 16_384;
 /// The front of the journal (locked before the writer).
 pub(super) struct Log {
     pub(super) journal: Journal,
-    /// Journaled changes not yet applied to the writer's connection, in order.
+    /// Journaled changes not yet applied to the writer's connection, in
+    /// order (taken with [`Log::take_queued`]).
     pub(super) queue: Vec<(u64, Op)>,
+    /// How many queued changes touch each inode (the node, and the folder
+    /// it is made in or removed from): a read of anything else needs no
+    /// commit first (see [`Shared::reader_for`]).
+    dirty: HashMap<Ino, u32>,
     /// Inode numbers reserved and not yet handed out: `next_ino..end_ino`.
     pub(super) next_ino: u64,
     pub(super) end_ino: u64,
-    /// The writer has a batch open, and with it SQLite's write lock: only
-    /// then are changes queued (applying them never waits for another
-    /// writer of the file). Set and cleared holding both locks.
-    pub(super) batch_open: bool,
+    /// A further range reserved ahead, when another process had reserved
+    /// past `end_ino` (see `conn.rs`).
+    pub(super) spare: Option<(u64, u64)>,
     /// Where new children of a folder go, by folder.
     places: HashMap<Ino, Place>,
     /// Files created by this process and still as created: one name, and
@@ -83,9 +88,10 @@ impl Log {
         Log {
             journal,
             queue: Vec::new(),
+            dirty: HashMap::new(),
             next_ino,
             end_ino: next_ino,
-            batch_open: false,
+            spare: None,
             places: HashMap::new(),
             fresh: HashMap::new(),
         }
@@ -120,6 +126,37 @@ impl Log {
                 self.places.clear();
             }
         }
+    }
+
+    /// Queue `op` (journaled as `seq`).
+    fn enqueue(&mut self, seq: u64, op: Op) {
+        for ino in touched(&op).into_iter().flatten() {
+            *self.dirty.entry(ino).or_default() += 1;
+        }
+        self.queue.push((seq, op));
+    }
+
+    /// The first `n` queued changes (all of them past the queue's length),
+    /// out of the queue.
+    pub(super) fn take_queued(&mut self, n: usize) -> Vec<(u64, Op)> {
+        let n = n.min(self.queue.len());
+        let ops: Vec<_> = self.queue.drain(..n).collect();
+        for (_, op) in &ops {
+            for ino in touched(op).into_iter().flatten() {
+                if let Some(c) = self.dirty.get_mut(&ino) {
+                    *c -= 1;
+                    if *c == 0 {
+                        self.dirty.remove(&ino);
+                    }
+                }
+            }
+        }
+        ops
+    }
+
+    /// Does a queued change touch any of `inos`?
+    pub(super) fn touches(&self, inos: &[Ino]) -> bool {
+        !self.dirty.is_empty() && inos.iter().any(|i| self.dirty.contains_key(i))
     }
 
     pub(super) fn forget_all(&mut self) {
@@ -182,39 +219,56 @@ impl Shared {
             log.forget_all();
         }
         self.recover(&mut log, &mut w)?;
-        let ops = std::mem::take(&mut log.queue);
+        if log.queue.is_empty() {
+            return Ok((log, w));
+        }
+        // The lock first: should another writer keep it past the busy
+        // timeout, the queue is still whole (and nothing failed).
+        w.begin()?;
+        let ops = log.take_queued(usize::MAX);
         if self.apply_queued(&mut w, ops).is_err() {
             self.recover(&mut log, &mut w)?;
         }
         Ok((log, w))
     }
 
-    /// The committer's turn. The queue is applied without holding the log
-    /// (creates and unlinks go on meanwhile) until little is left; the
-    /// batch is committed and the next one begun at once, so that what is
-    /// queued during the commit has its open batch; an empty one is then
-    /// ended (releasing SQLite's write lock to other writers of the file).
-    pub(super) fn settle(&self) {
+    /// The committer's turn: take SQLite's write lock, apply the queue in
+    /// chunks (without holding the log: creates and unlinks go on
+    /// meanwhile) until it is empty or the batch has held the lock
+    /// [`HOLD_MAX`], commit, reserve inode numbers ahead. Returns until when
+    /// the lock is then left free for other writers: [`YIELD_MIN`], or as
+    /// long as the batch held it, whichever is longer.
+    pub(super) fn settle(&self) -> Instant {
+        {
+            let mut w = self.writer.lock();
+            if w.conn.is_autocommit() && self.unsettled.load(Ordering::Acquire) == 0 {
+                return Instant::now();
+            }
+            if !w.failed {
+                // The only wait for another writer: in this thread.
+                if let Err(e) = w.begin() {
+                    tracing::warn!("committing the journaled changes: {e}; trying again");
+                    self.committer.ask();
+                    return Instant::now() + YIELD_MIN;
+                }
+            }
+        }
         let mut w = loop {
             let mut log = self.log.lock();
-            let ops = std::mem::take(&mut log.queue);
-            let last = ops.len() < SETTLE_REST;
+            let ops = log.take_queued(SETTLE_CHUNK);
+            let rest = log.queue.len();
             let mut w = self.writer.lock();
             drop(log);
             // A failure is logged and recovered from by `lock_all`.
-            if self.apply_queued(&mut w, ops).is_err() || last {
+            let held_long = w.held_since.is_some_and(|t| t.elapsed() >= HOLD_MAX);
+            if self.apply_queued(&mut w, ops).is_err() || rest == 0 || held_long {
                 break w;
             }
         };
-        if !w.failed {
-            let next = w
-                .commit(&self.unsettled)
-                .and_then(|()| Ok(w.conn.execute_batch("BEGIN IMMEDIATE")?));
-            if let Err(e) = next {
-                tracing::error!("committing the journaled changes: {e}");
-                w.failed = true;
-            }
+        if let Err(e) = w.commit(&self.unsettled) {
+            tracing::error!("committing the journaled changes: {e}");
         }
+        let free_until = w.free_until.unwrap_or_else(Instant::now);
         drop(w);
         let mut log = self.log.lock();
         let mut w = self.writer.lock();
@@ -224,19 +278,19 @@ impl Shared {
                 tracing::error!("recovering the journaled changes: {e}");
             }
             self.committer.ask();
+            return free_until;
+        }
+        if log.queue.is_empty() && w.batch == 0 {
+            log.truncate_if_settled(&w);
         } else {
-            if log.queue.is_empty() && w.batch == 0 {
-                // Logged; the next request or read recovers.
-                let _ = w.commit(&self.unsettled);
-                log.batch_open = false;
-                log.truncate_if_settled(&w);
-            } else {
-                self.committer.ask();
-            }
+            self.committer.ask();
+        }
+        if w.conn.is_autocommit() {
             if let Err(e) = log.reserve_ahead(&mut w) {
                 tracing::warn!("reserving inode numbers: {e}");
             }
         }
+        free_until
     }
 
     /// Apply queued changes in the open batch; a failure marks the writer failed.
@@ -251,12 +305,7 @@ impl Shared {
                 self.unsettled.fetch_sub(1, Ordering::AcqRel);
                 continue;
             }
-            let done = if w.conn.is_autocommit() {
-                w.conn.execute_batch("BEGIN IMMEDIATE").map_err(Into::into)
-            } else {
-                Ok(())
-            }
-            .and_then(|()| self.apply(&w.conn, &op));
+            let done = w.begin().and_then(|()| self.apply(&w.conn, &op));
             if let Err(e) = done {
                 tracing::error!("journal record {seq} does not apply ({e}): {op:?}");
                 w.failed = true;
@@ -275,8 +324,7 @@ impl Shared {
 
     /// May a change be answered before SQLite applies it?
     fn fast(&self, log: &Log) -> bool {
-        log.batch_open
-            && !log.journal.guest
+        !log.journal.guest
             && log.queue.len() < QUEUE_MAX
             && !self.outside_change.load(Ordering::Acquire)
     }
@@ -285,7 +333,7 @@ impl Shared {
     fn defer(&self, log: &mut Log, op: Op) -> Result<(), CatalogError> {
         crate::failpoint!("journal-before-append");
         let seq = log.journal.append(&op)?;
-        log.queue.push((seq, op));
+        log.enqueue(seq, op);
         self.unsettled.fetch_add(1, Ordering::AcqRel);
         crate::failpoint!("journal-appended");
         match log.queue.len() {
@@ -438,4 +486,17 @@ pub(super) fn with_attrs(rec: &NodeRecord, a: &SetAttrs) -> NodeRecord {
     r.mtime = a.mtime.unwrap_or(r.mtime);
     r.ctime = a.ctime.unwrap_or(r.ctime);
     r
+}
+
+/// The inodes a queued change touches: the node, and the folder it is made
+/// in or removed from (whose listing, times and link count change).
+fn touched(op: &Op) -> [Option<Ino>; 2] {
+    match op {
+        Op::Create { ino, parent, .. } | Op::Unlink { ino, parent, .. } => {
+            [Some(*ino), Some(*parent)]
+        }
+        Op::SetAttrs { ino, .. } | Op::CommitFile { ino, .. } => [Some(*ino), None],
+        // Never queued; a read of anything waits for them.
+        _ => [None, None],
+    }
 }

@@ -58,6 +58,8 @@ mod mutate;
 mod open;
 mod read;
 mod schema;
+#[cfg(test)]
+mod tests;
 mod time;
 mod v1;
 mod xattr;

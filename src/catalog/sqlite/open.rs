@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use super::commit::{journal_seq, Committer};
 use super::conn::{
-    Checkpoints, CommitCounters, Writer, FIRST_INO, WAL_BACKSTOP_PAGES, WAL_KEEP_BYTES,
+    busy_retry, Checkpoints, CommitCounters, Writer, FIRST_INO, WAL_BACKSTOP_PAGES, WAL_KEEP_BYTES,
     WRITER_CACHE_KIB,
 };
 use super::deferred::Log;
@@ -125,7 +125,7 @@ impl SqliteCatalog {
         // when it does.
         conn.pragma_update(None, "journal_size_limit", WAL_KEEP_BYTES)?;
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.busy_handler(Some(busy_retry))?;
         let mut conn = conn;
         Shared::migrate(&mut conn)?;
         let library_id = library_id(&conn)?;
@@ -164,6 +164,8 @@ impl SqliteCatalog {
                     batch: 0,
                     applied: last,
                     failed: false,
+                    held_since: None,
+                    free_until: None,
                     counts: counts.clone(),
                 }),
                 unsettled: AtomicU64::new(0),

@@ -292,14 +292,15 @@ pub(super) type CatalogChild = (Option<i64>, Kind, String);
 
 impl Shared {
     pub(super) fn node(&self, ino: Ino) -> Result<NodeRecord, CatalogError> {
-        let r = self.reader()?;
+        // Unfiled's record is the root's.
+        let r = self.reader_for(&[ino, ROOT_INO])?;
         self.record(&r, ino)
     }
 
     /// One read transaction for all of them: each statement outside one
     /// would take and drop the WAL read lock (two `fcntl`s) by itself.
     pub(super) fn nodes(&self, inos: &[Ino]) -> Vec<Result<NodeRecord, CatalogError>> {
-        let r = match self.reader() {
+        let r = match self.reader_for(inos) {
             Ok(r) => r,
             Err(e) => {
                 let why = e.to_string();
@@ -320,7 +321,7 @@ impl Shared {
     pub(super) fn children(&self, dir: Ino) -> Result<Vec<DirEntry>, CatalogError> {
         let mut raw: Vec<RawChild<CatalogChild>> = Vec::new();
         {
-            let r = self.reader()?;
+            let r = self.reader_for(&[dir])?;
             let dir_place = place(&r, dir)?;
             let shape = match dir_place {
                 Place::SideDir => Default::default(),
@@ -441,7 +442,7 @@ impl Shared {
         if dir == ROOT_INO || dir == UNFILED_INO {
             return Ok(ROOT_INO);
         }
-        let r = self.reader()?;
+        let r = self.reader_for(&[dir])?;
         let m = meta(&r, dir)?;
         if !m.in_catalog {
             let p: Option<i64> = r

@@ -13,7 +13,7 @@ use crate::catalog::{CatalogError, Ino, XattrSet};
 
 impl Shared {
     pub(super) fn xattr(&self, ino: Ino, name: &str) -> Result<Vec<u8>, CatalogError> {
-        let r = self.reader()?;
+        let r = self.reader_for(&[ino])?;
         let v: Option<Vec<u8>> = r
             .prepare_cached("SELECT value FROM mb_xattrs WHERE ino=?1 AND name=?2")?
             .query_row(params![ino as i64, name], |row| row.get(0))
@@ -22,7 +22,7 @@ impl Shared {
     }
 
     pub(super) fn xattr_names(&self, ino: Ino) -> Result<Vec<String>, CatalogError> {
-        let r = self.reader()?;
+        let r = self.reader_for(&[ino])?;
         let mut st = r.prepare_cached("SELECT name FROM mb_xattrs WHERE ino=?1 ORDER BY name")?;
         let rows = st.query_map([ino as i64], |row| row.get(0))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
