@@ -48,6 +48,11 @@ struct Pool {
     trash: Mutex<Vec<PathBuf>>,
     /// The pool's thread runs (else the trash is emptied at once).
     running: std::sync::atomic::AtomicBool,
+    /// Held while the trash is being emptied: the last emptying (at unmount,
+    /// at a server's stop) waits for the pool thread's, so that no file
+    /// taken from the trash is still there when the catalog's notes of them
+    /// are cleared and the process ends.
+    emptying: Mutex<()>,
 }
 
 impl Pool {
@@ -117,6 +122,7 @@ impl Pool {
 
     /// Delete what [`ContentStore::discard`] left here.
     fn empty_trash(&self) {
+        let _emptying = self.emptying.lock().unwrap_or_else(|e| e.into_inner());
         let trash = match self.trash.lock() {
             Ok(mut t) => std::mem::take(&mut *t),
             Err(_) => return,
@@ -207,6 +213,7 @@ impl ContentStore {
                 next: AtomicU64::new(0),
                 trash: Mutex::new(Vec::new()),
                 running: Default::default(),
+                emptying: Mutex::new(()),
             }),
             root,
         })

@@ -1,0 +1,134 @@
+//! The kernel NFS client guest (`scripts/nfs-vm`): a small QEMU guest whose
+//! Linux kernel mounts a server this test started, and runs a shell script
+//! on the mount. Where no guest can run here, [`guest`] says so in one line
+//! and the test returns early.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// `scripts/nfs-vm` of this repository.
+pub fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/nfs-vm")
+}
+
+/// Can a guest run here? Checked (and prepared: the kernel downloaded, the
+/// initramfs's parts built) once per test binary. `None` with the reason
+/// printed when it cannot.
+pub fn guest(test: &str) -> Option<()> {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let ready = READY.get_or_init(|| {
+        let out = Command::new(script())
+            .arg("--check")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    });
+    match ready {
+        Ok(()) => Some(()),
+        Err(why) => {
+            eprintln!("{test}: skipped, no kernel NFS client guest here: {why}");
+            None
+        }
+    }
+}
+
+/// What a guest run gave: the script's exit status and its output.
+pub struct GuestRun {
+    pub status: i32,
+    pub output: String,
+}
+
+impl GuestRun {
+    /// Panic with the output unless the script succeeded.
+    pub fn ok(self, what: &str) -> String {
+        assert_eq!(self.status, 0, "{what} in the guest:\n{}", self.output);
+        self.output
+    }
+}
+
+/// The NFS mount options the product itself uses on Linux
+/// (`markbase fuse --mount --backend nfs`), less those the guest sets.
+pub fn product_options() -> String {
+    let cmd = markbase::platform::nfs_client::linux_mount_command(1, Path::new("/mnt"));
+    let opts = cmd
+        .iter()
+        .skip_while(|a| *a != "-o")
+        .nth(1)
+        .cloned()
+        .unwrap_or_default();
+    opts.split(',')
+        .filter(|o| {
+            !["vers=", "proto=", "port=", "mountport=", "mountproto="]
+                .iter()
+                .any(|p| o.starts_with(p))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Run `script` (busybox sh, in the mount's root) in a guest that mounts the
+/// server on `port` with `opts`; `bins` are copied into the guest's `/bin`.
+/// The guest dies with this process.
+pub fn run_in_guest(
+    port: u16,
+    opts: &str,
+    bins: &[&Path],
+    script_text: &str,
+    timeout_s: u32,
+) -> GuestRun {
+    let mut cmd = Command::new(script());
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--opts",
+        opts,
+        "--timeout",
+        &timeout_s.to_string(),
+    ]);
+    for b in bins {
+        cmd.arg("--bin").arg(b);
+    }
+    cmd.arg("--").arg(script_text).stdin(Stdio::null());
+    // SAFETY: prctl is async-signal-safe and touches only this child.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    // One guest at a time: each is a whole emulated machine.
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let out = cmd.output().expect("run scripts/nfs-vm");
+    GuestRun {
+        status: out.status.code().unwrap_or(-1),
+        output: format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+/// A program on this machine by name (PATH, then ~/.cargo/bin).
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let dirs = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin")));
+    for d in dirs {
+        let p = d.join(name);
+        if p.is_file() {
+            return Some(p);
+        }
+    }
+    None
+}

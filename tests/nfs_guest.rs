@@ -1,0 +1,308 @@
+//! The NFS server under a real kernel NFS client: a QEMU guest running
+//! Debian's kernel mounts `markbase nfs --serve` (`scripts/nfs-vm`), with the
+//! mount options the product itself uses, and works on it as a Mac's or a
+//! studio machine's client would: attribute caches, readahead, write-behind
+//! with COMMIT. Where QEMU cannot run, each test says so in one line and
+//! returns. The guest runs under software emulation on this project's
+//! machines: its speed is the emulated CPU's, so nothing here is timed.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::vm::{guest, product_options, run_in_guest, tool};
+use common::*;
+
+/// A library made by `markbase library create --demo`.
+fn demo(user: &str) -> TestLib {
+    let tmp = tempfile::Builder::new()
+        .prefix("mbtest-")
+        .tempdir()
+        .expect("tempdir");
+    let lib = TestLib {
+        data: tmp.path().join("data"),
+        tmp,
+        user: user.to_string(),
+    };
+    let out = lib.markbase(&["library", "create", "--user", user, "--demo"]);
+    assert_success(&out);
+    lib
+}
+
+/// What the tree looks like: every path (sorted by byte), and every file's
+/// MD5; but for `.metadata_never_index`, which the NFS server puts at the
+/// root (a Mac's Spotlight then leaves the volume alone) and a FUSE mount on
+/// Linux does not.
+const TREE: &str = "{ find . | LC_ALL=C sort; find . -type f -exec md5sum {} + | LC_ALL=C sort -k2; } | grep -v metadata_never_index";
+
+/// [`TREE`] run on this machine in `dir`.
+fn tree_here(dir: &Path) -> String {
+    let out = Command::new("sh")
+        .args(["-c", TREE])
+        .current_dir(dir)
+        .output()
+        .expect("sh");
+    assert_success(&out);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The guest's output between two marker lines (the console also carries
+/// the kernel's own lines).
+fn between(out: &str, tag: &str) -> String {
+    let (start, end) = (format!("<<{tag}"), format!("{tag}>>"));
+    out.lines()
+        .skip_while(|l| *l != start)
+        .skip(1)
+        .take_while(|l| *l != end)
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+fn marked(tag: &str, script: &str) -> String {
+    format!("echo '<<{tag}'; {script}; echo '{tag}>>'")
+}
+
+#[test]
+fn the_demo_tree_and_its_bytes_read_through_the_kernel_client_as_through_fuse() {
+    if guest("demo tree").is_none() {
+        return;
+    }
+    let lib = demo("guestdemo");
+    let m = lib.mount(&[]);
+    let want = tree_here(&m.dir);
+    m.unmount();
+    let served = lib.serve_nfs(&[]);
+    let run = run_in_guest(
+        served.port(),
+        &product_options(),
+        &[],
+        &marked("T", TREE),
+        300,
+    );
+    let got = between(&run.ok("the tree"), "T");
+    served.stop();
+    assert!(want.lines().count() > 10, "{want}");
+    assert_eq!(got, want, "the guest's view differs from the FUSE mount's");
+}
+
+#[test]
+fn the_12659_node_fixture_with_anomalies_lists_as_through_fuse() {
+    if guest("fixture").is_none() {
+        return;
+    }
+    let lib = TestLib::fixture("guestfix", None, true);
+    let m = lib.mount(&[]);
+    let list = "find . | LC_ALL=C sort | grep -v metadata_never_index";
+    let want = {
+        let out = Command::new("sh")
+            .args(["-c", list])
+            .current_dir(&m.dir)
+            .output()
+            .expect("sh");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    m.unmount();
+    let served = lib.serve_nfs(&[]);
+    let run = run_in_guest(
+        served.port(),
+        &product_options(),
+        &[],
+        &marked("L", list),
+        900,
+    );
+    let got = between(&run.ok("the listing"), "L");
+    served.stop();
+    assert!(
+        want.lines().count() > 12_000,
+        "{} paths",
+        want.lines().count()
+    );
+    if got != want {
+        let (w, g): (Vec<&str>, Vec<&str>) = (want.lines().collect(), got.lines().collect());
+        let missing: Vec<_> = w.iter().filter(|l| !g.contains(l)).take(5).collect();
+        let extra: Vec<_> = g.iter().filter(|l| !w.contains(l)).take(5).collect();
+        panic!(
+            "the guest lists {} paths, FUSE {}; missing {missing:?}, extra {extra:?}",
+            g.len(),
+            w.len()
+        );
+    }
+}
+
+#[test]
+fn small_files_made_listed_renamed_and_removed_by_the_kernel_client() {
+    if guest("small files").is_none() {
+        return;
+    }
+    let lib = TestLib::empty("guestsmall");
+    let served = lib.serve_nfs(&[]);
+    // 1,000 files in 10 folders; every one renamed; every second removed;
+    // the listing checked by the guest after each step.
+    let script = r#"
+set -e
+for d in 0 1 2 3 4 5 6 7 8 9; do mkdir -p work/d$d; done
+i=0
+while [ $i -lt 1000 ]; do echo "file $i" > work/d$((i % 10))/f$i; i=$((i + 1)); done
+[ "$(find work -type f | wc -l)" = 1000 ] || { echo "made: $(find work -type f | wc -l)"; exit 1; }
+i=0
+while [ $i -lt 1000 ]; do mv work/d$((i % 10))/f$i work/d$((i % 10))/g$i; i=$((i + 1)); done
+[ "$(find work -name 'f*' -type f | wc -l)" = 0 ] || exit 2
+i=0
+while [ $i -lt 1000 ]; do rm work/d$((i % 10))/g$i; i=$((i + 2)); done
+[ "$(find work -type f | wc -l)" = 500 ] || { echo "left: $(find work -type f | wc -l)"; exit 3; }
+cat work/d1/g1 work/d9/g999
+"#;
+    let out = run_in_guest(served.port(), &product_options(), &[], script, 900).ok("the churn");
+    assert!(out.contains("file 1\nfile 999"), "{out}");
+    served.stop();
+    let (code, text) = fsck(&lib.data, &lib.user, &[]);
+    assert_eq!(code, 0, "{text}");
+    // What the guest left is what the FUSE mount shows.
+    let m = lib.mount(&[]);
+    let mut n = 0;
+    for d in 0..10 {
+        for e in std::fs::read_dir(m.path(&format!("work/d{d}"))).expect("folder") {
+            let name = e.expect("entry").file_name().to_string_lossy().into_owned();
+            let i: usize = name.trim_start_matches('g').parse().expect("a g file");
+            assert!(i % 2 == 1 && i % 10 == d, "{name} in d{d}");
+            assert_eq!(
+                std::fs::read_to_string(m.path(&format!("work/d{d}/{name}"))).expect("read"),
+                format!("file {i}\n")
+            );
+            n += 1;
+        }
+    }
+    assert_eq!(n, 500);
+}
+
+/// fsx in the guest on the kernel client's mount: `ops` operations, with
+/// the configuration `config` (fsx's TOML; empty: its defaults).
+fn fsx_in_guest(user: &str, config: &str, ops: u32) {
+    let Some(fsx) = tool("fsx") else {
+        panic!("fsx is not installed: run `cargo install fsx` (.ci/run does)");
+    };
+    let lib = TestLib::empty(user);
+    let served = lib.serve_nfs(&[]);
+    let flags = if config.is_empty() {
+        ""
+    } else {
+        "-f /tmp/fsx.toml"
+    };
+    let script = format!(
+        "cat > /tmp/fsx.toml <<'EOF'\n{config}\nEOF\nfsx -N {ops} -S 7 {flags} -P /tmp /mnt/fsx.bin 2>&1 | tail -5"
+    );
+    let out = run_in_guest(served.port(), &product_options(), &[&fsx], &script, 1800).ok("fsx");
+    served.stop();
+    assert!(out.contains("A-OK"), "fsx {config}:\n{out}");
+    let (code, text) = fsck(&lib.data, &lib.user, &[]);
+    assert_eq!(code, 0, "{text}");
+}
+
+#[test]
+fn fsx_through_the_kernel_client() {
+    if guest("fsx").is_none() {
+        return;
+    }
+    fsx_in_guest("guestfsx", "", 10_000);
+}
+
+/// fsync and fdatasync, copy_file_range and sendfile, closes and reopens,
+/// cache invalidations, and operations up to 1 MiB on a file up to 4 MiB
+/// (3,000 of them: under software emulation 10,000 take nine minutes).
+const FSX_EXTENDED: &str = "flen = 4194304
+[opsize]
+max = 1048576
+[weights]
+fsync = 0.5
+fdatasync = 0.5
+copy_file_range = 1.0
+sendfile = 0.5
+close_open = 0.5
+invalidate = 0.5";
+
+#[test]
+fn fsx_extended_through_the_kernel_client() {
+    if guest("fsx extended").is_none() {
+        return;
+    }
+    fsx_in_guest("guestfsxx", FSX_EXTENDED, 3_000);
+}
+
+#[test]
+fn no_content_file_is_orphaned_when_the_server_stops_right_after_a_churn() {
+    if guest("orphans").is_none() {
+        return;
+    }
+    let lib = TestLib::empty("guestorphans");
+    // Each round: small files made, renamed and removed while the server
+    // still holds their leases; then SIGTERM the moment the guest is done.
+    let churn = "mkdir -p r; i=0; while [ $i -lt 50 ]; do echo $i > r/f$i; mv r/f$i r/g$i; rm r/g$i; i=$((i + 1)); done; ls r | wc -l";
+    for round in 0..10 {
+        let served = lib.serve_nfs(&[]);
+        run_in_guest(served.port(), &product_options(), &[], churn, 600).ok("the churn");
+        served.stop();
+        let (code, text) = fsck(&lib.data, &lib.user, &[]);
+        assert_eq!(code, 0, "round {round}: {text}");
+    }
+    // After an unclean stop, the next start cleans what is left.
+    let served = lib.serve_nfs(&[]);
+    run_in_guest(served.port(), &product_options(), &[], churn, 600).ok("the churn");
+    served.kill();
+    let served = lib.serve_nfs(&[]);
+    served.stop();
+    let (code, text) = fsck(&lib.data, &lib.user, &[]);
+    assert_eq!(code, 0, "after a SIGKILL and a restart: {text}");
+}
+
+#[test]
+fn a_hard_mount_rides_out_a_server_killed_mid_write_and_restarted_on_its_port() {
+    if guest("server restart").is_none() {
+        return;
+    }
+    let lib = TestLib::empty("guestrestart");
+    let served = lib.serve_nfs(&[]);
+    let port = served.port();
+    // 64 MiB written by the guest; the server is SIGKILLed once the guest
+    // has started, and started again on the same address a second later.
+    let script = "echo go > go.txt; sync; dd if=/dev/zero of=big.bin bs=1M count=64 2>/dev/null; sync; md5sum big.bin; ls -l big.bin";
+    let guest_run =
+        std::thread::spawn(move || run_in_guest(port, &product_options(), &[], script, 900));
+    let catalog = lib.catalog();
+    loop {
+        let started = rusqlite::Connection::open(&catalog)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM file_nodes WHERE label='go.txt'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .unwrap_or(0);
+        if started > 0 {
+            break;
+        }
+        // (The guest may wait for another test's to finish first.)
+        if guest_run.is_finished() {
+            let run = guest_run.join().expect("guest thread");
+            panic!("the guest ended before it wrote:\n{}", run.output);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    served.kill();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let served = lib.serve_nfs_on(&format!("127.0.0.1:{port}"), &[]);
+    let out = guest_run
+        .join()
+        .expect("guest thread")
+        .ok("the write across a restart");
+    // 64 MiB of zeros.
+    assert!(
+        out.contains("7f614da9329cd3aebf59b91aadc30bf0  big.bin"),
+        "{out}"
+    );
+    served.stop();
+    let (code, text) = fsck(&lib.data, &lib.user, &[]);
+    assert_eq!(code, 0, "{text}");
+}
