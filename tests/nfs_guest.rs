@@ -11,7 +11,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::vm::{guest, product_options, run_in_guest, tool};
+use common::vm::{guest, product_options, run_in_guest};
 use common::*;
 
 /// A library made by `markbase library create --demo`.
@@ -36,10 +36,13 @@ fn demo(user: &str) -> TestLib {
 /// Linux does not.
 const TREE: &str = "{ find . | LC_ALL=C sort; find . -type f -exec md5sum {} + | LC_ALL=C sort -k2; } | grep -v metadata_never_index";
 
-/// [`TREE`] run on this machine in `dir`.
-fn tree_here(dir: &Path) -> String {
+/// Every path alone (sorted by byte), but for `.metadata_never_index`.
+const LIST: &str = "find . | LC_ALL=C sort | grep -v metadata_never_index";
+
+/// `script` ([`TREE`] or [`LIST`]) run on this machine in `dir`.
+fn here(dir: &Path, script: &str) -> String {
     let out = Command::new("sh")
-        .args(["-c", TREE])
+        .args(["-c", script])
         .current_dir(dir)
         .output()
         .expect("sh");
@@ -70,7 +73,7 @@ fn the_demo_tree_and_its_bytes_read_through_the_kernel_client_as_through_fuse() 
     }
     let lib = demo("guestdemo");
     let m = lib.mount(&[]);
-    let want = tree_here(&m.dir);
+    let want = here(&m.dir, TREE);
     m.unmount();
     let served = lib.serve_nfs(&[]);
     let run = run_in_guest(
@@ -93,22 +96,14 @@ fn the_12659_node_fixture_with_anomalies_lists_as_through_fuse() {
     }
     let lib = TestLib::fixture("guestfix", None, true);
     let m = lib.mount(&[]);
-    let list = "find . | LC_ALL=C sort | grep -v metadata_never_index";
-    let want = {
-        let out = Command::new("sh")
-            .args(["-c", list])
-            .current_dir(&m.dir)
-            .output()
-            .expect("sh");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let want = here(&m.dir, LIST);
     m.unmount();
     let served = lib.serve_nfs(&[]);
     let run = run_in_guest(
         served.port(),
         &product_options(),
         &[],
-        &marked("L", list),
+        &marked("L", LIST),
         900,
     );
     let got = between(&run.ok("the listing"), "L");
@@ -179,7 +174,7 @@ cat work/d1/g1 work/d9/g999
 /// fsx in the guest on the kernel client's mount: `ops` operations, with
 /// the configuration `config` (fsx's TOML; empty: its defaults).
 fn fsx_in_guest(user: &str, config: &str, ops: u32) {
-    let Some(fsx) = tool("fsx") else {
+    let Some(fsx) = installed("fsx") else {
         panic!("fsx is not installed: run `cargo install fsx` (.ci/run does)");
     };
     let lib = TestLib::empty(user);

@@ -12,16 +12,8 @@ use std::process::Command;
 use common::*;
 
 fn tool(name: &str) -> PathBuf {
-    let candidates = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin")));
-    for d in candidates {
-        let p = d.join(name);
-        if p.is_file() {
-            return p;
-        }
+    if let Some(p) = installed(name) {
+        return p;
     }
     panic!("{name} is not installed: run `cargo install {name}` (.ci/run does)");
 }

@@ -223,6 +223,20 @@ fn churn(dir: &Path, count: usize) -> Result<Vec<(String, u64)>, String> {
     Ok(made)
 }
 
+/// Every process's run succeeded, and no inode number went to two files.
+fn all_succeeded_with_unique_inodes(
+    runs: impl IntoIterator<Item = Result<Vec<(String, u64)>, String>>,
+) {
+    let mut inos: HashMap<u64, String> = HashMap::new();
+    for r in runs {
+        for (name, ino) in r.expect("no failed operation") {
+            if let Some(other) = inos.insert(ino, name.clone()) {
+                panic!("inode {ino} handed out twice: {other} and {name}");
+            }
+        }
+    }
+}
+
 /// The names `churn(count)` leaves.
 fn churned_names(count: usize) -> Vec<String> {
     let mut v: Vec<String> = (0..count)
@@ -276,14 +290,7 @@ fn two_mounts_of_one_library_create_rename_and_remove_at_once() {
         .into_iter()
         .map(|d| std::thread::spawn(move || churn(&d, EACH)))
         .collect();
-    let mut inos: HashMap<u64, String> = HashMap::new();
-    for r in runs {
-        for (name, ino) in r.join().expect("thread").expect("no failed operation") {
-            if let Some(other) = inos.insert(ino, name.clone()) {
-                panic!("inode {ino} handed out twice: {other} and {name}");
-            }
-        }
-    }
+    all_succeeded_with_unique_inodes(runs.into_iter().map(|r| r.join().expect("thread")));
     // Each sees what the other did.
     let want = churned_names(EACH);
     shows_within_two_seconds(&b.path("from-a"), &want);
@@ -355,15 +362,7 @@ fn a_mount_and_an_nfs_server_on_one_library_create_rename_and_remove_at_once() {
         }
         Ok(made)
     });
-    let mut inos: HashMap<u64, String> = HashMap::new();
-    let both = [fuse.join().expect("thread"), over_nfs];
-    for r in both {
-        for (name, ino) in r.expect("no failed operation") {
-            if let Some(other) = inos.insert(ino, name.clone()) {
-                panic!("inode {ino} handed out twice: {other} and {name}");
-            }
-        }
-    }
+    all_succeeded_with_unique_inodes([fuse.join().expect("thread"), over_nfs]);
     // The server's changes show in the mount.
     shows_within_two_seconds(&m.path("from-nfs"), &churned_names(EACH));
     served.stop();

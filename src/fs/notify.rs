@@ -49,8 +49,9 @@ impl MarkBaseFs {
     /// Then read every cached listing again, and owe every cached record a
     /// second look ([`RecordSweep`]); and take that look at up to
     /// [`RECORDS_PER_POLL`] records still owed one. The first call only
-    /// takes note of the version. Returns the changes found (reported to the
-    /// notifier too).
+    /// takes note of the version. Bumps the epoch first, so that a load
+    /// racing with this is not cached. Returns the changes found (reported
+    /// to the notifier too).
     pub fn poll_catalog(&self) -> FsResult<Vec<Change>> {
         let now = self.catalog.outside_version()?;
         let before = self.outside_version.lock().replace(now);
@@ -66,20 +67,6 @@ impl MarkBaseFs {
             self.sweep.lock().owed = usize::MAX;
         }
         self.recheck_records(RECORDS_PER_POLL, &mut changes);
-        Ok(self.report(changes))
-    }
-
-    /// Read every cached listing and record again, drop what differs from
-    /// the catalog, and report it to the notifier. Bumps the epoch first, so
-    /// that a load racing with this is not cached. Costs one catalog read per
-    /// cached folder and one batched read of the cached records.
-    pub fn revalidate(&self) -> FsResult<Vec<Change>> {
-        self.epoch
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut changes = Vec::new();
-        self.recheck_listings(&mut changes);
-        self.sweep.lock().owed = usize::MAX;
-        self.recheck_records(usize::MAX, &mut changes);
         Ok(self.report(changes))
     }
 

@@ -310,6 +310,17 @@ pub fn stream(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// A program on this machine by name (PATH, then ~/.cargo/bin, where
+/// `cargo install` puts pjdfstest and fsx).
+pub fn installed(name: &str) -> Option<PathBuf> {
+    let dirs = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin")));
+    dirs.map(|d| d.join(name)).find(|p| p.is_file())
+}
+
 /// Run `markbase fsck` on `user` of `data`; (exit code, stdout).
 pub fn fsck(data: &Path, user: &str, extra: &[&str]) -> (i32, String) {
     let out = Command::new(bin())

@@ -116,19 +116,3 @@ pub fn run_in_guest(
         ),
     }
 }
-
-/// A program on this machine by name (PATH, then ~/.cargo/bin).
-pub fn tool(name: &str) -> Option<PathBuf> {
-    let dirs = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin")));
-    for d in dirs {
-        let p = d.join(name);
-        if p.is_file() {
-            return Some(p);
-        }
-    }
-    None
-}

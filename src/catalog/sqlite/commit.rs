@@ -336,12 +336,10 @@ impl Shared {
         if w.guest {
             // No journal here: the change commits before it is answered.
             w.commit(&self.unsettled)?;
-        } else if w.yielding() {
-            // The lock is being left free for other writers: no batch is
-            // held open. Logged; the next request replays the journal.
-            let _ = w.commit(&self.unsettled);
-        } else if w.batch >= BATCH_MAX {
-            // Logged; the next request replays the journal.
+        } else if w.yielding() || w.batch >= BATCH_MAX {
+            // No batch is held open while the lock is left free for other
+            // writers, nor past BATCH_MAX. Logged; the next request replays
+            // the journal.
             let _ = w.commit(&self.unsettled);
         } else {
             self.committer.ask_held();

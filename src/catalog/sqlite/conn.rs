@@ -166,8 +166,10 @@ impl Log {
 /// 20, 25 ms... between tries: a change of the mount would wait out a
 /// 25 ms sleep for a lock the app held for one.
 pub(super) fn busy_retry(tries: i32) -> bool {
+    /// Tries in all: the first few are shorter, the rest 2 ms each (10 s).
+    const TRIES: i32 = 5_003;
     let wait = Duration::from_micros(250 << tries.clamp(0, 3));
-    if tries >= 5_000 + 3 {
+    if tries >= TRIES {
         return false;
     }
     std::thread::sleep(wait);
@@ -282,11 +284,8 @@ impl Shared {
             let needed = self.log.lock().touches(inos);
             if needed {
                 self.flush()?;
-            } else {
-                let held = !self.writer.lock().conn.is_autocommit();
-                if held {
-                    self.commit_batch()?;
-                }
+            } else if !self.writer.lock().conn.is_autocommit() {
+                self.commit_batch()?;
             }
         }
         self.pooled_reader()
