@@ -11,6 +11,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use common::nfs::Client;
 use common::vm::{guest, product_options, run_in_guest};
 use common::*;
 
@@ -169,6 +170,198 @@ cat work/d1/g1 work/d9/g999
         }
     }
     assert_eq!(n, 500);
+}
+
+/// A 10,000-entry folder listed by the guest's kernel client (caches
+/// dropped before each listing, so every page comes from the server) while
+/// another client, on this machine, creates and removes files in it: every
+/// name that stays is listed once, none twice.
+#[test]
+fn a_10000_entry_folder_lists_every_name_once_while_another_client_churns_in_it() {
+    if guest("big folder").is_none() {
+        return;
+    }
+    let lib = TestLib::empty("guestbig");
+    let served = lib.serve_nfs(&[]);
+    let addr = served.addr;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (mut c, big) = rt.block_on(async {
+        let mut c = Client::connect(addr).await.expect("connect");
+        let root = c.root.clone();
+        let big = c.mkdir(&root, "big").await.expect("mkdir");
+        for i in 0..10_000 {
+            c.create(&big, &format!("s{i:05}"), 0o644)
+                .await
+                .expect("create");
+        }
+        (c, big)
+    });
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            rt.block_on(async {
+                // Each new file stays while the next 99 are made, then
+                // goes: the folder holds 10,000-10,100 entries throughout.
+                let mut n = 0u64;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    c.create(&big, &format!("t{n}"), 0o644)
+                        .await
+                        .expect("create");
+                    if n >= 100 {
+                        c.remove(&big, &format!("t{}", n - 100))
+                            .await
+                            .expect("remove");
+                    }
+                    n += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+                n
+            })
+        })
+    };
+    // A shell glob lists the names as READDIR gives them; ls would stat each
+    // and drop those removed before it got to them.
+    let script = r#"
+r=1
+while [ $r -le 5 ]; do
+  sync; echo 3 > /proc/sys/vm/drop_caches
+  for f in big/*; do echo "${f#big/}"; done > /tmp/l
+  echo "round $r: $(grep -c '^s' /tmp/l) stable $(grep -c '^t' /tmp/l) churned $(sort /tmp/l | uniq -d | wc -l) twice"
+  r=$((r + 1))
+done
+"#;
+    let out = run_in_guest(served.port(), &product_options(), &[], script, 900);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let churned = churn.join().expect("churn thread");
+    let out = out.ok("the listings");
+    served.stop();
+    let rounds: Vec<&str> = out.lines().filter(|l| l.starts_with("round ")).collect();
+    eprintln!("{churned} files made by the other client while the guest listed; {rounds:?}");
+    assert_eq!(rounds.len(), 5, "{out}");
+    for r in &rounds {
+        assert!(
+            r.contains(": 10000 stable") && r.ends_with(" 0 twice"),
+            "{r}\n{out}"
+        );
+    }
+    assert!(
+        churned > 0,
+        "the other client made nothing while the guest listed"
+    );
+    let (code, text) = fsck(&lib.data, &lib.user, &[]);
+    assert_eq!(code, 0, "{text}");
+}
+
+/// `markbase fuse --mount --backend nfs` inside the guest, whose kernel has
+/// an NFS client (this machine's has none): the product's own server and
+/// `mount -t nfs` there, a write, `--status`, `--unmount`, fsck; then the
+/// guest's catalog, copied out through the test's own server, holds the
+/// file at its size, and its content file has the bytes written.
+#[test]
+fn the_one_step_nfs_mount_works_where_the_kernel_has_an_nfs_client() {
+    if guest("one-step mount").is_none() {
+        return;
+    }
+    let lib = TestLib::empty("guestmount");
+    let served = lib.serve_nfs(&[]);
+    let script = r#"
+set -e
+export MARKBASE_DATA_DIR=/tmp/data
+markbase library create --user g
+mkdir -p /tmp/m
+markbase fuse --mount --backend nfs --user g --dir /tmp/m
+dd if=/dev/urandom of=/tmp/m/clip.bin bs=1k count=3000 2>/dev/null
+echo "written $(md5sum < /tmp/m/clip.bin)"
+markbase fuse --status
+markbase fuse --unmount --dir /tmp/m
+if grep -q ' /tmp/m ' /proc/mounts; then echo "still mounted"; exit 1; fi
+markbase fsck --user g
+for f in /tmp/data/content/g/*/*; do echo "stored $(md5sum < "$f")"; done
+mkdir /mnt/guest; cp /tmp/data/users/* /mnt/guest/
+"#;
+    let out = run_in_guest(served.port(), &product_options(), &[&bin()], script, 600)
+        .ok("the one-step mount");
+    served.stop();
+    assert!(out.contains("mounted g at /tmp/m"), "{out}");
+    let status = out
+        .lines()
+        .find(|l| l.starts_with("g ") && l.contains("/tmp/m"))
+        .unwrap_or_else(|| panic!("no status line for /tmp/m:\n{out}"));
+    assert!(
+        status.contains(" mounted ") && status.contains(" nfs "),
+        "{status}"
+    );
+    assert!(out.contains("unmounted /tmp/m"), "{out}");
+    let written = out
+        .lines()
+        .find_map(|l| l.strip_prefix("written "))
+        .expect("the written file's MD5");
+    assert!(out.contains(&format!("stored {written}")), "{out}");
+    // The guest's catalog, as it left it.
+    let m = lib.mount(&[]);
+    let copy = tempfile::tempdir().expect("tempdir");
+    for e in std::fs::read_dir(m.path("guest")).expect("the copied catalog") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), copy.path().join(e.file_name())).expect("copy");
+    }
+    m.unmount();
+    let size: i64 = rusqlite::Connection::open(copy.path().join("g.sqlite"))
+        .and_then(|c| {
+            c.query_row(
+                "SELECT size FROM file_nodes WHERE label='clip.bin'",
+                [],
+                |r| r.get(0),
+            )
+        })
+        .expect("clip.bin in the guest's catalog");
+    assert_eq!(size, 3000 * 1024);
+}
+
+/// pjdfstest run as root in the guest on the kernel client's mount, with
+/// `tests/pjdfstest-nfs.toml`: each failure it expects is the owner rule or
+/// NFSv3 itself (SEMANTICS.md); any other failure, or an expected one that
+/// passes, fails the test.
+#[test]
+fn pjdfstest_through_the_kernel_client() {
+    if guest("pjdfstest").is_none() {
+        return;
+    }
+    let Some(pjdfstest) = installed("pjdfstest") else {
+        panic!("pjdfstest is not installed: run `cargo install pjdfstest` (.ci/run does)");
+    };
+    let config = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pjdfstest-nfs.toml"),
+    )
+    .expect("tests/pjdfstest-nfs.toml");
+    let lib = TestLib::empty("guestpjd");
+    let served = lib.serve_nfs(&[]);
+    // pjdfstest switches to other users, who must reach its folder.
+    let script = format!(
+        "cat > /tmp/pjd.toml <<'EOF'\n{config}\nEOF\nchmod 755 /mnt\n{}; echo PJD-EXIT=$?",
+        marked("P", "NO_COLOR=1 pjdfstest -c /tmp/pjd.toml -p /mnt 2>&1")
+    );
+    let out = run_in_guest(
+        served.port(),
+        &product_options(),
+        &[&pjdfstest],
+        &script,
+        1800,
+    )
+    .ok("pjdfstest");
+    served.stop();
+    let (summary, failed) = pjdfstest_verdict(&between(&out, "P"));
+    eprintln!("pjdfstest through the kernel NFS client: {summary}");
+    assert!(
+        out.contains("PJD-EXIT=0") && failed.is_empty(),
+        "pjdfstest: {summary}\nfailed:\n{}\n{out}",
+        failed.join("\n")
+    );
+    let (code, text) = fsck(&lib.data, &lib.user, &[]);
+    assert_eq!(code, 0, "{text}");
 }
 
 /// fsx in the guest on the kernel client's mount: `ops` operations, with

@@ -46,17 +46,8 @@ fn pjdfstest(extra: &[&str]) {
         .current_dir(&m.dir)
         .output()
         .expect("run pjdfstest");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let summary = text
-        .lines()
-        .find(|l| l.starts_with("Summary:"))
-        .unwrap_or("(no summary)")
-        .to_string();
+    let (summary, failed) = pjdfstest_verdict(&String::from_utf8_lossy(&out.stdout));
     eprintln!("pjdfstest {extra:?}: {summary}");
-    let failed: Vec<&str> = text
-        .lines()
-        .filter(|l| l.trim_end().ends_with("FAILED"))
-        .collect();
     assert!(
         out.status.success() && failed.is_empty(),
         "pjdfstest: {summary}\nfailed:\n{}\n{}",

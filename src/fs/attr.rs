@@ -395,6 +395,24 @@ mod tests {
     }
 
     #[test]
+    fn a_link_moves_an_open_files_ctime() {
+        let t = TestFs::new();
+        let f = t.file("linked", b"");
+        let fh = t.fs.open(f.ino, OpenFlags::WRITE).expect("open");
+        t.fs.write(fh, 0, b"x").expect("write");
+        let before = t.fs.getattr(f.ino).expect("getattr").ctime;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        t.fs.link(f.ino, ROOT_INO, OsStr::new("again"))
+            .expect("link");
+        let after = t.fs.getattr(f.ino).expect("getattr").ctime;
+        assert!(after > before, "{before:?} -> {after:?}");
+        // The commit at close keeps it.
+        t.fs.release(fh).expect("release");
+        let rec = t.fs.catalog().get(f.ino).expect("get");
+        assert!(rec.ctime >= after, "{:?} < {after:?}", rec.ctime);
+    }
+
+    #[test]
     fn the_content_files_size_wins_over_a_stale_catalog() {
         let t = TestFs::new();
         let f = t.file("stale", b"12345");

@@ -51,6 +51,7 @@ impl MarkBaseFs {
     /// unless its link count changed too: then they are dropped.
     pub(super) fn edited(&self, edits: Vec<(Ino, DirEdit)>, inodes: &[Ino], now: SystemTime) {
         self.epoch.fetch_add(1, Relaxed);
+        self.touch_open(inodes, now);
         let mut touched: Vec<Ino> = Vec::new();
         for (dir, edit) in &edits {
             if touched.contains(dir) {
@@ -90,8 +91,24 @@ impl MarkBaseFs {
     /// is cached of `dirs` and `inodes`.
     pub(super) fn changed(&self, dirs: &[Ino], inodes: &[Ino]) {
         self.epoch.fetch_add(1, Relaxed);
+        self.touch_open(inodes, SystemTime::now());
         self.dirs.pop(dirs);
         self.forget(dirs, inodes);
+    }
+
+    /// The change moved the ctime of `inodes` in the catalog: an open file's
+    /// state, whose times outrank the record's, moves with it (else a link,
+    /// an unlink or a rename left the ctime where the last write put it, and
+    /// the next commit put it back in the catalog).
+    fn touch_open(&self, inodes: &[Ino], now: SystemTime) {
+        let open: Vec<_> = {
+            let open = self.open.lock();
+            inodes.iter().filter_map(|i| open.get(i).cloned()).collect()
+        };
+        for of in open {
+            let mut st = of.state.lock();
+            st.ctime = st.ctime.max(now);
+        }
     }
 
     pub(super) fn forget(&self, dirs: &[Ino], inodes: &[Ino]) {

@@ -43,6 +43,12 @@ pub(super) struct Lease {
 /// The leases, by inode.
 pub(super) type Leases = HashMap<Ino, Lease>;
 
+/// At most this many leases are held (each is an open content file): past
+/// it, the least recently used quarter retires at once, whatever its idle
+/// time. A client making files faster than they go idle (an untar, an image
+/// sequence) would otherwise run the server out of file descriptors.
+pub const MAX_LEASES: usize = 4096;
+
 /// Hard links to one inode in one folder get ranks below this in a cookie.
 const RANKS: u64 = 1 << 12;
 
@@ -164,7 +170,38 @@ impl MarkBaseFs {
                 }
                 Ok(keep)
             }
-            None => Ok(fh),
+            None => {
+                self.trim_leases();
+                Ok(fh)
+            }
+        }
+    }
+
+    /// Past [`MAX_LEASES`], retire the least recently used quarter.
+    fn trim_leases(&self) {
+        let old: Vec<u64> = {
+            let mut leases = self.leases.lock();
+            if leases.len() <= MAX_LEASES {
+                return;
+            }
+            let mut by_use: Vec<(Instant, Ino)> =
+                leases.iter().map(|(ino, l)| (l.used, *ino)).collect();
+            by_use.sort_unstable();
+            by_use
+                .iter()
+                .take(leases.len() - MAX_LEASES * 3 / 4)
+                .filter_map(|(_, ino)| leases.remove(ino))
+                .map(|l| l.fh)
+                .collect()
+        };
+        self.release_leases(&old);
+    }
+
+    fn release_leases(&self, fhs: &[u64]) {
+        for fh in fhs {
+            if let Err(e) = self.release(*fh) {
+                tracing::warn!("retiring a lease: {e}");
+            }
         }
     }
 
@@ -221,6 +258,7 @@ impl MarkBaseFs {
             // Only a reused inode number could have one: never, but tidy.
             let _ = self.release(old.fh);
         }
+        self.trim_leases();
         Ok(a)
     }
 
@@ -249,11 +287,7 @@ impl MarkBaseFs {
                 .map(|l| l.fh)
                 .collect()
         };
-        for fh in &old {
-            if let Err(e) = self.release(*fh) {
-                tracing::warn!("retiring a lease: {e}");
-            }
-        }
+        self.release_leases(&old);
         old.len()
     }
 
@@ -364,6 +398,30 @@ mod tests {
         assert_eq!(t.fs.retire_leases(Duration::ZERO), 1);
         assert_eq!(t.fs.catalog().get(a.ino).map(|r| r.size).ok(), Some(5));
         assert_eq!(errno(t.fs.read_ino(ROOT_INO, 0, 1)), libc::EISDIR);
+    }
+
+    #[test]
+    fn leases_are_capped_and_the_oldest_retire_committed() {
+        let t = TestFs::new();
+        let mut inos = Vec::new();
+        for i in 0..=MAX_LEASES {
+            let name = format!("f{i}");
+            let a =
+                t.fs.create_leased(ROOT_INO, OsStr::new(&name), 0o644, ME)
+                    .expect("create");
+            inos.push(a.ino);
+        }
+        t.fs.write_ino(inos[MAX_LEASES], 0, b"last", false)
+            .expect("write");
+        assert!(t.fs.leases_held() <= MAX_LEASES, "{}", t.fs.leases_held());
+        // The newest kept its lease, the oldest lost theirs and work anew.
+        assert_eq!(t.fs.write_ino(inos[0], 0, b"first", false).ok(), Some(5));
+        assert_eq!(
+            t.fs.read_ino(inos[MAX_LEASES], 0, 9).ok(),
+            Some(b"last".to_vec())
+        );
+        t.fs.retire_leases(Duration::ZERO);
+        assert_eq!(t.fs.catalog().get(inos[0]).map(|r| r.size).ok(), Some(5));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nfs3_server::nfs3_types::nfs3::{
-    fattr3, ftype3, nfsstat3, nfstime3, sattr3, set_atime, set_mtime, specdata3, Nfs3Option,
+    fattr3, ftype3, mknoddata3, nfsstat3, nfstime3, sattr3, set_atime, set_mtime, specdata3,
+    Nfs3Option,
 };
 use nfs3_server::nfs3_types::xdr_codec::{Pack, Unpack};
 use nfs3_server::vfs::FileHandle;
@@ -141,6 +142,27 @@ fn device_numbers(rdev: u32) -> specdata3 {
     }
 }
 
+/// The 32-bit device number of an NFS device's major and minor numbers
+/// (the inverse of [`device_numbers`]).
+fn rdev_of(d: &specdata3) -> u32 {
+    (d.specdata2 & 0xff) | ((d.specdata1 & 0xfff) << 8) | ((d.specdata2 & !0xff) << 12)
+}
+
+/// The core's mknod mode (type bits and permissions) and device number for
+/// an NFS MKNOD; `None` for a type MKNOD does not make (`NFS3ERR_BADTYPE`).
+/// The attributes' uid and gid are not honoured, as for every create (every
+/// request acts as the library's owner).
+pub fn mknod_of(what: &mknoddata3) -> Option<(u32, u32)> {
+    let (kind, set, rdev) = match what {
+        mknoddata3::NF3CHR(d) => (libc::S_IFCHR, &d.dev_attributes, rdev_of(&d.spec)),
+        mknoddata3::NF3BLK(d) => (libc::S_IFBLK, &d.dev_attributes, rdev_of(&d.spec)),
+        mknoddata3::NF3SOCK(s) => (libc::S_IFSOCK, s, 0),
+        mknoddata3::NF3FIFO(s) => (libc::S_IFIFO, s, 0),
+        mknoddata3::default => return None,
+    };
+    Some((kind | mode_of(set, 0o644), rdev))
+}
+
 fn opt<T: Copy + Pack + Unpack>(o: &Nfs3Option<T>) -> Option<T> {
     match o {
         Nfs3Option::Some(v) => Some(*v),
@@ -213,6 +235,7 @@ mod tests {
         for (ma, mi) in [(8, 1), (259, 300_000)] {
             let d = device_numbers(enc(ma, mi));
             assert_eq!((d.specdata1, d.specdata2), (ma, mi));
+            assert_eq!(rdev_of(&d), enc(ma, mi));
         }
     }
 

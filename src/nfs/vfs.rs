@@ -6,7 +6,8 @@
 //!
 //! Every request acts as the library's owner (`caller`): AUTH_SYS carries a
 //! uid and gids that the client chooses, so they authenticate nothing, and
-//! who may connect at all is decided by address (`allow.rs`) before any RPC.
+//! who may connect at all is decided by address (`allow.rs`) before any RPC
+//! (SEMANTICS.md, "Who a request acts as").
 
 use std::ffi::OsStr;
 use std::net::SocketAddr;
@@ -14,8 +15,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
 use nfs3_server::nfs3_types::nfs3::{
-    cookieverf3, createverf3, fattr3, filename3, nfspath3, nfsstat3, post_op_attr, sattr3,
-    stable_how, writeverf3, FSINFO3resok, FSSTAT3resok, ACCESS3_DELETE, ACCESS3_EXECUTE,
+    cookieverf3, createverf3, fattr3, filename3, mknoddata3, nfspath3, nfsstat3, post_op_attr,
+    sattr3, stable_how, writeverf3, FSINFO3resok, FSSTAT3resok, ACCESS3_DELETE, ACCESS3_EXECUTE,
     ACCESS3_EXTEND, ACCESS3_LOOKUP, ACCESS3_MODIFY, ACCESS3_READ, FSF3_CANSETTIME,
     FSF3_HOMOGENEOUS, FSF3_LINK, FSF3_SYMLINK,
 };
@@ -26,7 +27,7 @@ use nfs3_server::vfs::{
 };
 
 use super::allow::AllowList;
-use super::convert::{fattr, mode_of, setattr_req, status, NfsHandle};
+use super::convert::{fattr, mknod_of, mode_of, setattr_req, status, NfsHandle};
 use crate::catalog::{DirEntry as CoreEntry, Ino, Kind, ROOT_INO};
 use crate::fs::flags::RenameMode;
 use crate::fs::metrics::Op;
@@ -496,6 +497,24 @@ impl NfsFileSystem for MarkBaseNfs {
             .run(Op::Link, move |fs| fs.link(ino, dir, &name))
             .await?;
         Ok(self.attr(&a))
+    }
+
+    async fn mknod(
+        &self,
+        dirid: &NfsHandle,
+        name: &filename3<'_>,
+        what: &mknoddata3,
+    ) -> Result<(NfsHandle, fattr3), nfsstat3> {
+        let dir = self.ino(dirid)?;
+        let name = name_of(name);
+        let (mode, rdev) = mknod_of(what).ok_or(nfsstat3::NFS3ERR_BADTYPE)?;
+        let caller = self.caller;
+        let a = self
+            .run(Op::Mknod, move |fs| {
+                fs.mknod(dir, &name, mode, 0, rdev, caller)
+            })
+            .await?;
+        Ok((self.handle(a.ino), self.attr(&a)))
     }
 
     async fn commit(&self, id: &NfsHandle, _offset: u64, _count: u32) -> Result<(), nfsstat3> {

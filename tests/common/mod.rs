@@ -321,6 +321,31 @@ pub fn installed(name: &str) -> Option<PathBuf> {
     dirs.map(|d| d.join(name)).find(|p| p.is_file())
 }
 
+/// pjdfstest's verdict in its output: its summary line, and each test that
+/// failed against the configuration's expectations (a failure not listed as
+/// expected, or a listed one that passed), with the lines that say why.
+pub fn pjdfstest_verdict(output: &str) -> (String, Vec<String>) {
+    let summary = output
+        .lines()
+        .find(|l| l.starts_with("Summary:"))
+        .unwrap_or("(no summary)")
+        .to_string();
+    let mut failed = Vec::new();
+    let mut lines = output.lines().peekable();
+    while let Some(l) = lines.next() {
+        let t = l.trim_end();
+        if t.ends_with("FAILED") || t.ends_with("PASSED UNEXPECTEDLY") {
+            let mut why = t.to_string();
+            while let Some(more) = lines.next_if(|m| m.starts_with(char::is_whitespace)) {
+                why.push('\n');
+                why.push_str(more);
+            }
+            failed.push(why);
+        }
+    }
+    (summary, failed)
+}
+
 /// Run `markbase fsck` on `user` of `data`; (exit code, stdout).
 pub fn fsck(data: &Path, user: &str, extra: &[&str]) -> (i32, String) {
     let out = Command::new(bin())

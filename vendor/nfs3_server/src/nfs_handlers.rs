@@ -62,10 +62,7 @@ where
         NFSPROC3_READLINK => handle(context, message, nfsproc3_readlink).await,
         NFSPROC3_COMMIT => handle(context, message, nfsproc3_commit).await,
         NFSPROC3_LINK => handle(context, message, nfsproc3_link).await,
-        NFSPROC3_MKNOD => {
-            warn!("Unimplemented message {proc}");
-            message.into_error_reply(accept_stat_data::PROC_UNAVAIL)
-        }
+        NFSPROC3_MKNOD => handle(context, message, nfsproc3_mknod).await,
     }
 }
 
@@ -1167,6 +1164,55 @@ where
                     linkdir_wcc,
                 },
             ))
+        }
+    }
+}
+
+/// MKNOD (MarkBase patch: upstream answers `PROC_UNAVAIL`).
+async fn nfsproc3_mknod<T>(context: RPCContext<T>, xid: u32, args: MKNOD3args<'_>) -> MKNOD3res
+where
+    T: NfsFileSystem,
+{
+    let fail = |stat| {
+        MKNOD3res::Err((
+            stat,
+            MKNOD3resfail {
+                dir_wcc: wcc_data::default(),
+            },
+        ))
+    };
+    if !matches!(context.vfs.capabilities(), VFSCapabilities::ReadWrite) {
+        warn!("No write capabilities.");
+        return fail(nfsstat3::NFS3ERR_ROFS);
+    }
+    let dirid = match context.file_handle_converter.fh_from_nfs(&args.where_.dir) {
+        Ok(id) => id,
+        Err(stat) => {
+            warn!("cannot resolve fh: {stat}");
+            return fail(stat);
+        }
+    };
+    let before = nfs_option_from_result(get_wcc_attr(&context, &dirid).await);
+    let result = context
+        .vfs
+        .mknod(&dirid, &args.where_.name, &args.what)
+        .await;
+    let dir_wcc = wcc_data {
+        before,
+        after: nfs_option_from_result(context.vfs.getattr(&dirid).await),
+    };
+    match result {
+        Ok((fid, fattr)) => {
+            debug!("mknod success {xid} --> {fid:?}");
+            MKNOD3res::Ok(MKNOD3resok {
+                obj: post_op_fh3::Some(context.file_handle_converter.fh_to_nfs(&fid)),
+                obj_attributes: post_op_attr::Some(fattr),
+                dir_wcc,
+            })
+        }
+        Err(stat) => {
+            debug!("mknod error {xid} --> {stat}");
+            MKNOD3res::Err((stat, MKNOD3resfail { dir_wcc }))
         }
     }
 }

@@ -32,8 +32,8 @@ use std::net::SocketAddr;
 
 use crate::nfs3_types::nfs3::{
     FSF3_CANSETTIME, FSF3_HOMOGENEOUS, FSF3_SYMLINK, FSINFO3resok as fsinfo3,
-    FSSTAT3resok as fsstat3, cookieverf3, createverf3, fattr3, filename3, nfspath3, nfsstat3,
-    nfstime3, post_op_attr, sattr3, stable_how, writeverf3,
+    FSSTAT3resok as fsstat3, cookieverf3, createverf3, fattr3, filename3, mknoddata3, nfspath3,
+    nfsstat3, nfstime3, post_op_attr, sattr3, stable_how, writeverf3,
 };
 use crate::nfs3_types::rpc::auth_unix;
 use crate::units::{GIBIBYTE, MEBIBYTE};
@@ -397,6 +397,20 @@ pub trait NfsFileSystem: NfsReadFileSystem {
         linkname: &filename3<'_>,
     ) -> impl Future<Output = Result<fattr3, nfsstat3>> + Send {
         let _ = (id, dirid, linkname);
+        async { Err(nfsstat3::NFS3ERR_NOTSUPP) }
+    }
+
+    /// Makes a FIFO, socket or device node `name` in `dirid` (MarkBase
+    /// patch: upstream answers `PROC_UNAVAIL`). `what` names the type, its
+    /// attributes and, for a device, its numbers; any other type is
+    /// `NFS3ERR_BADTYPE`.
+    fn mknod(
+        &self,
+        dirid: &Self::Handle,
+        name: &filename3<'_>,
+        what: &mknoddata3,
+    ) -> impl Future<Output = Result<(Self::Handle, fattr3), nfsstat3>> + Send {
+        let _ = (dirid, name, what);
         async { Err(nfsstat3::NFS3ERR_NOTSUPP) }
     }
 
