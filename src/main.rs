@@ -679,6 +679,7 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
         if a.mounts == Some(0) {
             bail!("--mounts 0: a test needs at least one mount");
         }
+        refuse_in_test(&a)?;
         interrupt::catch().context("catching Ctrl-C")?;
         let opts = bench::TestOpts {
             data_dir,
@@ -700,8 +701,7 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
                 chart: a.chart.as_deref(),
             });
         }
-        let nfs = markbase::platform::BackendChoice::Fixed(markbase::platform::Backend::Nfs);
-        if a.backend == Some(nfs) && !a.aja {
+        if a.backend == Some(NFS) {
             return bench_nfs::throughput(
                 data_dir,
                 a.user.as_deref(),
@@ -728,6 +728,33 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
         return bench::throughput(&opts, bench::parse_size(&a.size)?);
     }
     bail!("nothing to do")
+}
+
+const NFS: markbase::platform::BackendChoice =
+    markbase::platform::BackendChoice::Fixed(markbase::platform::Backend::Nfs);
+
+/// The flags a `--test` mode cannot honour, refused in one line each.
+fn refuse_in_test(a: &FuseArgs) -> Result<()> {
+    let nfs = a.backend == Some(NFS);
+    if nfs && a.stability {
+        bail!("--stability --backend nfs: the soak runs through FUSE mounts only for now");
+    }
+    if nfs && a.aja {
+        bail!("--aja --backend nfs: the AJA-style test runs through FUSE mounts only");
+    }
+    if a.peer_rclone.is_some() && (!nfs || a.stability || a.aja) {
+        bail!("--peer-rclone: only the --backend nfs throughput test measures rclone");
+    }
+    if nfs && a.no_passthrough {
+        bail!("--no-passthrough: the NFS server has no passthrough to turn off");
+    }
+    if nfs && a.chart.is_some() {
+        bail!("--chart: the --backend nfs throughput test draws no chart");
+    }
+    if nfs && (a.mounts.is_some() || !a.users.is_empty()) {
+        bail!("--mounts, --users: the --backend nfs throughput test serves one user");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

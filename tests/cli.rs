@@ -70,6 +70,28 @@ fn mount_refusals_change_nothing() {
 }
 
 #[test]
+fn test_flags_a_mode_cannot_honour_are_refused() {
+    let lib = TestLib::empty("tester");
+    for (args, needle) in [
+        (
+            &["--stability", "--backend", "nfs"][..],
+            "--stability --backend nfs",
+        ),
+        (&["--aja", "--backend", "nfs"], "--aja --backend nfs"),
+        (&["--peer-rclone", "/bin/true"], "--peer-rclone"),
+        (
+            &["--backend", "nfs", "--no-passthrough"],
+            "--no-passthrough",
+        ),
+        (&["--backend", "nfs", "--mounts", "2"], "--mounts"),
+    ] {
+        let mut all = vec!["fuse", "--test", "--user", "tester"];
+        all.extend_from_slice(args);
+        refused(&lib.markbase(&all), needle);
+    }
+}
+
+#[test]
 fn bad_catalogs_are_refused_untouched() {
     let lib = TestLib::empty("carol");
     let mp = lib.tmp.path().join("mp");

@@ -87,7 +87,7 @@ use invalidate::LOCK_STRIPES;
 pub use namespace::{check_name, LINK_MAX, NAME_MAX, NOT_INDEXED};
 pub use notify::{Change, Notifier};
 use quota::Quota;
-pub use stateless::{permitted, Access, DirPage};
+pub use stateless::{permitted, Access, DirPage, MAX_LEASES};
 pub use stats::{Counters, Stats};
 pub use types::{Attr, Caller, FsConfig, SetAttrReq, TimeSet};
 pub use xattr::STATS_XATTR;
