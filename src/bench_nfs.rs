@@ -33,7 +33,7 @@ use serde::Serialize;
 pub const STREAMS: usize = 4;
 const BLOCK: usize = 1 << 20;
 
-type Conn = nfs3_client::Nfs3Connection<TokioIo<tokio::net::TcpStream>>;
+pub(crate) type Conn = nfs3_client::Nfs3Connection<TokioIo<tokio::net::TcpStream>>;
 
 /// One side's figures.
 #[derive(Serialize)]
@@ -43,8 +43,14 @@ pub struct Side {
     read_mb_s: f64,
 }
 
-/// A server process, killed on drop.
-struct Server(Child);
+/// A server process, stopped (SIGTERM, then SIGKILL after 10 s) on drop.
+pub(crate) struct Server(Child);
+
+impl Server {
+    pub(crate) fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -63,7 +69,7 @@ impl Drop for Server {
 }
 
 /// Start `markbase nfs --serve` for `user` of `data_dir`; its address.
-fn serve(data_dir: &Path, user: &str) -> Result<(Server, SocketAddr)> {
+pub(crate) fn serve(data_dir: &Path, user: &str) -> Result<(Server, SocketAddr)> {
     let mut child = Command::new(std::env::current_exe()?)
         .arg("--data-dir")
         .arg(data_dir)
@@ -117,7 +123,7 @@ fn serve_rclone(rclone: &Path, dir: &Path, cache: &Path) -> Result<(Server, Sock
     Ok((server, addr))
 }
 
-async fn connect(addr: SocketAddr) -> Result<Conn> {
+pub(crate) async fn connect(addr: SocketAddr) -> Result<Conn> {
     Nfs3ConnectionBuilder::new(TokioConnector, addr.ip().to_string(), "/")
         .connect_from_privileged_port(false)
         .mount_port(addr.port())
@@ -127,7 +133,7 @@ async fn connect(addr: SocketAddr) -> Result<Conn> {
         .map_err(|e| anyhow::anyhow!("NFS mount of {addr}: {e}"))
 }
 
-fn ok<T, E>(r: Nfs3Result<T, E>, what: &str) -> Result<T> {
+pub(crate) fn ok<T, E>(r: Nfs3Result<T, E>, what: &str) -> Result<T> {
     match r {
         Nfs3Result::Ok(v) => Ok(v),
         Nfs3Result::Err((s, _)) => bail!("{what}: {s:?}"),

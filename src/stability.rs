@@ -17,7 +17,6 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -34,6 +33,9 @@ pub struct StabilityOpts<'a> {
     pub users: usize,
     pub duration: Duration,
     pub passthrough: bool,
+    /// Through the built-in NFS server (one per user, each worker a client
+    /// of its own) instead of FUSE mounts.
+    pub nfs: bool,
     pub json: bool,
     pub chart: Option<&'a Path>,
 }
@@ -54,11 +56,11 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 }
 
 const BIG: u64 = 16 << 20;
-const BLOCK: usize = 1 << 20;
+pub const BLOCK: usize = 1 << 20;
 const SMALL: usize = 4096;
 
 /// The byte stream of file `seed`: 8-byte words of a splitmix of seed and offset.
-fn fill(seed: u64, offset: u64, buf: &mut [u8]) {
+pub fn fill(seed: u64, offset: u64, buf: &mut [u8]) {
     debug_assert!(offset.is_multiple_of(8));
     for (i, chunk) in buf.chunks_mut(8).enumerate() {
         let mut z = seed ^ (offset / 8 + i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -92,9 +94,111 @@ impl Rng {
     }
 }
 
-/// One worker's folder in one mount, and what it believes is in it.
+/// Where a worker's files are: a folder of a mount ([`LocalFolder`]), or a
+/// folder on an NFS server reached by a client of the worker's own
+/// (`stability_nfs::NfsFolder`). Names are relative to the worker's folder,
+/// at most one folder deep (`churn/s1.txt`). File content is
+/// [`fill`]`(seed, offset)`, so nothing written is kept in memory.
+pub trait Folder: Send {
+    /// Make `name` (replacing it) with `len` bytes of `seed`'s content; with
+    /// `durable`, data and size survive a crash before it returns.
+    fn write_new(&mut self, name: &str, len: u64, seed: u64, durable: bool) -> Result<()>;
+    /// Read `name` whole, checking its size is `len` and every byte is
+    /// `seed`'s; calls `read(n)` after each block of `n` bytes checked.
+    fn read_check(&mut self, name: &str, len: u64, seed: u64, read: &dyn Fn(u64)) -> Result<()>;
+    fn remove(&mut self, name: &str) -> Result<()>;
+    fn rename(&mut self, from: &str, to: &str) -> Result<()>;
+    /// The names in `dir` (`""`: the worker's folder).
+    fn names(&mut self, dir: &str) -> Result<Vec<String>>;
+    /// Make `dir` unless it is there.
+    fn mkdir(&mut self, dir: &str) -> Result<()>;
+    /// Remove the worker's folder and everything in it.
+    fn remove_all(&mut self) -> Result<()>;
+    /// Where it is, for messages.
+    fn describe(&self) -> String;
+}
+
+/// Content blocks of `len` bytes of `seed` from offset 0, in [`BLOCK`]s.
+pub fn blocks(len: u64) -> impl Iterator<Item = (u64, usize)> {
+    (0..len.div_ceil(BLOCK as u64)).map(move |b| {
+        let off = b * BLOCK as u64;
+        (off, (len - off).min(BLOCK as u64) as usize)
+    })
+}
+
+/// A worker's folder in a mount, through the kernel like any application.
+pub struct LocalFolder(PathBuf);
+
+impl Folder for LocalFolder {
+    fn write_new(&mut self, name: &str, len: u64, seed: u64, durable: bool) -> Result<()> {
+        let mut f = File::create(self.0.join(name))?;
+        let mut buf = vec![0u8; BLOCK];
+        for (off, n) in blocks(len) {
+            fill(seed, off, &mut buf[..n]);
+            f.write_all(&buf[..n])?;
+        }
+        if durable {
+            f.sync_all()?;
+        }
+        Ok(())
+    }
+
+    fn read_check(&mut self, name: &str, len: u64, seed: u64, read: &dyn Fn(u64)) -> Result<()> {
+        let p = self.0.join(name);
+        let mut f = File::open(&p)?;
+        let size = f.metadata()?.len();
+        if size != len {
+            bail!("{}: size {size}, wrote {len}", p.display());
+        }
+        let (mut got, mut want) = (vec![0u8; BLOCK], vec![0u8; BLOCK]);
+        for (off, n) in blocks(len) {
+            f.read_exact(&mut got[..n])?;
+            fill(seed, off, &mut want[..n]);
+            if got[..n] != want[..n] {
+                bail!("{}: bytes differ in the block at {off}", p.display());
+            }
+            read(n as u64);
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, name: &str) -> Result<()> {
+        Ok(fs::remove_file(self.0.join(name))?)
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> Result<()> {
+        Ok(fs::rename(self.0.join(from), self.0.join(to))?)
+    }
+
+    fn names(&mut self, dir: &str) -> Result<Vec<String>> {
+        if dir.is_empty() {
+            // The mount's root too, as a browser goes up and down.
+            if let Some(root) = self.0.parent() {
+                fs::read_dir(root)?.count();
+            }
+        }
+        fs::read_dir(self.0.join(dir))?
+            .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+            .collect()
+    }
+
+    fn mkdir(&mut self, dir: &str) -> Result<()> {
+        let p = self.0.join(dir);
+        fs::create_dir_all(&p).with_context(|| format!("mkdir {}", p.display()))
+    }
+
+    fn remove_all(&mut self) -> Result<()> {
+        Ok(fs::remove_dir_all(&self.0)?)
+    }
+
+    fn describe(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+/// One worker's folder, and what it believes is in it.
 struct Worker {
-    dir: PathBuf,
+    folder: Box<dyn Folder>,
     files: BTreeMap<String, u64>, // name -> seed (each BIG bytes)
     rng: Rng,
     seq: u64,
@@ -106,21 +210,12 @@ impl Worker {
         self.seq += 1;
         let seed = self.rng.next();
         let name = format!("clip-{:06}.mov", self.seq);
-        let mut f = File::create(self.dir.join(&name))?;
-        let mut buf = vec![0u8; BLOCK];
-        let mut off = 0;
-        while off < BIG {
-            fill(seed, off, &mut buf);
-            f.write_all(&buf)?;
-            off += BLOCK as u64;
-            self.totals.written.fetch_add(BLOCK as u64, Relaxed);
-        }
-        f.sync_all()?;
-        drop(f);
+        self.folder.write_new(&name, BIG, seed, true)?;
+        self.totals.written.fetch_add(BIG, Relaxed);
         self.files.insert(name, seed);
         if self.files.len() > 4 {
             let oldest = self.files.keys().next().cloned().unwrap_or_default();
-            fs::remove_file(self.dir.join(&oldest))?;
+            self.folder.remove(&oldest)?;
             self.files.remove(&oldest);
         }
         Ok(())
@@ -138,55 +233,39 @@ impl Worker {
         let Some((name, seed)) = self.pick() else {
             return self.write_big();
         };
-        let p = self.dir.join(&name);
-        let f = File::open(&p)?;
-        let len = f.metadata()?.len();
-        if len != BIG {
-            bail!("{}: size {len}, wrote {BIG}", p.display());
-        }
-        let (mut got, mut want) = (vec![0u8; BLOCK], vec![0u8; BLOCK]);
-        let mut off = 0;
-        while off < BIG {
-            f.read_exact_at(&mut got, off)?;
-            fill(seed, off, &mut want);
-            if got != want {
-                bail!("{}: bytes differ in the block at {off}", p.display());
-            }
-            off += BLOCK as u64;
-            self.totals.read.fetch_add(BLOCK as u64, Relaxed);
-            self.totals.verified.fetch_add(BLOCK as u64, Relaxed);
-        }
-        Ok(())
+        let totals = self.totals.clone();
+        self.folder.read_check(&name, BIG, seed, &|n| {
+            totals.read.fetch_add(n, Relaxed);
+            totals.verified.fetch_add(n, Relaxed);
+        })
     }
 
     fn churn(&mut self) -> Result<()> {
-        let d = self.dir.join("churn");
-        fs::create_dir_all(&d)?;
+        self.folder.mkdir("churn")?;
         let base = self.rng.next();
-        let mut buf = vec![0u8; SMALL];
         for i in 0..20u64 {
-            fill(base + i, 0, &mut buf);
-            fs::write(d.join(format!("s{i}.txt")), &buf)?;
+            let name = format!("churn/s{i}.txt");
+            self.folder
+                .write_new(&name, SMALL as u64, base + i, false)?;
         }
-        let mut names: Vec<String> = fs::read_dir(&d)?
-            .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
-            .collect::<Result<_>>()?;
-        names.sort();
+        let names = self.folder.names("churn")?;
         if names.len() != 20 {
-            bail!("{}: {} entries after 20 creates", d.display(), names.len());
-        }
-        let mut got = Vec::with_capacity(SMALL);
-        for i in 0..20u64 {
-            got.clear();
-            File::open(d.join(format!("s{i}.txt")))?.read_to_end(&mut got)?;
-            fill(base + i, 0, &mut buf);
-            if got != buf {
-                bail!("{}/s{i}.txt: bytes differ", d.display());
-            }
-            self.totals.verified.fetch_add(SMALL as u64, Relaxed);
+            bail!(
+                "{}/churn: {} entries after 20 creates",
+                self.folder.describe(),
+                names.len()
+            );
         }
         for i in 0..20u64 {
-            fs::remove_file(d.join(format!("s{i}.txt")))?;
+            let name = format!("churn/s{i}.txt");
+            let totals = self.totals.clone();
+            self.folder
+                .read_check(&name, SMALL as u64, base + i, &|n| {
+                    totals.verified.fetch_add(n, Relaxed);
+                })?;
+        }
+        for i in 0..20u64 {
+            self.folder.remove(&format!("churn/s{i}.txt"))?;
         }
         Ok(())
     }
@@ -197,24 +276,22 @@ impl Worker {
         };
         self.seq += 1;
         let to = format!("clip-{:06}.mov", self.seq);
-        fs::rename(self.dir.join(&name), self.dir.join(&to))?;
+        self.folder.rename(&name, &to)?;
         self.files.remove(&name);
         self.files.insert(to, seed);
         Ok(())
     }
 
     fn list(&mut self) -> Result<()> {
-        let mut seen: Vec<String> = fs::read_dir(&self.dir)?
-            .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
-            .collect::<Result<_>>()?;
+        let mut seen = self.folder.names("")?;
         seen.retain(|n| n != "churn");
         seen.sort();
         let want: Vec<String> = self.files.keys().cloned().collect();
         if seen != want {
-            bail!("{}: lists {seen:?}, expected {want:?}", self.dir.display());
-        }
-        if let Some(root) = self.dir.parent() {
-            fs::read_dir(root)?.count();
+            bail!(
+                "{}: lists {seen:?}, expected {want:?}",
+                self.folder.describe()
+            );
         }
         Ok(())
     }
@@ -273,6 +350,19 @@ pub fn run(o: &StabilityOpts<'_>) -> Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix("markbase-stability-")
         .tempdir()?;
+    let worker_dir = format!("stability-{}", std::process::id());
+    if o.nfs {
+        let served = crate::stability_nfs::serve_users(tmp.path(), o.data_dir, &o.names, o.users)?;
+        let mut folders: Vec<Box<dyn Folder>> = Vec::new();
+        for s in &served {
+            folders.push(Box::new(crate::stability_nfs::NfsFolder::new(
+                s.addr,
+                &worker_dir,
+            )?));
+        }
+        let pids: Vec<u32> = served.iter().map(|s| s.pid()).collect();
+        return drive(o, folders, &pids, "NFS servers");
+    }
     let users =
         crate::bench::mount_users(tmp.path(), o.data_dir, &o.names, o.users, o.passthrough)?;
     let mounted = users.mounted;
@@ -290,7 +380,13 @@ pub fn run(o: &StabilityOpts<'_>) -> Result<()> {
     }
     let result = match failed {
         Some(f) => Err(anyhow::anyhow!("mount failed: {f}")),
-        None => drive(o, &dirs, &pids),
+        None => {
+            let folders = dirs
+                .iter()
+                .map(|d| Box::new(LocalFolder(d.join(&worker_dir))) as Box<dyn Folder>)
+                .collect();
+            drive(o, folders, &pids, "mounts")
+        }
     };
     for (d, r) in manager::unmount_many(dirs) {
         if let Err(e) = r {
@@ -300,15 +396,22 @@ pub fn run(o: &StabilityOpts<'_>) -> Result<()> {
     result
 }
 
-fn drive(o: &StabilityOpts<'_>, dirs: &[PathBuf], pids: &[u32]) -> Result<()> {
+/// Run one worker per folder for the duration; `pids` are the daemons whose
+/// memory is sampled, `what` what they serve through (for the report).
+fn drive(
+    o: &StabilityOpts<'_>,
+    folders: Vec<Box<dyn Folder>>,
+    pids: &[u32],
+    what: &str,
+) -> Result<()> {
     let totals = Arc::new(Totals::default());
     let stop = Arc::new(AtomicBool::new(false));
+    let count = folders.len();
     let mut workers = Vec::new();
-    for (i, d) in dirs.iter().enumerate() {
-        let dir = d.join(format!("stability-{}", std::process::id()));
-        fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+    for (i, mut folder) in folders.into_iter().enumerate() {
+        folder.mkdir("")?;
         let mut w = Worker {
-            dir,
+            folder,
             files: BTreeMap::new(),
             rng: Rng(0x2545_F491_4F6C_DD1D ^ ((i as u64 + 1) << 32)),
             seq: 0,
@@ -325,7 +428,9 @@ fn drive(o: &StabilityOpts<'_>, dirs: &[PathBuf], pids: &[u32]) -> Result<()> {
                     }
                 }
             }
-            let _ = fs::remove_dir_all(&w.dir);
+            if let Err(e) = w.folder.remove_all() {
+                eprintln!("markbase: removing {}: {e:#}", w.folder.describe());
+            }
         }));
     }
     let interval = if o.duration >= Duration::from_secs(600) {
@@ -383,8 +488,8 @@ fn drive(o: &StabilityOpts<'_>, dirs: &[PathBuf], pids: &[u32]) -> Result<()> {
         crate::bench::chart_with(
             path,
             &format!(
-                "Stability: {} mounts, {} s, {errors} errors",
-                dirs.len(),
+                "Stability: {} {what}, {} s, {errors} errors",
+                count,
                 o.duration.as_secs()
             ),
             &format!("interval ({} s)", interval.as_secs()),
@@ -396,7 +501,8 @@ fn drive(o: &StabilityOpts<'_>, dirs: &[PathBuf], pids: &[u32]) -> Result<()> {
         )?;
     }
     let out = serde_json::json!({
-        "mounts": dirs.len(),
+        "mounts": count,
+        "through": what,
         "duration_s": o.duration.as_secs(),
         "elapsed_s": elapsed.as_secs_f64(),
         "interrupted": crate::interrupt::interrupted(),
@@ -414,8 +520,8 @@ fn drive(o: &StabilityOpts<'_>, dirs: &[PathBuf], pids: &[u32]) -> Result<()> {
         println!("{out}");
     } else {
         println!(
-            "{} mounts, {} s: {errors} errors, {} operations, {:.1} GB verified",
-            dirs.len(),
+            "{} {what}, {} s: {errors} errors, {} operations, {:.1} GB verified",
+            count,
             o.duration.as_secs(),
             totals.ops.load(Relaxed),
             totals.verified.load(Relaxed) as f64 / 1e9

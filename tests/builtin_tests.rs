@@ -158,6 +158,38 @@ fn the_throughput_test_compares_mount_and_disk() {
     assert_eq!(test_mounts(), before, "the test left its mount behind");
 }
 
+/// The soak through the built-in NFS server: two users, each served by its
+/// own `markbase nfs --serve`, each worker a client of its own; no error,
+/// bytes verified, the servers' memory sampled, nothing left running.
+#[test]
+fn the_stability_test_runs_through_the_nfs_server() {
+    let cwd = tempfile::tempdir().unwrap();
+    let v = json(&builtin(
+        cwd.path(),
+        &[
+            "--stability",
+            "--backend",
+            "nfs",
+            "--mounts",
+            "2",
+            "--duration",
+            "6s",
+            "--json",
+        ],
+    ));
+    assert_eq!(v["through"], "NFS servers", "{v}");
+    assert_eq!(v["mounts"], 2, "{v}");
+    assert_eq!(v["errors"], 0, "{v}");
+    positive(&v, "/bytes_verified");
+    positive(&v, "/bytes_written");
+    assert!(
+        v["rss_mib"]
+            .as_array()
+            .is_some_and(|r| r.iter().all(|m| m.as_f64().is_some_and(|m| m > 1.0))),
+        "the servers' memory: {v}"
+    );
+}
+
 #[test]
 fn ten_users_aja_at_once_against_ten_writers_on_the_disk() {
     let _turn = one_at_a_time();

@@ -73,11 +73,7 @@ fn mount_refusals_change_nothing() {
 fn test_flags_a_mode_cannot_honour_are_refused() {
     let lib = TestLib::empty("tester");
     for (args, needle) in [
-        (
-            &["--stability", "--backend", "nfs"][..],
-            "--stability --backend nfs",
-        ),
-        (&["--aja", "--backend", "nfs"], "--aja --backend nfs"),
+        (&["--aja", "--backend", "nfs"][..], "--aja --backend nfs"),
         (&["--peer-rclone", "/bin/true"], "--peer-rclone"),
         (
             &["--backend", "nfs", "--no-passthrough"],
