@@ -153,11 +153,17 @@ fn rdev_of(d: &specdata3) -> u32 {
 /// The attributes' uid and gid are not honoured, as for every create (every
 /// request acts as the library's owner).
 pub fn mknod_of(what: &mknoddata3) -> Option<(u32, u32)> {
+    // The type bits as Linux has them (libc's are 16 bits on macOS); the
+    // core reads them with `kind_from_mode`.
+    const S_IFIFO: u32 = 0o010_000;
+    const S_IFCHR: u32 = 0o020_000;
+    const S_IFBLK: u32 = 0o060_000;
+    const S_IFSOCK: u32 = 0o140_000;
     let (kind, set, rdev) = match what {
-        mknoddata3::NF3CHR(d) => (libc::S_IFCHR, &d.dev_attributes, rdev_of(&d.spec)),
-        mknoddata3::NF3BLK(d) => (libc::S_IFBLK, &d.dev_attributes, rdev_of(&d.spec)),
-        mknoddata3::NF3SOCK(s) => (libc::S_IFSOCK, s, 0),
-        mknoddata3::NF3FIFO(s) => (libc::S_IFIFO, s, 0),
+        mknoddata3::NF3CHR(d) => (S_IFCHR, &d.dev_attributes, rdev_of(&d.spec)),
+        mknoddata3::NF3BLK(d) => (S_IFBLK, &d.dev_attributes, rdev_of(&d.spec)),
+        mknoddata3::NF3SOCK(s) => (S_IFSOCK, s, 0),
+        mknoddata3::NF3FIFO(s) => (S_IFIFO, s, 0),
         mknoddata3::default => return None,
     };
     Some((kind | mode_of(set, 0o644), rdev))
@@ -237,6 +243,47 @@ mod tests {
             assert_eq!((d.specdata1, d.specdata2), (ma, mi));
             assert_eq!(rdev_of(&d), enc(ma, mi));
         }
+    }
+
+    #[test]
+    fn mknod_asks_for_the_kinds_the_core_makes() {
+        use crate::catalog::Kind;
+        use crate::fs::flags::kind_from_mode;
+        use nfs3_server::nfs3_types::nfs3::devicedata3;
+        let set = sattr3 {
+            mode: Nfs3Option::Some(0o600),
+            ..Default::default()
+        };
+        let spec = specdata3 {
+            specdata1: 8,
+            specdata2: 1,
+        };
+        for (what, kind) in [
+            (mknoddata3::NF3FIFO(set.clone()), Kind::Fifo),
+            (mknoddata3::NF3SOCK(set.clone()), Kind::Socket),
+            (
+                mknoddata3::NF3CHR(devicedata3 {
+                    dev_attributes: set.clone(),
+                    spec: spec.clone(),
+                }),
+                Kind::CharDev,
+            ),
+            (
+                mknoddata3::NF3BLK(devicedata3 {
+                    dev_attributes: set.clone(),
+                    spec: spec.clone(),
+                }),
+                Kind::BlockDev,
+            ),
+        ] {
+            let (mode, rdev) = mknod_of(&what).expect("a kind MKNOD makes");
+            assert_eq!(kind_from_mode(mode).ok(), Some(kind));
+            assert_eq!(mode & 0o7777, 0o600);
+            if matches!(kind, Kind::CharDev | Kind::BlockDev) {
+                assert_eq!(device_numbers(rdev), spec);
+            }
+        }
+        assert_eq!(mknod_of(&mknoddata3::default), None);
     }
 
     #[test]
