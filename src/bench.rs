@@ -87,6 +87,25 @@ pub(crate) struct UsersMounted {
     pub(crate) mounted: Vec<markbase::manager::Mounted>,
 }
 
+/// `names` of `data_dir`, or with no names `count` new demo users
+/// (`user1`...) made in `tmp/data`: the data directory and the users.
+pub(crate) fn users_or_demos(
+    tmp: &Path,
+    data_dir: &Path,
+    names: &[String],
+    count: usize,
+) -> Result<(PathBuf, Vec<String>)> {
+    if !names.is_empty() {
+        return Ok((data_dir.to_path_buf(), names.to_vec()));
+    }
+    let d = tmp.join("data");
+    let names: Vec<String> = (1..=count.max(1)).map(|i| format!("user{i}")).collect();
+    for n in &names {
+        Library::new(&d, n)?.create(true)?;
+    }
+    Ok((d, names))
+}
+
 /// Mount `names` of `data_dir`, or with no names `count` new demo users
 /// made in `tmp`, each at `tmp/mnt/MarkBase_<user>`, in parallel.
 pub(crate) fn mount_users(
@@ -96,16 +115,7 @@ pub(crate) fn mount_users(
     count: usize,
     passthrough: bool,
 ) -> Result<UsersMounted> {
-    let (data_dir, names) = if names.is_empty() {
-        let d = tmp.join("data");
-        let names: Vec<String> = (1..=count.max(1)).map(|i| format!("user{i}")).collect();
-        for n in &names {
-            Library::new(&d, n)?.create(true)?;
-        }
-        (d, names)
-    } else {
-        (data_dir.to_path_buf(), names.to_vec())
-    };
+    let (data_dir, names) = users_or_demos(tmp, data_dir, names, count)?;
     let base = tmp.join("mnt");
     let mut specs = Vec::new();
     for n in &names {

@@ -17,7 +17,6 @@ use nfs3_client::nfs3_types::xdr_codec::Opaque;
 
 use crate::bench_nfs::{connect, ok, serve, Conn, Server};
 use crate::stability::{blocks, fill, Folder, BLOCK};
-use markbase::library::Library;
 
 /// One user's server.
 pub struct Served {
@@ -40,16 +39,7 @@ pub fn serve_users(
     names: &[String],
     count: usize,
 ) -> Result<Vec<Served>> {
-    let (data_dir, names) = if names.is_empty() {
-        let d = tmp.join("data");
-        let names: Vec<String> = (1..=count.max(1)).map(|i| format!("user{i}")).collect();
-        for n in &names {
-            Library::new(&d, n)?.create(true)?;
-        }
-        (d, names)
-    } else {
-        (data_dir.to_path_buf(), names.to_vec())
-    };
+    let (data_dir, names) = crate::bench::users_or_demos(tmp, data_dir, names, count)?;
     names
         .iter()
         .map(|n| {
@@ -100,16 +90,21 @@ impl NfsFolder {
         })
     }
 
+    /// The folder holding folder `dir`, and `dir`'s name in it.
+    fn parent_of(&mut self, dir: &str) -> Result<(nfs_fh3, String)> {
+        if dir.is_empty() {
+            Ok((self.root.clone(), self.name.clone()))
+        } else {
+            Ok((self.dir("")?, dir.to_string()))
+        }
+    }
+
     /// The handle of folder `dir` (`""`: the worker's).
     fn dir(&mut self, dir: &str) -> Result<nfs_fh3> {
         if let Some(fh) = self.dirs.get(dir) {
             return Ok(fh.clone());
         }
-        let (parent, leaf) = if dir.is_empty() {
-            (self.root.clone(), self.name.clone())
-        } else {
-            (self.dir("")?, dir.to_string())
-        };
+        let (parent, leaf) = self.parent_of(dir)?;
         let args = LOOKUP3args {
             what: dirop(&parent, &leaf),
         };
@@ -260,11 +255,7 @@ impl Folder for NfsFolder {
         if self.dir(dir).is_ok() {
             return Ok(());
         }
-        let (parent, leaf) = if dir.is_empty() {
-            (self.root.clone(), self.name.clone())
-        } else {
-            (self.dir("")?, dir.to_string())
-        };
+        let (parent, leaf) = self.parent_of(dir)?;
         let args = MKDIR3args {
             where_: dirop(&parent, &leaf),
             attributes: sattr3 {
