@@ -20,6 +20,7 @@ mod cli_docs;
 mod interrupt;
 mod service_cli;
 mod stability;
+mod stability_guest;
 mod stability_nfs;
 mod status;
 
@@ -50,7 +51,7 @@ enum Command {
         command: LibraryCommand,
     },
     /// Mount, unmount, inspect and test FUSE mounts.
-    Fuse(FuseArgs),
+    Fuse(Box<FuseArgs>),
     /// Serve libraries over NFSv3 (for macOS's own NFS client, and other
     /// machines): in the foreground, until SIGTERM or Ctrl-C.
     Nfs(NfsArgs),
@@ -186,6 +187,17 @@ struct FuseArgs {
     /// (with --backend nfs: ten NFS servers, each worker a client of its own).
     #[arg(long)]
     stability: bool,
+    /// --test --stability --backend nfs: which NFS client the workers are:
+    /// `library` (nfs3_client in this process) or `kernel` (a QEMU guest's
+    /// kernel NFS client mounting every server; needs scripts/nfs-vm; its
+    /// MB/s are the emulated guest's, not the servers').
+    #[arg(long, value_enum)]
+    client: Option<NfsClient>,
+    /// --test --stability: soak these folders (comma-separated), mounted by
+    /// something else (an NFS or SMB mount, another file system), instead
+    /// of mounting users; no memory is sampled.
+    #[arg(long, value_delimiter = ',', value_name = "DIRS")]
+    on: Vec<PathBuf>,
     /// --test --stability: how long (30s, 10m, 24h).
     #[arg(long, default_value = "30s")]
     duration: String,
@@ -357,7 +369,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}: created ({n} nodes)", lib.catalog_path().display());
             Ok(())
         }
-        Command::Fuse(args) => fuse(&cli.data_dir, args),
+        Command::Fuse(args) => fuse(&cli.data_dir, *args),
         Command::Nfs(args) => nfs(&cli.data_dir, args),
         Command::Fsck { .. } => unreachable!("handled in main"),
         Command::Service { command } => service_cli::run(&cli.data_dir, command),
@@ -700,6 +712,8 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
                 duration: stability::parse_duration(&a.duration)?,
                 passthrough: !a.no_passthrough,
                 nfs: a.backend == Some(NFS),
+                kernel_client: a.client == Some(NfsClient::Kernel),
+                on: a.on.clone(),
                 json: a.json,
                 chart: a.chart.as_deref(),
             });
@@ -733,6 +747,15 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
     bail!("nothing to do")
 }
 
+/// The NFS client of `--test --stability --backend nfs`'s workers.
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
+enum NfsClient {
+    /// `nfs3_client`, in this process.
+    Library,
+    /// A QEMU guest's kernel NFS client (`scripts/nfs-vm`).
+    Kernel,
+}
+
 const NFS: markbase::platform::BackendChoice =
     markbase::platform::BackendChoice::Fixed(markbase::platform::Backend::Nfs);
 
@@ -753,6 +776,20 @@ fn refuse_in_test(a: &FuseArgs) -> Result<()> {
     }
     if nfs && !a.stability && (a.mounts.is_some() || !a.users.is_empty()) {
         bail!("--mounts, --users: the --backend nfs throughput test serves one user");
+    }
+    if a.client.is_some() && !(nfs && a.stability) {
+        bail!("--client: only the --stability --backend nfs test has NFS clients to choose");
+    }
+    if !a.on.is_empty() {
+        if !a.stability {
+            bail!("--on: only the --stability test soaks folders mounted elsewhere");
+        }
+        if a.backend.is_some() || a.no_passthrough {
+            bail!("--on: the folders are mounted already; --backend and --no-passthrough do not apply");
+        }
+        if a.user.is_some() || !a.users.is_empty() || a.mounts.is_some() {
+            bail!("--on: the folders are the workers; --user, --users and --mounts do not apply");
+        }
     }
     Ok(())
 }

@@ -9,10 +9,17 @@
 //! own model of its folder. Once per interval (a minute on runs of ten minutes
 //! and more) the run samples throughput and the daemons' resident memory; at
 //! the end it prints errors (which must be 0), operations, bytes verified,
-//! the two series and whether memory stayed flat: judged over the last third
-//! of the intervals, once the daemons' caches have filled to their caps
-//! (printed beside the verdict), so caches warming up early in a run do not
-//! read as a leak, and growth that goes on to the end does.
+//! the two series and whether memory stayed flat: judged on runs of ten
+//! minutes and more, over the last third of the intervals, once the daemons'
+//! caches have filled to their caps (printed beside the verdict), so caches
+//! warming up early in a run do not read as a leak, and growth that goes on
+//! to the end does, slow growth too (its trend, carried over the run's
+//! length, must stay within 10%).
+//!
+//! The workers are [`Folder`]s: a FUSE mount's folder, a folder on an NFS
+//! server through `nfs3_client` (`stability_nfs`), the same through a QEMU
+//! guest's kernel NFS client (`stability_guest`, which runs this soak in the
+//! guest with `--on`), or folders mounted by something else (`--on`).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -24,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use markbase::manager;
+use serde::{Deserialize, Serialize};
 
 /// Options of a stability run.
 pub struct StabilityOpts<'a> {
@@ -33,9 +41,15 @@ pub struct StabilityOpts<'a> {
     pub users: usize,
     pub duration: Duration,
     pub passthrough: bool,
+    /// Soak these folders, mounted by something else, instead: nothing is
+    /// mounted or served, and no memory is sampled.
+    pub on: Vec<PathBuf>,
     /// Through the built-in NFS server (one per user, each worker a client
     /// of its own) instead of FUSE mounts.
     pub nfs: bool,
+    /// With `nfs`: the clients are a QEMU guest's kernel NFS client
+    /// (`stability_guest`), not `nfs3_client` in this process.
+    pub kernel_client: bool,
     pub json: bool,
     pub chart: Option<&'a Path>,
 }
@@ -307,6 +321,9 @@ impl Worker {
     }
 }
 
+/// The shortest run whose memory is judged.
+const JUDGED_FROM: Duration = Duration::from_secs(600);
+
 /// The memory verdict over the later part of a run.
 #[derive(Debug, PartialEq)]
 struct Flatness {
@@ -314,23 +331,41 @@ struct Flatness {
     intervals: usize,
     low: f64,
     high: f64,
+    /// The least-squares slope over those intervals.
+    mib_per_min: f64,
 }
 
 /// Flat when the daemons' memory moved less than 10% over the last third of
-/// the intervals (at least 3): by then the caches have filled to their caps,
-/// so what still grows is not a cache warming up. `None` for fewer than 3.
-fn memory_flat(rss_mib: &[f64]) -> Option<Flatness> {
-    if rss_mib.len() < 3 {
+/// the intervals (at least 3), and its trend there (a least-squares line),
+/// carried on for as long as the whole run, would move it less than 10%
+/// too: by then the caches have filled to their caps, so what still grows is
+/// not a cache warming up, and a slow climb that a longer run would show is
+/// caught in this one. `None` for runs shorter than [`JUDGED_FROM`]: caches
+/// fill for longer than that, and a short run's trend is their warming up.
+fn memory_flat(rss_mib: &[f64], interval_s: u64) -> Option<Flatness> {
+    if rss_mib.len() < 3 || (rss_mib.len() as u64) * interval_s < JUDGED_FROM.as_secs() {
         return None;
     }
     let tail = &rss_mib[rss_mib.len() - (rss_mib.len() / 3).max(3)..];
     let low = tail.iter().copied().fold(f64::INFINITY, f64::min);
     let high = tail.iter().copied().fold(0.0, f64::max);
+    let n = tail.len() as f64;
+    let mean_x = (n - 1.0) / 2.0;
+    let mean_y = tail.iter().sum::<f64>() / n;
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for (i, y) in tail.iter().enumerate() {
+        let dx = i as f64 - mean_x;
+        sxy += dx * (y - mean_y);
+        sxx += dx * dx;
+    }
+    let per_interval = sxy / sxx;
+    let trend = per_interval * rss_mib.len() as f64;
     Some(Flatness {
-        flat: high - low <= low * 0.10,
+        flat: high - low <= low * 0.10 && trend <= low * 0.10,
         intervals: tail.len(),
         low,
         high,
+        mib_per_min: per_interval * 60.0 / interval_s.max(1) as f64,
     })
 }
 
@@ -351,6 +386,16 @@ pub fn run(o: &StabilityOpts<'_>) -> Result<()> {
         .prefix("markbase-stability-")
         .tempdir()?;
     let worker_dir = format!("stability-{}", std::process::id());
+    if !o.on.is_empty() {
+        let folders =
+            o.on.iter()
+                .map(|d| Box::new(LocalFolder(d.join(&worker_dir))) as Box<dyn Folder>)
+                .collect();
+        return report(o, drive(o, folders, &[], "folders")?);
+    }
+    if o.nfs && o.kernel_client {
+        return report(o, crate::stability_guest::run(o, tmp.path())?);
+    }
     if o.nfs {
         let served = crate::stability_nfs::serve_users(tmp.path(), o.data_dir, &o.names, o.users)?;
         let mut folders: Vec<Box<dyn Folder>> = Vec::new();
@@ -361,7 +406,7 @@ pub fn run(o: &StabilityOpts<'_>) -> Result<()> {
             )?));
         }
         let pids: Vec<u32> = served.iter().map(|s| s.pid()).collect();
-        return drive(o, folders, &pids, "NFS servers");
+        return report(o, drive(o, folders, &pids, "NFS servers")?);
     }
     let users =
         crate::bench::mount_users(tmp.path(), o.data_dir, &o.names, o.users, o.passthrough)?;
@@ -393,7 +438,106 @@ pub fn run(o: &StabilityOpts<'_>) -> Result<()> {
             eprintln!("markbase: unmount {}: {e}", d.display());
         }
     }
-    result
+    report(o, result?)
+}
+
+/// What a run found: the report's figures, and its JSON as printed.
+#[derive(Serialize, Deserialize, Debug, Default)]
+pub struct Summary {
+    pub mounts: usize,
+    pub through: String,
+    pub duration_s: u64,
+    pub elapsed_s: f64,
+    pub interrupted: bool,
+    pub interval_s: u64,
+    pub errors: u64,
+    pub operations: u64,
+    pub bytes_written: u64,
+    pub bytes_read: u64,
+    pub bytes_verified: u64,
+    /// The daemons' resident memory at the end of each interval (empty
+    /// when none was sampled, as with `--on`).
+    pub rss_mib: Vec<f64>,
+    pub mb_per_s: Vec<f64>,
+    #[serde(default)]
+    pub memory_flat: Option<bool>,
+}
+
+/// The sampling interval of a run of `duration`: a minute on runs of ten
+/// minutes and more, a tenth of the run otherwise.
+pub fn interval_of(duration: Duration) -> Duration {
+    if duration >= Duration::from_secs(600) {
+        Duration::from_secs(60)
+    } else {
+        (duration / 10).max(Duration::from_secs(1))
+    }
+}
+
+/// What [`watch`] samples at each interval's end.
+pub struct Sample {
+    /// Bytes written and read so far (`None`: not known here).
+    pub bytes: Option<u64>,
+    pub errors: u64,
+}
+
+/// Sample `pids`' memory and `sample()`'s throughput once per interval for
+/// `o.duration`, or until `done()` or an interrupt; with a progress line.
+/// The memory series, the throughput series, and the time it took.
+pub fn watch(
+    o: &StabilityOpts<'_>,
+    pids: &[u32],
+    mut sample: impl FnMut() -> Sample,
+    mut done: impl FnMut() -> bool,
+) -> (Vec<f64>, Vec<f64>, Duration) {
+    let interval = interval_of(o.duration);
+    let pb = crate::bench::progress(o.duration.as_secs(), "stability");
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>16} [{bar:40}] {pos}/{len} s  {prefix}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let start = Instant::now();
+    let (mut rss_mib, mut mb_per_s) = (Vec::new(), Vec::new());
+    let mut last_bytes = 0u64;
+    let mut next = start + interval;
+    let mut last_mark = start;
+    loop {
+        std::thread::sleep(
+            Duration::from_millis(250).min(o.duration.saturating_sub(start.elapsed())),
+        );
+        // Interrupted or done: the interval so far is the last one.
+        let stopped = crate::interrupt::interrupted() || done();
+        let over = start.elapsed() >= o.duration;
+        pb.set_position(start.elapsed().as_secs().min(o.duration.as_secs()));
+        if Instant::now() >= next || over || stopped {
+            let s = sample();
+            let secs = last_mark.elapsed().as_secs_f64().max(1e-3);
+            last_mark = Instant::now();
+            if let Some(bytes) = s.bytes {
+                mb_per_s.push(bytes.saturating_sub(last_bytes) as f64 / 1e6 / secs);
+                last_bytes = bytes;
+            }
+            let rss: u64 = pids.iter().map(|p| rss_kib(*p)).sum();
+            if !pids.is_empty() {
+                rss_mib.push(rss as f64 / 1024.0);
+            }
+            pb.set_prefix(format!(
+                "{}daemons {:.0} MiB, {} errors",
+                mb_per_s
+                    .last()
+                    .filter(|_| s.bytes.is_some())
+                    .map(|m| format!("{m:.0} MB/s, "))
+                    .unwrap_or_default(),
+                rss as f64 / 1024.0,
+                s.errors
+            ));
+            next += interval;
+        }
+        if over || stopped {
+            break;
+        }
+    }
+    pb.finish_and_clear();
+    (rss_mib, mb_per_s, start.elapsed())
 }
 
 /// Run one worker per folder for the duration; `pids` are the daemons whose
@@ -403,7 +547,7 @@ fn drive(
     folders: Vec<Box<dyn Folder>>,
     pids: &[u32],
     what: &str,
-) -> Result<()> {
+) -> Result<Summary> {
     let totals = Arc::new(Totals::default());
     let stop = Arc::new(AtomicBool::new(false));
     let count = folders.len();
@@ -433,121 +577,104 @@ fn drive(
             }
         }));
     }
-    let interval = if o.duration >= Duration::from_secs(600) {
-        Duration::from_secs(60)
-    } else {
-        (o.duration / 10).max(Duration::from_secs(1))
-    };
-    let pb = crate::bench::progress(o.duration.as_secs(), "stability");
-    pb.set_style(
-        indicatif::ProgressStyle::with_template("{msg:>16} [{bar:40}] {pos}/{len} s  {prefix}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    let (rss_mib, mb_per_s, elapsed) = watch(
+        o,
+        pids,
+        || Sample {
+            bytes: Some(totals.written.load(Relaxed) + totals.read.load(Relaxed)),
+            errors: totals.errors.load(Relaxed),
+        },
+        || false,
     );
-    let start = Instant::now();
-    let (mut rss_mib, mut mb_per_s) = (Vec::new(), Vec::new());
-    let mut last_bytes = 0u64;
-    let mut next = start + interval;
-    let mut last_mark = start;
-    loop {
-        std::thread::sleep(
-            Duration::from_millis(250).min(o.duration.saturating_sub(start.elapsed())),
-        );
-        // Interrupted: the interval so far is the last one.
-        let stopped = crate::interrupt::interrupted();
-        let over = start.elapsed() >= o.duration;
-        pb.set_position(start.elapsed().as_secs());
-        if Instant::now() >= next || over || stopped {
-            let bytes = totals.written.load(Relaxed) + totals.read.load(Relaxed);
-            let secs = last_mark.elapsed().as_secs_f64().max(1e-3);
-            last_mark = Instant::now();
-            mb_per_s.push((bytes - last_bytes) as f64 / 1e6 / secs);
-            last_bytes = bytes;
-            let rss: u64 = pids.iter().map(|p| rss_kib(*p)).sum();
-            rss_mib.push(rss as f64 / 1024.0);
-            pb.set_prefix(format!(
-                "{:.0} MB/s, daemons {:.0} MiB, {} errors",
-                mb_per_s.last().copied().unwrap_or(0.0),
-                rss as f64 / 1024.0,
-                totals.errors.load(Relaxed)
-            ));
-            next += interval;
-        }
-        if over || stopped {
-            break;
-        }
-    }
-    let elapsed = start.elapsed();
     stop.store(true, Relaxed);
     for w in workers {
         let _ = w.join();
     }
-    pb.finish_and_clear();
-    let errors = totals.errors.load(Relaxed);
-    let flat = memory_flat(&rss_mib);
+    Ok(Summary {
+        mounts: count,
+        through: what.into(),
+        duration_s: o.duration.as_secs(),
+        elapsed_s: elapsed.as_secs_f64(),
+        interrupted: crate::interrupt::interrupted(),
+        interval_s: interval_of(o.duration).as_secs(),
+        errors: totals.errors.load(Relaxed),
+        operations: totals.ops.load(Relaxed),
+        bytes_written: totals.written.load(Relaxed),
+        bytes_read: totals.read.load(Relaxed),
+        bytes_verified: totals.verified.load(Relaxed),
+        rss_mib,
+        mb_per_s,
+        memory_flat: None,
+    })
+}
+
+/// Print `s` (a table, or JSON), draw its chart when asked; an error when
+/// the run had any.
+fn report(o: &StabilityOpts<'_>, mut s: Summary) -> Result<()> {
+    let flat = memory_flat(&s.rss_mib, s.interval_s);
+    s.memory_flat = flat.as_ref().map(|f| f.flat);
+    let (what, errors) = (s.through.clone(), s.errors);
     if let Some(path) = o.chart {
         crate::bench::chart_with(
             path,
             &format!(
                 "Stability: {} {what}, {} s, {errors} errors",
-                count,
-                o.duration.as_secs()
+                s.mounts, s.duration_s
             ),
-            &format!("interval ({} s)", interval.as_secs()),
+            &format!("interval ({} s)", s.interval_s),
             "MB/s; MiB",
             &[
-                ("throughput MB/s", &mb_per_s),
-                ("daemons' memory MiB", &rss_mib),
+                ("throughput MB/s", &s.mb_per_s),
+                ("daemons' memory MiB", &s.rss_mib),
             ],
         )?;
     }
-    let out = serde_json::json!({
-        "mounts": count,
-        "through": what,
-        "duration_s": o.duration.as_secs(),
-        "elapsed_s": elapsed.as_secs_f64(),
-        "interrupted": crate::interrupt::interrupted(),
-        "interval_s": interval.as_secs(),
-        "errors": errors,
-        "operations": totals.ops.load(Relaxed),
-        "bytes_written": totals.written.load(Relaxed),
-        "bytes_read": totals.read.load(Relaxed),
-        "bytes_verified": totals.verified.load(Relaxed),
-        "rss_mib": rss_mib,
-        "mb_per_s": mb_per_s,
-        "memory_flat": flat.as_ref().map(|f| f.flat),
-    });
     if o.json {
-        println!("{out}");
+        println!("{}", serde_json::to_string(&s)?);
     } else {
         println!(
             "{} {what}, {} s: {errors} errors, {} operations, {:.1} GB verified",
-            count,
-            o.duration.as_secs(),
-            totals.ops.load(Relaxed),
-            totals.verified.load(Relaxed) as f64 / 1e9
+            s.mounts,
+            s.duration_s,
+            s.operations,
+            s.bytes_verified as f64 / 1e9
         );
         println!("{:>10} {:>10} {:>16}", "interval", "MB/s", "daemons' MiB");
-        for (i, (m, r)) in mb_per_s.iter().zip(&rss_mib).enumerate() {
-            println!("{:>10} {:>10.0} {:>16.1}", i + 1, m, r);
+        let cell = |v: Option<&f64>, p: usize| v.map_or("-".into(), |v| format!("{v:.p$}"));
+        for i in 0..s.mb_per_s.len().max(s.rss_mib.len()) {
+            println!(
+                "{:>10} {:>10} {:>16}",
+                i + 1,
+                cell(s.mb_per_s.get(i), 0),
+                cell(s.rss_mib.get(i), 1)
+            );
         }
         match &flat {
             Some(f) => println!(
-                "memory {} over the last {} intervals ({:.1}-{:.1} MiB; flat: within 10%)",
+                "memory {} over the last {} intervals ({:.1}-{:.1} MiB, {:+.2} MiB a minute; \
+                 flat: within 10%, and would stay so for the run's whole length)",
                 if f.flat { "flat" } else { "NOT flat" },
                 f.intervals,
                 f.low,
-                f.high
+                f.high,
+                f.mib_per_min
             ),
-            None => println!("memory not judged: fewer than 3 intervals"),
+            None if s.rss_mib.is_empty() => println!("memory not sampled"),
+            None => println!(
+                "memory not judged: runs of {} minutes and more are",
+                JUDGED_FROM.as_secs() / 60
+            ),
         }
         let caps = markbase::fs::FsConfig::default();
-        println!(
-            "each daemon's caches are capped at {} records, {} content paths, {} listings, {} NFS leases",
-            caps.attr_entries,
-            caps.path_entries,
-            caps.dir_entries,
-            markbase::fs::MAX_LEASES
-        );
+        if !s.rss_mib.is_empty() {
+            println!(
+                "each daemon's caches are capped at {} records, {} content paths, {} listings, {} NFS leases",
+                caps.attr_entries,
+                caps.path_entries,
+                caps.dir_entries,
+                markbase::fs::MAX_LEASES
+            );
+        }
     }
     if errors > 0 {
         bail!("{errors} errors");
@@ -565,10 +692,31 @@ mod tests {
         // then 352-353 MiB for 12.
         let mut warm: Vec<f64> = (0..28).map(|i| 183.0 + 6.0 * f64::from(i)).collect();
         warm.extend([352.0; 12]);
-        assert!(memory_flat(&warm).is_some_and(|f| f.flat && f.intervals == 13));
+        assert!(memory_flat(&warm, 60).is_some_and(|f| f.flat && f.intervals == 13));
         let leak: Vec<f64> = (0..40).map(|i| 100.0 + 5.0 * f64::from(i)).collect();
-        assert!(memory_flat(&leak).is_some_and(|f| !f.flat));
-        assert_eq!(memory_flat(&[1.0, 2.0]), None);
-        assert!(memory_flat(&[5.0, 50.0, 50.0, 51.0]).is_some_and(|f| f.flat));
+        assert!(memory_flat(&leak, 60).is_some_and(|f| !f.flat));
+        assert_eq!(memory_flat(&[1.0, 2.0], 60), None);
+        assert!(memory_flat(
+            &[5.0, 5.0, 50.0, 50.0, 50.0, 50.0, 50.0, 50.0, 50.0, 51.0],
+            60
+        )
+        .is_some_and(|f| f.flat));
+        // Ten intervals of 6 s: too short a run to tell a leak from a warm-up.
+        assert_eq!(memory_flat(&leak[..10], 6), None);
+    }
+
+    #[test]
+    fn a_slow_climb_to_the_end_is_not_flat_though_the_tail_is_within_ten_percent() {
+        // The 60-minute NFS soak of issue 29: 444 -> 635 MiB, still about
+        // 2 MiB a minute at the end (6% over the last 20 minutes).
+        let mut climb: Vec<f64> = (0..40).map(|i| 444.0 + 3.8 * f64::from(i)).collect();
+        climb.extend((0..20).map(|i| 598.0 + 2.0 * f64::from(i)));
+        let f = memory_flat(&climb, 60).expect("judged");
+        assert!(f.high - f.low <= f.low * 0.10, "{f:?}");
+        assert!(!f.flat, "{f:?}");
+        assert!((f.mib_per_min - 2.0).abs() < 0.01, "{f:?}");
+        // Noise around a level is flat.
+        let level: Vec<f64> = (0..60).map(|i| 600.0 + f64::from(i % 3)).collect();
+        assert!(memory_flat(&level, 60).is_some_and(|f| f.flat));
     }
 }

@@ -80,6 +80,9 @@ fn test_flags_a_mode_cannot_honour_are_refused() {
             "--no-passthrough",
         ),
         (&["--backend", "nfs", "--mounts", "2"], "--mounts"),
+        (&["--backend", "nfs", "--client", "kernel"], "--client"),
+        (&["--on", "/tmp"], "--on: only the --stability"),
+        (&["--stability", "--on", "/tmp"], "--user, --users and --mounts"),
     ] {
         let mut all = vec!["fuse", "--test", "--user", "tester"];
         all.extend_from_slice(args);

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::nfs::Client;
-use common::vm::{guest, product_options, run_in_guest};
+use common::vm::{guest, one_guest_at_a_time, product_options, run_in_guest};
 use common::*;
 
 /// A library made by `markbase library create --demo`.
@@ -493,4 +493,53 @@ fn a_hard_mount_rides_out_a_server_killed_mid_write_and_restarted_on_its_port() 
     served.stop();
     let (code, text) = fsck(&lib.data, &lib.user, &[]);
     assert_eq!(code, 0, "{text}");
+}
+
+#[test]
+fn the_soak_runs_through_the_guests_kernel_client_with_every_byte_checked() {
+    if guest("kernel-client soak").is_none() {
+        return;
+    }
+    let _one = one_guest_at_a_time();
+    let tmp = tempfile::Builder::new()
+        .prefix("mbtest-")
+        .tempdir()
+        .expect("tempdir");
+    let out = Command::new(bin())
+        .arg("--data-dir")
+        .arg(tmp.path())
+        .args([
+            "fuse",
+            "--test",
+            "--stability",
+            "--backend",
+            "nfs",
+            "--client",
+            "kernel",
+        ])
+        .args(["--mounts", "2", "--duration", "40s", "--json"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run markbase");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON report");
+    assert_eq!(v["errors"], 0, "{v}");
+    assert_eq!(v["mounts"], 2, "{v}");
+    assert!(v["operations"].as_u64() > Some(0), "{v}");
+    assert!(v["bytes_verified"].as_u64() > Some(0), "{v}");
+    assert!(
+        v["through"].as_str().is_some_and(|t| t.contains("kernel")),
+        "{v}"
+    );
+    // The servers' memory, sampled here while the guest worked.
+    let rss = v["rss_mib"].as_array().expect("rss_mib");
+    assert!(
+        !rss.is_empty() && rss.iter().all(|m| m.as_f64() > Some(1.0)),
+        "{v}"
+    );
 }

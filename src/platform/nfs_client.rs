@@ -63,19 +63,24 @@ pub fn available() -> Result<(), NoClient> {
 /// turned into an I/O error) and `nolock` (locks stay on this machine, as
 /// `locallocks` does on a Mac: the server has no lock manager).
 pub fn linux_mount_command(port: u16, mountpoint: &Path) -> Vec<String> {
-    let opts = format!(
-        "vers=3,proto=tcp,port={port},mountport={port},mountproto=tcp,nolock,hard,\
-         rsize={NFS_TRANSFER},wsize={NFS_TRANSFER},actimeo=1"
-    );
     vec![
         "mount".into(),
         "-t".into(),
         "nfs".into(),
         "-o".into(),
-        opts,
+        format!(
+            "vers=3,proto=tcp,port={port},mountport={port},mountproto=tcp,{}",
+            linux_mount_tuning()
+        ),
         "127.0.0.1:/".into(),
         mountpoint.to_string_lossy().into_owned(),
     ]
+}
+
+/// [`linux_mount_command`]'s options beyond version, transport and ports:
+/// what a test guest mounting the server elsewhere uses too.
+pub fn linux_mount_tuning() -> String {
+    format!("nolock,hard,rsize={NFS_TRANSFER},wsize={NFS_TRANSFER},actimeo=1")
 }
 
 /// The command that mounts the built-in server on this system.

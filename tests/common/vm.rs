@@ -56,21 +56,14 @@ impl GuestRun {
 /// The NFS mount options the product itself uses on Linux
 /// (`markbase fuse --mount --backend nfs`), less those the guest sets.
 pub fn product_options() -> String {
-    let cmd = markbase::platform::nfs_client::linux_mount_command(1, Path::new("/mnt"));
-    let opts = cmd
-        .iter()
-        .skip_while(|a| *a != "-o")
-        .nth(1)
-        .cloned()
-        .unwrap_or_default();
-    opts.split(',')
-        .filter(|o| {
-            !["vers=", "proto=", "port=", "mountport=", "mountproto="]
-                .iter()
-                .any(|p| o.starts_with(p))
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+    markbase::platform::nfs_client::linux_mount_tuning()
+}
+
+/// Held while a guest runs: one at a time in a test binary, as each is a
+/// whole emulated machine.
+pub fn one_guest_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Run `script` (busybox sh, in the mount's root) in a guest that mounts the
@@ -103,9 +96,7 @@ pub fn run_in_guest(
             Ok(())
         });
     }
-    // One guest at a time: each is a whole emulated machine.
-    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = one_guest_at_a_time();
     let out = cmd.output().expect("run scripts/nfs-vm");
     GuestRun {
         status: out.status.code().unwrap_or(-1),
