@@ -147,7 +147,8 @@ struct FuseArgs {
     /// none is given.
     #[arg(long)]
     user: Option<String>,
-    /// Mount point (on a Mac, /Volumes/MarkBase_<user> when not given).
+    /// Mount point (on a Mac when not given: /Volumes/MarkBase_<user> as
+    /// root, ~/MarkBase/<user> otherwise).
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Stay attached (for a service manager) instead of returning once mounted.
@@ -411,7 +412,8 @@ fn nfs(data_dir: &std::path::Path, a: NfsArgs) -> Result<()> {
         );
         let mut mac = markbase::platform::macos::mount_nfs_command(
             port,
-            std::path::Path::new(&format!("/Volumes/MarkBase_{user}")),
+            // What a Mac's user (not root) mounts on: a folder of their own.
+            std::path::Path::new(&format!("~/MarkBase/{user}")),
             Default::default(),
         );
         if let Some(host) = mac.iter_mut().find(|a| a.ends_with(":/")) {
@@ -661,9 +663,15 @@ fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
         let user = a.user.as_deref().context("--mount needs --user")?;
         let dir = match a.dir.clone() {
             Some(d) => d,
-            // A Mac mounts where Finder shows drives.
+            // A Mac mounts where Finder shows drives, or in the user's home.
             None if cfg!(target_os = "macos") => {
-                let d = markbase::platform::macos::default_mountpoint(user);
+                let home = std::env::var_os("HOME").map(PathBuf::from);
+                let d = markbase::platform::macos::default_mountpoint(
+                    user,
+                    nix::unistd::geteuid().is_root(),
+                    home.as_deref(),
+                )
+                .context("--mount needs --dir: no home folder for the default mount point")?;
                 std::fs::create_dir_all(&d)
                     .with_context(|| format!("create the mount point {}", d.display()))?;
                 d

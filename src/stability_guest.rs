@@ -32,6 +32,9 @@ const GUEST_SLACK: Duration = Duration::from_secs(900);
 /// The guest script: `MARKBASE_NFS_VM`, or `scripts/nfs-vm` of the source
 /// tree this binary was built from.
 fn nfs_vm() -> Result<PathBuf> {
+    if !cfg!(target_os = "linux") {
+        bail!("--client kernel: the guest (scripts/nfs-vm) runs on Linux only");
+    }
     let p = std::env::var_os("MARKBASE_NFS_VM")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/nfs-vm"));
@@ -90,6 +93,8 @@ pub fn run(o: &StabilityOpts<'_>, tmp: &Path) -> Result<Summary> {
         .stdout(Stdio::piped())
         // Its own process group: Ctrl-C reaches this process, which stops it.
         .process_group(0);
+    // The guest dies with this process (Linux; the script needs Linux).
+    #[cfg(target_os = "linux")]
     // SAFETY: prctl is async-signal-safe and touches only this child.
     unsafe {
         cmd.pre_exec(|| {

@@ -82,7 +82,10 @@ fn test_flags_a_mode_cannot_honour_are_refused() {
         (&["--backend", "nfs", "--mounts", "2"], "--mounts"),
         (&["--backend", "nfs", "--client", "kernel"], "--client"),
         (&["--on", "/tmp"], "--on: only the --stability"),
-        (&["--stability", "--on", "/tmp"], "--user, --users and --mounts"),
+        (
+            &["--stability", "--on", "/tmp"],
+            "--user, --users and --mounts",
+        ),
     ] {
         let mut all = vec!["fuse", "--test", "--user", "tester"];
         all.extend_from_slice(args);

@@ -307,6 +307,66 @@ fn paging_a_big_folder_while_another_client_changes_it_loses_and_repeats_nothing
 }
 
 #[test]
+fn a_listing_resumed_with_a_zero_verifier_as_a_mac_does_lists_every_name_once() {
+    // A Mac's client, told of a change to the folder mid-listing, zeroes
+    // its cookie verifier and resumes at its last cookie (xnu
+    // `nfs_vnops.c`); BAD_COOKIE would be ENOENT to it, Finder's -8062.
+    let lib = TestLib::empty("nfszero");
+    let s = lib.serve_nfs(&[]);
+    rt().block_on(async {
+        let mut c = Client::connect(s.addr).await.expect("connect");
+        let root = c.root.clone();
+        let d = c.mkdir(&root, "frames").await.expect("mkdir");
+        for i in 0..2_000 {
+            c.create(&d, &format!("f{i:05}.dpx"), 0o644)
+                .await
+                .expect("create");
+        }
+        let (mut seen, mut cookie, mut pages) = (Vec::new(), 0, 0);
+        loop {
+            // Every page asked with a zero verifier, after a change.
+            let (page, _, eof) = c
+                .readdir_page(&d, cookie, [0u8; 8], 1024)
+                .await
+                .expect("a resumed page, not BAD_COOKIE");
+            pages += 1;
+            if let Some((_, k)) = page.last() {
+                cookie = *k;
+            }
+            seen.extend(page.into_iter().map(|(n, _)| n));
+            if eof {
+                break;
+            }
+            c.create(&d, &format!("._f{pages:05}.dpx"), 0o644)
+                .await
+                .expect("a change mid-listing");
+        }
+        assert!(pages > 20, "{pages} pages: the test must page");
+        let unique: HashSet<&String> = seen.iter().collect();
+        assert_eq!(unique.len(), seen.len(), "an entry came twice");
+        for i in 0..2_000 {
+            let n = format!("f{i:05}.dpx");
+            assert!(unique.contains(&n), "{n} was lost");
+        }
+    });
+    s.stop();
+}
+
+#[test]
+fn pathconf_answers_the_file_systems_own_limits() {
+    let lib = TestLib::empty("nfspathconf");
+    let s = lib.serve_nfs(&[]);
+    rt().block_on(async {
+        let mut c = Client::connect(s.addr).await.expect("connect");
+        let root = c.root.clone();
+        let (links, name) = c.pathconf(&root).await.expect("pathconf");
+        assert_eq!(links, markbase::fs::LINK_MAX, "a Mac reads 0 as no links");
+        assert_eq!(name as usize, markbase::fs::NAME_MAX);
+    });
+    s.stop();
+}
+
+#[test]
 fn handles_survive_a_restart_and_a_crash_changes_the_write_verifier() {
     let lib = TestLib::empty("nfsrestart");
     let rt = rt();

@@ -282,6 +282,10 @@ impl NfsReadFileSystem for MarkBaseNfs {
         })
     }
 
+    fn pathconf_limits(&self) -> (u32, u32) {
+        (crate::fs::LINK_MAX, crate::fs::NAME_MAX as u32)
+    }
+
     async fn fsstat(&self, root: &NfsHandle) -> Result<FSSTAT3resok, nfsstat3> {
         let obj_attributes = self
             .getattr(root)

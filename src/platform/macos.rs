@@ -127,9 +127,17 @@ pub fn volume_name(user: &str) -> String {
     format!("MarkBase_{user}")
 }
 
-/// Where a user's library is mounted when no `--dir` is given.
-pub fn default_mountpoint(user: &str) -> PathBuf {
-    Path::new("/Volumes").join(volume_name(user))
+/// Where a user's library is mounted when no `--dir` is given: for root,
+/// `/Volumes/MarkBase_<user>`, where Finder shows drives (only root may make
+/// folders there); for anyone else `~/MarkBase/<user>`, a folder of their
+/// own, which `mount_nfs` and macFUSE mount on without root. `None` when
+/// there is no home folder to put it in.
+pub fn default_mountpoint(user: &str, root: bool, home: Option<&Path>) -> Option<PathBuf> {
+    if root {
+        return Some(Path::new("/Volumes").join(volume_name(user)));
+    }
+    home.filter(|h| h.is_absolute())
+        .map(|h| h.join("MarkBase").join(user))
 }
 
 /// Where the daemons log, under the user's home.
@@ -343,8 +351,18 @@ mod tests {
     fn names_places_and_macfuse_options() {
         assert_eq!(volume_name("warren"), "MarkBase_warren");
         assert_eq!(
-            default_mountpoint("warren"),
-            Path::new("/Volumes/MarkBase_warren")
+            default_mountpoint("warren", true, Some(Path::new("/var/root"))).as_deref(),
+            Some(Path::new("/Volumes/MarkBase_warren"))
+        );
+        // Not root: /Volumes is not theirs to make folders in.
+        assert_eq!(
+            default_mountpoint("warren", false, Some(Path::new("/Users/warren"))).as_deref(),
+            Some(Path::new("/Users/warren/MarkBase/warren"))
+        );
+        assert_eq!(default_mountpoint("warren", false, None), None);
+        assert_eq!(
+            default_mountpoint("warren", false, Some(Path::new(""))),
+            None
         );
         assert_eq!(
             log_dir(Path::new("/Users/warren")),

@@ -362,6 +362,12 @@ impl Client {
         })
     }
 
+    /// PATHCONF of `fh`: (most links, longest name).
+    pub async fn pathconf(&mut self, fh: &nfs_fh3) -> R<(u32, u32)> {
+        let args = PATHCONF3args { object: fh.clone() };
+        res(self.conn.pathconf(&args).await.expect("rpc")).map(|ok| (ok.linkmax, ok.name_max))
+    }
+
     /// Every name in `dir`, page by page.
     pub async fn names(&mut self, dir: &nfs_fh3) -> R<Vec<String>> {
         let (mut out, mut cookie, mut verf) = (Vec::new(), 0, [0u8; 8]);

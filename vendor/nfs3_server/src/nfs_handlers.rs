@@ -299,10 +299,12 @@ where
     let id = fh_to_id!(context, &handle);
     let obj_attr = nfs_option_from_result(context.vfs.getattr(&id).await);
 
+    // MarkBase patch: the file system's own limits.
+    let (linkmax, name_max) = context.vfs.pathconf_limits();
     let res = PATHCONF3resok {
         obj_attributes: obj_attr,
-        linkmax: 0,
-        name_max: 255,
+        linkmax,
+        name_max,
         no_trunc: true,
         chown_restricted: true,
         case_insensitive: false,
@@ -496,15 +498,11 @@ where
     let cookieverf = cookie_verifier(&context, &dirid, &dir_attributes).await;
 
     // MarkBase patch: as READDIRPLUS does, a cookie is not refused because
-    // the verifier moved on (see the note there); the file system decides
-    // what a cookie means. Only a non-zero cookie without a verifier is.
-    if readdir3args.cookieverf.is_none() && readdir3args.cookie != 0 {
-        warn!(
-            " -- Invalid cookie. Expected 0, got {}",
-            readdir3args.cookie
-        );
-        return READDIR3res::Err((nfsstat3::NFS3ERR_BAD_COOKIE, READDIR3resfail::default()));
-    }
+    // the verifier moved on (see the note there), nor because the verifier
+    // is zero: a Mac's client zeroes it and resumes at its last cookie when
+    // the folder changed mid-listing (xnu `nfs_vnops.c`), and turns
+    // BAD_COOKIE into ENOENT (Finder's error -8062). The file system decides
+    // what a cookie means.
 
     debug!(" -- Dir attr {dir_attributes:?}");
     debug!(" -- Dir version {cookieverf:?}");

@@ -97,6 +97,12 @@ pub trait NfsReadFileSystem: Send + Sync {
         async move { Ok(access) }
     }
 
+    /// PATHCONF's most links to a file and longest name in bytes (MarkBase
+    /// patch). The upstream behaviour answers 0 links and 32768 bytes.
+    fn pathconf_limits(&self) -> (u32, u32) {
+        (0, 255)
+    }
+
     /// Space and file counts for FSSTAT (MarkBase patch). The upstream
     /// behaviour reports 1 TiB and 2^30 files free.
     fn fsstat(
