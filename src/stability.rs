@@ -321,8 +321,9 @@ impl Worker {
     }
 }
 
-/// The shortest run whose memory is judged.
-const JUDGED_FROM: Duration = Duration::from_secs(600);
+/// A long run: sampled once a minute, and the shortest whose memory is
+/// judged (caches fill for about as long).
+const LONG_RUN: Duration = Duration::from_secs(600);
 
 /// The memory verdict over the later part of a run.
 #[derive(Debug, PartialEq)]
@@ -340,10 +341,10 @@ struct Flatness {
 /// carried on for as long as the whole run, would move it less than 10%
 /// too: by then the caches have filled to their caps, so what still grows is
 /// not a cache warming up, and a slow climb that a longer run would show is
-/// caught in this one. `None` for runs shorter than [`JUDGED_FROM`]: caches
+/// caught in this one. `None` for runs shorter than [`LONG_RUN`]: caches
 /// fill for longer than that, and a short run's trend is their warming up.
 fn memory_flat(rss_mib: &[f64], interval_s: u64) -> Option<Flatness> {
-    if rss_mib.len() < 3 || (rss_mib.len() as u64) * interval_s < JUDGED_FROM.as_secs() {
+    if rss_mib.len() < 3 || (rss_mib.len() as u64) * interval_s < LONG_RUN.as_secs() {
         return None;
     }
     let tail = &rss_mib[rss_mib.len() - (rss_mib.len() / 3).max(3)..];
@@ -382,9 +383,6 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 pub fn run(o: &StabilityOpts<'_>) -> Result<()> {
-    let tmp = tempfile::Builder::new()
-        .prefix("markbase-stability-")
-        .tempdir()?;
     let worker_dir = format!("stability-{}", std::process::id());
     if !o.on.is_empty() {
         let folders =
@@ -393,6 +391,9 @@ pub fn run(o: &StabilityOpts<'_>) -> Result<()> {
                 .collect();
         return report(o, drive(o, folders, &[], "folders")?);
     }
+    let tmp = tempfile::Builder::new()
+        .prefix("markbase-stability-")
+        .tempdir()?;
     if o.nfs && o.kernel_client {
         return report(o, crate::stability_guest::run(o, tmp.path())?);
     }
@@ -466,7 +467,7 @@ pub struct Summary {
 /// The sampling interval of a run of `duration`: a minute on runs of ten
 /// minutes and more, a tenth of the run otherwise.
 pub fn interval_of(duration: Duration) -> Duration {
-    if duration >= Duration::from_secs(600) {
+    if duration >= LONG_RUN {
         Duration::from_secs(60)
     } else {
         (duration / 10).max(Duration::from_secs(1))
@@ -662,7 +663,7 @@ fn report(o: &StabilityOpts<'_>, mut s: Summary) -> Result<()> {
             None if s.rss_mib.is_empty() => println!("memory not sampled"),
             None => println!(
                 "memory not judged: runs of {} minutes and more are",
-                JUDGED_FROM.as_secs() / 60
+                LONG_RUN.as_secs() / 60
             ),
         }
         let caps = markbase::fs::FsConfig::default();

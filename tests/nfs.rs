@@ -9,7 +9,7 @@ mod common;
 use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 
-use common::nfs::{libnfs, Client};
+use common::nfs::{libnfs, Client, Listing};
 use common::{stream, TestLib};
 use nfs3_client::nfs3_types::nfs3::{
     createhow3, nfsstat3, sattr3, set_atime, set_mtime, stable_how, Nfs3Option,
@@ -279,20 +279,11 @@ fn paging_a_big_folder_while_another_client_changes_it_loses_and_repeats_nothing
                     .expect("remove");
             }
         });
-        let (mut seen, mut cookie, mut verf, mut pages) = (Vec::new(), 0, [0u8; 8], 0);
-        loop {
-            let (page, v, eof) = c.readdir_page(&d, cookie, verf, 2048).await.expect("page");
-            verf = v;
-            pages += 1;
-            if let Some((_, k)) = page.last() {
-                cookie = *k;
-            }
-            seen.extend(page.into_iter().map(|(n, _)| n));
-            if eof {
-                break;
-            }
+        let mut l = Listing::new(&d, 2048, false);
+        while !l.next_page(&mut c).await.expect("page") {
             tokio::task::yield_now().await;
         }
+        let (seen, pages) = (l.seen, l.pages);
         changer.await.expect("changer");
         assert!(pages > 50, "{pages} pages: the test must page");
         let unique: HashSet<&String> = seen.iter().collect();
@@ -322,25 +313,18 @@ fn a_listing_resumed_with_a_zero_verifier_as_a_mac_does_lists_every_name_once() 
                 .await
                 .expect("create");
         }
-        let (mut seen, mut cookie, mut pages) = (Vec::new(), 0, 0);
-        loop {
-            // Every page asked with a zero verifier, after a change.
-            let (page, _, eof) = c
-                .readdir_page(&d, cookie, [0u8; 8], 1024)
-                .await
-                .expect("a resumed page, not BAD_COOKIE");
-            pages += 1;
-            if let Some((_, k)) = page.last() {
-                cookie = *k;
-            }
-            seen.extend(page.into_iter().map(|(n, _)| n));
-            if eof {
-                break;
-            }
-            c.create(&d, &format!("._f{pages:05}.dpx"), 0o644)
+        // Every page asked with a zero verifier, after a change.
+        let mut l = Listing::new(&d, 1024, true);
+        while !l
+            .next_page(&mut c)
+            .await
+            .expect("a resumed page, not BAD_COOKIE")
+        {
+            c.create(&d, &format!("._f{:05}.dpx", l.pages), 0o644)
                 .await
                 .expect("a change mid-listing");
         }
+        let (seen, pages) = (l.seen, l.pages);
         assert!(pages > 20, "{pages} pages: the test must page");
         let unique: HashSet<&String> = seen.iter().collect();
         assert_eq!(unique.len(), seen.len(), "an entry came twice");

@@ -370,17 +370,55 @@ impl Client {
 
     /// Every name in `dir`, page by page.
     pub async fn names(&mut self, dir: &nfs_fh3) -> R<Vec<String>> {
-        let (mut out, mut cookie, mut verf) = (Vec::new(), 0, [0u8; 8]);
-        loop {
-            let (page, v, eof) = self.readdir_page(dir, cookie, verf, 8192).await?;
-            verf = v;
-            if let Some((_, c)) = page.last() {
-                cookie = *c;
-            }
-            out.extend(page.into_iter().map(|(n, _)| n));
-            if eof {
-                return Ok(out);
-            }
+        let mut l = Listing::new(dir, 8192, false);
+        while !l.next_page(self).await? {}
+        Ok(l.seen)
+    }
+}
+
+/// A READDIR listing of one folder, page by page: the cookie and verifier
+/// carried from page to page (or the verifier always zero, as a Mac's
+/// client sends it when it resumes after the folder changed), and every
+/// name seen so far.
+pub struct Listing {
+    dir: nfs_fh3,
+    count: u32,
+    zero_verifier: bool,
+    cookie: u64,
+    verifier: [u8; 8],
+    pub seen: Vec<String>,
+    pub pages: usize,
+}
+
+impl Listing {
+    pub fn new(dir: &nfs_fh3, count: u32, zero_verifier: bool) -> Listing {
+        Listing {
+            dir: dir.clone(),
+            count,
+            zero_verifier,
+            cookie: 0,
+            verifier: [0; 8],
+            seen: Vec::new(),
+            pages: 0,
         }
+    }
+
+    /// Ask for the next page through `c`; whether it was the last.
+    pub async fn next_page(&mut self, c: &mut Client) -> R<bool> {
+        let verifier = if self.zero_verifier {
+            [0; 8]
+        } else {
+            self.verifier
+        };
+        let (page, v, eof) = c
+            .readdir_page(&self.dir, self.cookie, verifier, self.count)
+            .await?;
+        self.verifier = v;
+        self.pages += 1;
+        if let Some((_, k)) = page.last() {
+            self.cookie = *k;
+        }
+        self.seen.extend(page.into_iter().map(|(n, _)| n));
+        Ok(eof)
     }
 }
