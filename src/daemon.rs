@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::sqlite::{OpenOptions, SqliteCatalog};
-use crate::fs::{FsConfig, MarkBaseFs};
+use crate::fs::{FsConfig, MarkBaseFs, NameForm};
 use crate::library::Library;
 use crate::store::ContentStore;
 
@@ -39,8 +39,9 @@ pub enum DaemonError {
     Io(&'static str, std::io::Error),
 }
 
-/// Open a user's library as a file system core (for a mount, or `fsck`).
-pub fn open_library(library: &Library) -> Result<Arc<MarkBaseFs>, DaemonError> {
+/// Open a user's library as a file system core (for a mount, or `fsck`),
+/// storing new names in the spelling `names` (the front end's choice).
+pub fn open_library(library: &Library, names: NameForm) -> Result<Arc<MarkBaseFs>, DaemonError> {
     let path = library.existing_catalog()?;
     let settings = crate::config::user_settings(&library.data_dir, &library.user)?;
     let owner = settings.owner();
@@ -60,6 +61,7 @@ pub fn open_library(library: &Library) -> Result<Arc<MarkBaseFs>, DaemonError> {
         store,
         FsConfig {
             quota: settings.quota,
+            names,
             ..FsConfig::default()
         },
     )))

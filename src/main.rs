@@ -527,7 +527,7 @@ fn fsck(
             );
         }
     }
-    let fs = markbase::daemon::open_library(&lib)?;
+    let fs = markbase::daemon::open_library(&lib, markbase::fs::NameForm::AsGiven)?;
     let report = fs.check(&markbase::fs::check::CheckOpts {
         repair,
         offline: true,

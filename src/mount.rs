@@ -23,7 +23,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 #[cfg(fuse)]
 use crate::daemon::{self, Daemon, RuntimeRecord};
 use crate::daemon::{open_library, pid_alive, read_record, remove_record};
-use crate::fs::{MarkBaseFs, STATS_XATTR};
+use crate::fs::{MarkBaseFs, NameForm, STATS_XATTR};
 use crate::library::Library;
 use crate::platform::Backend;
 
@@ -270,7 +270,15 @@ pub fn backend_of(
 pub fn open_fs(spec: &MountSpec) -> Result<Arc<MarkBaseFs>, MountError> {
     let settings = crate::config::user_settings(&spec.library.data_dir, &spec.library.user)?;
     backend_of(spec, &settings)?;
-    Ok(open_library(&spec.library)?)
+    // A Mac's Finder sends names in NFD: on a Mac the catalog keeps the NFC
+    // the MarkBase app writes, as the NFS server does. Elsewhere a name is
+    // kept byte for byte, as ext4 keeps it.
+    let names = if cfg!(target_os = "macos") {
+        NameForm::Nfc
+    } else {
+        NameForm::AsGiven
+    };
+    Ok(open_library(&spec.library, names)?)
 }
 
 /// Run the daemon in this process until the file system is unmounted. When

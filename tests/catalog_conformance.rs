@@ -265,3 +265,25 @@ fn xattr_flags() {
         ));
     });
 }
+
+#[test]
+fn a_silly_renamed_file_leaves_file_nodes_and_is_found_for_recovery() {
+    each(|name, open, path| {
+        let cat = open(path);
+        let now = SystemTime::now();
+        let d = cat.create(ROOT_INO, "Project", &dir(), now).unwrap();
+        let f = cat.create(d.ino, "take.mov", &file(None), now).unwrap();
+        assert!(f.in_catalog);
+        let silly = ".nfs.0000abcd.00014.4";
+        cat.rename(d.ino, "take.mov", f.ino, d.ino, silly, None, now)
+            .unwrap();
+        assert!(!cat.get(f.ino).unwrap().in_catalog, "{name}");
+        // A name that only looks like one stays a catalog file.
+        let g = cat.create(d.ino, ".nfs.conf", &file(None), now).unwrap();
+        assert!(g.in_catalog, "{name}");
+        let found = cat.silly_renamed().unwrap();
+        assert_eq!(found.len(), 1, "{name}");
+        assert_eq!((found[0].parent, found[0].name.as_str()), (d.ino, silly));
+        assert!(found[0].ctime <= SystemTime::now());
+    });
+}

@@ -546,6 +546,124 @@ fn mac_metadata_files_work_and_stay_out_of_the_catalog() {
     assert_eq!(lib.node_sizes(".metadata_never_index").len(), 0);
 }
 
+/// What a Mac's client does when a program removes a file it has open:
+/// RENAME to `.nfs.<ticks>.<pid>4.4` in the same folder (xnu's
+/// `nfs_sillyrename`), READs and WRITEs through the handle, REMOVE at the
+/// last close. What Linux's does differs only in the name.
+#[test]
+fn a_silly_renamed_file_leaves_the_catalog_reads_until_removed_and_recovery_cleans_up_leftovers() {
+    let lib = TestLib::empty("nfssilly");
+    let (mac, linux) = (".nfs.0000abcd.00014.4", ".nfs000000000000002a00000001");
+    let rt = rt();
+    let s = lib.serve_nfs(&[]);
+    let (dir, fh, left) = rt.block_on(async {
+        let mut c = Client::connect(s.addr).await.expect("connect");
+        let root = c.root.clone();
+        let d = c.mkdir(&root, "Project").await.expect("mkdir");
+        let f = c.create(&d, "take1.mov", 0o644).await.expect("create");
+        c.write(&f, 0, b"take one", stable_how::FILE_SYNC)
+            .await
+            .expect("write");
+        c.rename(&d, "take1.mov", &d, mac)
+            .await
+            .expect("silly rename");
+        c.write(&f, 8, b", still open", stable_how::FILE_SYNC)
+            .await
+            .expect("a write through the open handle");
+        let g = c.create(&d, "take2.mov", 0o644).await.expect("create");
+        c.rename(&d, "take2.mov", &d, linux)
+            .await
+            .expect("silly rename");
+        let mut names = c.names(&d).await.expect("readdir");
+        names.sort();
+        assert_eq!(names, [mac, linux], "the client lists its silly names");
+        (d, f, g)
+    });
+    s.stop();
+    // Out of the catalog as a removal would take it, into the side tables.
+    for label in ["take1.mov", "take2.mov", mac, linux] {
+        assert_eq!(lib.node_sizes(label), Vec::<i64>::new(), "{label}");
+    }
+    // A client that stopped (or crashed) a day ago never removes its
+    // silly name: the next server's recovery pass does. The young one is a
+    // client's that may still hold it across the restart: it stays.
+    let day = markbase::fs::check::SILLY_GRACE.as_nanos() as i64 + 60_000_000_000;
+    let old = lib.catalog_rows(&format!("SELECT ino FROM mb_edges WHERE name = '{linux}'"));
+    assert_eq!(old.len(), 1);
+    rusqlite::Connection::open(lib.catalog())
+        .and_then(|c| {
+            c.execute(
+                &format!(
+                    "UPDATE mb_inodes SET ctime_ns = ctime_ns - {day} WHERE ino = {}",
+                    old[0]
+                ),
+                [],
+            )
+        })
+        .expect("age the leftover");
+    let s = lib.serve_nfs(&[]);
+    rt.block_on(async {
+        let mut c = Client::connect(s.addr).await.expect("connect");
+        let t = std::time::Instant::now();
+        while c.names(&dir).await.expect("readdir").len() > 1 {
+            assert!(t.elapsed().as_secs() < 20, "recovery left {linux}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(c.names(&dir).await, Ok(vec![mac.to_string()]));
+        assert_eq!(c.getattr(&left).await.err(), Some(nfsstat3::NFS3ERR_STALE));
+        // The open file reads back through its handle, across the restart.
+        assert_eq!(c.read_all(&fh).await, Ok(b"take one, still open".to_vec()));
+        // The last close (the inode goes when the server's lease on it
+        // retires, as an unlinked file goes at its last close).
+        c.remove(&dir, mac).await.expect("remove");
+        assert_eq!(c.names(&dir).await, Ok(vec![]));
+    });
+    s.stop();
+    let (code, text) = common::fsck(&lib.data, &lib.user, &[]);
+    assert_eq!(code, 0, "{text}");
+}
+
+/// A Mac's Finder sends names in NFD; the catalog keeps the NFC the MarkBase
+/// app and Linux tools write, and either spelling finds the entry.
+#[test]
+fn a_name_sent_in_nfd_is_stored_in_nfc_and_both_spellings_find_it() {
+    let lib = TestLib::empty("nfsnfd");
+    let s = lib.serve_nfs(&[]);
+    let (nfc, nfd) = ("Caf\u{e9} cr\u{e8}me.mov", "Cafe\u{301} cre\u{300}me.mov");
+    rt().block_on(async {
+        let mut c = Client::connect(s.addr).await.expect("connect");
+        let root = c.root.clone();
+        let d = c.mkdir(&root, "Re\u{301}sume\u{301}").await.expect("mkdir");
+        let f = c.create(&d, nfd, 0o644).await.expect("create in NFD");
+        assert_eq!(c.lookup(&d, nfd).await, Ok(f.clone()));
+        assert_eq!(c.lookup(&d, nfc).await, Ok(f.clone()));
+        assert_eq!(c.names(&d).await, Ok(vec![nfc.to_string()]));
+        c.rename(&d, nfc, &d, "Cre\u{300}me bru\u{302}le\u{301}e.mov")
+            .await
+            .expect("rename to an NFD name");
+        assert_eq!(
+            c.names(&d).await,
+            Ok(vec!["Cr\u{e8}me br\u{fb}l\u{e9}e.mov".to_string()])
+        );
+        assert_eq!(
+            c.names(&root).await.map(|mut v| {
+                v.retain(|n| !n.starts_with('.'));
+                v
+            }),
+            Ok(vec!["R\u{e9}sum\u{e9}".to_string()])
+        );
+    });
+    s.stop();
+    assert_eq!(lib.node_sizes("Cr\u{e8}me br\u{fb}l\u{e9}e.mov"), [0]);
+    let mut labels = lib.catalog_rows("SELECT label FROM file_nodes");
+    labels.sort();
+    assert_eq!(
+        labels,
+        ["Cr\u{e8}me br\u{fb}l\u{e9}e.mov", "R\u{e9}sum\u{e9}"],
+        "the catalog holds each name once, composed"
+    );
+}
+
 #[test]
 fn status_shows_a_server_and_sigterm_commits_and_stops_it() {
     let lib = TestLib::empty("nfsstatus");

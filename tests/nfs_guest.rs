@@ -543,3 +543,89 @@ fn the_soak_runs_through_the_guests_kernel_client_with_every_byte_checked() {
         "{v}"
     );
 }
+
+/// The kernel client's own silly rename: a file removed while a program
+/// has it open becomes `.nfs<24 hex digits>` in its folder, and the client
+/// removes that name at the last close. While it is open, the catalog no
+/// longer has it; after, nothing is left. And a name the guest makes in
+/// NFD is listed, and kept in the catalog, in NFC.
+#[test]
+fn a_file_removed_while_open_is_silly_renamed_out_of_the_catalog_and_nfd_names_land_in_nfc() {
+    if guest("silly renames").is_none() {
+        return;
+    }
+    let lib = TestLib::empty("guestsilly");
+    let served = lib.serve_nfs(&[]);
+    let (port, addr) = (served.port(), served.addr);
+    let script = r#"
+set -e
+mkdir Project
+echo 'take one' > Project/take1.mov
+exec 3< Project/take1.mov
+rm Project/take1.mov
+echo "silly: $(ls -A Project)"
+touch Project/ready
+i=0
+while [ ! -e Project/checked ]; do sleep 0.2; i=$((i + 1)); [ $i -lt 600 ] || exit 9; done
+echo "read: $(cat <&3)"
+exec 3<&-
+i=0
+while ls -A Project | grep -q '^\.nfs'; do sleep 0.2; i=$((i + 1)); [ $i -lt 100 ] || exit 8; done
+echo "after: $(ls -A Project | tr '\n' ' ')"
+NFD=$(printf 'Cafe\314\201.mov'); NFC=$(printf 'Caf\303\251.mov')
+echo x > "Project/$NFD"
+for f in Project/C*; do case "$f" in "Project/$NFC") echo "listed: nfc";; "Project/$NFD") echo "listed: nfd";; *) echo "listed: other";; esac; done
+[ "$(cat "Project/$NFC")" = x ]
+"#;
+    let guest_run =
+        std::thread::spawn(move || run_in_guest(port, &product_options(), &[], script, 600));
+    // While the guest holds the removed file open.
+    let t = std::time::Instant::now();
+    while lib.node_sizes("ready").is_empty() {
+        if guest_run.is_finished() {
+            let run = guest_run.join().expect("guest thread");
+            panic!("the guest ended before it got there:\n{}", run.output);
+        }
+        assert!(t.elapsed().as_secs() < 900, "the guest never got there");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let silly = lib.catalog_rows("SELECT name FROM mb_edges WHERE name LIKE '.nfs%'");
+    assert_eq!(silly.len(), 1, "{silly:?}");
+    assert!(
+        markbase::catalog::names::is_silly_rename(&silly[0]),
+        "{silly:?}"
+    );
+    assert_eq!(lib.node_sizes("take1.mov"), Vec::<i64>::new());
+    assert_eq!(lib.node_sizes(&silly[0]), Vec::<i64>::new());
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let mut c = Client::connect(addr).await.expect("connect");
+            let root = c.root.clone();
+            let d = c.lookup(&root, "Project").await.expect("Project");
+            c.create(&d, "checked", 0o644).await.expect("create");
+        });
+    let out = guest_run
+        .join()
+        .expect("guest thread")
+        .ok("the silly rename");
+    assert!(out.contains(&format!("silly: {}", silly[0])), "{out}");
+    assert!(out.contains("read: take one"), "{out}");
+    assert!(out.contains("after: checked ready "), "{out}");
+    assert!(
+        out.contains("listed: nfc")
+            && !out.contains("listed: nfd")
+            && !out.contains("listed: other"),
+        "{out}"
+    );
+    served.stop();
+    assert_eq!(
+        lib.catalog_rows("SELECT name FROM mb_edges WHERE name LIKE '.nfs%'"),
+        Vec::<String>::new()
+    );
+    assert_eq!(lib.node_sizes("Caf\u{e9}.mov"), [2]);
+    let (code, text) = fsck(&lib.data, &lib.user, &[]);
+    assert_eq!(code, 0, "{text}");
+}

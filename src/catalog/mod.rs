@@ -155,6 +155,17 @@ pub struct ContentRef {
     pub node_id: String,
 }
 
+/// A name outside `file_nodes` that an NFS client gave a file removed while
+/// it was open ([`names::is_silly_rename`]).
+#[derive(Clone, Debug)]
+pub struct SillyName {
+    pub parent: Ino,
+    pub name: String,
+    /// The inode's last change (the rename itself, or a write through a
+    /// handle the client still holds).
+    pub ctime: SystemTime,
+}
+
 /// What [`Catalog::check`] found.
 #[derive(Clone, Debug, Default)]
 pub struct CatalogCheck {
@@ -333,6 +344,8 @@ pub trait Catalog: Send + Sync {
     fn purge(&self, ino: Ino) -> Result<(), CatalogError>;
     /// Inodes left unlinked-but-open by an earlier run, with their content files.
     fn leftovers(&self) -> Result<Vec<(Ino, Option<PathBuf>)>, CatalogError>;
+    /// Every [`SillyName`]: recovery removes those no client can still hold.
+    fn silly_renamed(&self) -> Result<Vec<SillyName>, CatalogError>;
     /// Content files of nodes that were deleted (noted in the deleting
     /// change; the store removes them in the background), with the last
     /// note's number: after a crash, what to delete rather than keep.

@@ -15,10 +15,15 @@
 //!   before any generated name is handed out, so a generated name never takes
 //!   a name that another entry's label asks for.
 //!
-//! Also here: which names are operating-system junk (`.DS_Store`, `._*`, ...)
-//! that the mount keeps out of `file_nodes`.
+//! Also here: which names are operating-system junk (`.DS_Store`, `._*`,
+//! NFS clients' silly renames, ...) that the mount keeps out of
+//! `file_nodes`, and the one spelling (Unicode NFC) a name is stored in where
+//! the front end asks for it.
+
+use std::borrow::Cow;
 
 use rustc_hash::FxHashSet;
+use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
 
 /// Longest name a directory entry may have (as on ext4 and APFS).
 pub const NAME_MAX: usize = 255;
@@ -153,8 +158,32 @@ pub fn is_os_junk(name: &str) -> bool {
     ];
     const ANY_CASE: &[&str] = &["thumbs.db", "desktop.ini", "ehthumbs.db"];
     name.starts_with("._")
+        || is_silly_rename(name)
         || EXACT.contains(&name)
         || ANY_CASE.iter().any(|j| name.eq_ignore_ascii_case(j))
+}
+
+/// A name an NFS client gives a file removed while it is open (the "silly
+/// rename"): it REMOVEs the name at its last close. Linux's client writes
+/// `.nfs` and 24 hex digits (the file id and a counter, `fs/nfs/unlink.c`);
+/// a Mac's and the BSDs' write `.nfs.<ticks:8 hex>.<pid:4 hex>4.4`
+/// (`nfs_vnops.c`). So: `.nfs`, then at least 8 characters, all hex digits
+/// or dots.
+pub fn is_silly_rename(name: &str) -> bool {
+    name.strip_prefix(".nfs").is_some_and(|rest| {
+        rest.len() >= 8 && rest.bytes().all(|b| b.is_ascii_hexdigit() || b == b'.')
+    })
+}
+
+/// `name` in Unicode NFC (composed), the form the MarkBase app and Linux
+/// tools write; a Mac's Finder sends NFD (decomposed). Borrowed when it is
+/// already NFC, as nearly every name is.
+pub fn nfc(name: &str) -> Cow<'_, str> {
+    if name.is_ascii() || is_nfc_quick(name.chars()) == IsNormalized::Yes {
+        Cow::Borrowed(name)
+    } else {
+        Cow::Owned(name.nfc().collect())
+    }
 }
 
 #[cfg(test)]
@@ -249,5 +278,28 @@ mod tests {
         for ok in ["foo.mov", ".bashrc", "_x"] {
             assert!(!is_os_junk(ok), "{ok}");
         }
+    }
+
+    #[test]
+    fn silly_renames_of_linux_and_mac_clients_are_os_names() {
+        for silly in [
+            ".nfs000000000000abcd00000001",
+            ".nfs.0000abcd.00014.4",
+            ".nfs.0000abcd.0001",
+        ] {
+            assert!(is_silly_rename(silly) && is_os_junk(silly), "{silly}");
+        }
+        for ok in [".nfs", ".nfsrc", ".nfs.conf", ".nfs1234", "nfs00000000"] {
+            assert!(!is_silly_rename(ok) && !is_os_junk(ok), "{ok}");
+        }
+    }
+
+    #[test]
+    fn nfc_composes_and_borrows_what_is_composed() {
+        assert_eq!(nfc("Cafe\u{301}.mov"), "Caf\u{e9}.mov");
+        assert!(matches!(nfc("Caf\u{e9}.mov"), Cow::Borrowed(_)));
+        assert!(matches!(nfc("plain.mov"), Cow::Borrowed(_)));
+        // Hangul jamo compose into syllables.
+        assert_eq!(nfc("\u{1112}\u{1161}\u{11ab}"), "\u{d55c}");
     }
 }

@@ -89,6 +89,39 @@ impl MarkBaseFs {
                 ));
             }
         }
+        // Files an NFS client renamed as it removed them while open (its
+        // "silly rename"), which it was to remove at its last close but never
+        // did (it crashed, or lost the mount). A client may hold one across a
+        // restart of the server, so a live pass leaves the young ones.
+        let keep = if o.offline {
+            Duration::ZERO
+        } else {
+            SILLY_GRACE
+        };
+        let silly: Vec<_> = cat
+            .silly_renamed()?
+            .into_iter()
+            .filter(|s| now_since(s.ctime) >= keep)
+            .collect();
+        if !silly.is_empty() {
+            r.damage.push(format!(
+                "{} files an NFS client removed while open and never removed (silly renames: {})",
+                silly.len(),
+                silly
+                    .iter()
+                    .take(3)
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            if o.repair {
+                for s in &silly {
+                    self.unlink(s.parent, std::ffi::OsStr::new(&s.name))?;
+                }
+                r.repaired
+                    .push(format!("removed {} silly-renamed files", silly.len()));
+            }
+        }
         // Locations in the store whose file is gone.
         let refs = cat.content_refs()?;
         let mut missing = 0;
@@ -119,7 +152,6 @@ impl MarkBaseFs {
         }
         // Content files nobody points at.
         let known: HashSet<&Path> = refs.iter().map(|c| c.path.as_path()).collect();
-        let now = SystemTime::now();
         let mut orphans = Vec::new();
         for p in self.store.files()? {
             if known.contains(p.as_path()) || trash.contains(&p) {
@@ -128,12 +160,7 @@ impl MarkBaseFs {
             let Ok(md) = std::fs::symlink_metadata(&p) else {
                 continue;
             };
-            let age = md
-                .modified()
-                .ok()
-                .and_then(|m| now.duration_since(m).ok())
-                .unwrap_or_default();
-            if age >= o.grace {
+            if md.modified().map(now_since).unwrap_or_default() >= o.grace {
                 orphans.push((p, md.len()));
             }
         }
@@ -169,6 +196,16 @@ impl MarkBaseFs {
         }
         Ok(r)
     }
+}
+
+/// How long a live recovery pass leaves a silly-renamed file alone: a day
+/// without a change (a client still holding it open would have written to it
+/// or closed it by then). `fsck`, with no server running, removes them all.
+pub const SILLY_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+/// How long ago `t` was (zero if it is in the future).
+fn now_since(t: SystemTime) -> Duration {
+    SystemTime::now().duration_since(t).unwrap_or_default()
 }
 
 /// Move `p` into `dir`, keeping its name (and never overwriting).

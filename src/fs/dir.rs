@@ -227,6 +227,7 @@ mod tests {
     use std::ffi::OsStr;
 
     use super::super::test_support::{errno, TestFs, ME};
+    use super::super::{FsConfig, NameForm};
     use super::*;
     use crate::catalog::ROOT_INO;
 
@@ -311,6 +312,34 @@ mod tests {
         assert_eq!(t.names(ROOT_INO), ["Cafe\u{301}.mov", "b.mov"]);
         t.fs.unlink(ROOT_INO, OsStr::new(nfc)).expect("unlink");
         assert_eq!(t.names(ROOT_INO), ["b.mov"]);
+    }
+
+    #[test]
+    fn a_core_asked_for_nfc_stores_every_new_name_composed() {
+        let t = TestFs::with(FsConfig {
+            names: NameForm::Nfc,
+            ..FsConfig::default()
+        });
+        let (nfc, nfd) = ("Caf\u{e9}.mov", "Cafe\u{301}.mov");
+        let a = t.file(nfd, b"x");
+        assert_eq!(t.names(ROOT_INO), [nfc]);
+        assert_eq!(
+            t.fs.lookup(ROOT_INO, OsStr::new(nfd)).map(|x| x.ino).ok(),
+            Some(a.ino)
+        );
+        let d = t.mkdir(ROOT_INO, "Re\u{301}sume\u{301}");
+        t.fs.rename(
+            ROOT_INO,
+            OsStr::new(nfc),
+            d.ino,
+            OsStr::new("E\u{301}te\u{301}.mov"),
+            Default::default(),
+        )
+        .expect("rename");
+        t.fs.link(a.ino, d.ino, OsStr::new("Nai\u{308}ve.mov"))
+            .expect("link");
+        assert_eq!(t.names(ROOT_INO), ["R\u{e9}sum\u{e9}"]);
+        assert_eq!(t.names(d.ino), ["Na\u{ef}ve.mov", "\u{c9}t\u{e9}.mov"]);
     }
 
     #[test]

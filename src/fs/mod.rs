@@ -89,7 +89,7 @@ pub use notify::{Change, Notifier};
 use quota::Quota;
 pub use stateless::{permitted, Access, DirPage, MAX_LEASES};
 pub use stats::{Counters, Stats};
-pub use types::{Attr, Caller, FsConfig, SetAttrReq, TimeSet};
+pub use types::{Attr, Caller, FsConfig, NameForm, SetAttrReq, TimeSet};
 pub use xattr::STATS_XATTR;
 
 /// The file system.
@@ -116,6 +116,7 @@ pub struct MarkBaseFs {
     locks: Vec<Mutex<()>>,
     size_fixes: Mutex<HashMap<Ino, u64>>,
     quota: Option<Quota>,
+    names: NameForm,
     memory: memory::MemoryGuard,
     /// Where changes made behind the core's back are reported.
     notifier: Mutex<Option<Arc<dyn Notifier>>>,
@@ -149,6 +150,7 @@ impl MarkBaseFs {
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             size_fixes: Mutex::new(HashMap::new()),
             quota: cfg.quota.map(Quota::new),
+            names: cfg.names,
             memory: memory::MemoryGuard::from_env(),
             notifier: Mutex::new(None),
             outside_version: Mutex::new(None),

@@ -8,6 +8,7 @@
 //! whose last name goes while it is open is kept (unlinked) until its last
 //! handle is released.
 
+use std::borrow::Cow;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::sync::Arc;
@@ -16,7 +17,8 @@ use std::time::SystemTime;
 use super::dir::{DirEdit, Listing};
 use super::files::OpenFile;
 use super::flags::{kind_from_mode, OpenFlags, RenameMode};
-use super::{Attr, Caller, FsError, FsResult, MarkBaseFs};
+use super::{Attr, Caller, FsError, FsResult, MarkBaseFs, NameForm};
+use crate::catalog::names;
 use crate::catalog::{DirEntry, Ino, Kind, NewNode, NodeRecord, ROOT_INO, UNFILED_INO};
 
 pub use crate::catalog::names::NAME_MAX;
@@ -34,6 +36,22 @@ pub fn check_name(name: &OsStr) -> FsResult<&str> {
         return Err(FsError::Invalid("name"));
     }
     Ok(s)
+}
+
+impl MarkBaseFs {
+    /// A name a new entry is to have, checked as [`check_name`], in the
+    /// spelling the front end asked the core to store ([`NameForm`]).
+    pub(super) fn new_name<'a>(&self, name: &'a OsStr) -> FsResult<Cow<'a, str>> {
+        let s = check_name(name)?;
+        let s = match self.names {
+            NameForm::AsGiven => Cow::Borrowed(s),
+            NameForm::Nfc => names::nfc(s),
+        };
+        if s.len() > NAME_MAX {
+            return Err(FsError::NameTooLong);
+        }
+        Ok(s)
+    }
 }
 
 /// What [`MarkBaseFs::make`] makes: a kind, its permission bits (the umask
@@ -94,7 +112,8 @@ impl MarkBaseFs {
             rdev,
             target,
         } = what;
-        let name = check_name(name)?;
+        let name = self.new_name(name)?;
+        let name = name.as_ref();
         let _g = self.lock_dir(parent);
         let prec = self.record(parent)?;
         if prec.kind != Kind::Dir {
@@ -350,7 +369,8 @@ impl MarkBaseFs {
         mode: RenameMode,
     ) -> FsResult<()> {
         let name = check_name(name)?;
-        let new_name = check_name(new_name)?;
+        let new_name = self.new_name(new_name)?;
+        let new_name = new_name.as_ref();
         let noreplace = mode == RenameMode::NoReplace;
         let exchange = mode == RenameMode::Exchange;
         let _g = self.lock_two(parent, new_parent);
@@ -441,7 +461,8 @@ impl MarkBaseFs {
     /// `new_parent`'s lock; edits its listing, drops `ino`'s cached
     /// attributes. EPERM for folders, EMLINK past [`LINK_MAX`], EEXIST.
     pub fn link(&self, ino: Ino, new_parent: Ino, new_name: &OsStr) -> FsResult<Attr> {
-        let new_name = check_name(new_name)?;
+        let new_name = self.new_name(new_name)?;
+        let new_name = new_name.as_ref();
         let _g = self.lock_dir(new_parent);
         let now = SystemTime::now();
         let rec = self.record(ino)?;

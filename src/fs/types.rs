@@ -69,6 +69,23 @@ pub struct FsConfig {
     pub content_ttl: Duration,
     /// Most bytes of file content (`quota` in markbase.toml).
     pub quota: Option<u64>,
+    /// The spelling a new name is stored in.
+    pub names: NameForm,
+}
+
+/// The Unicode spelling a new name is stored in. Either way a name finds its
+/// entry in any normalization form (lookup compares NFC).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NameForm {
+    /// Byte for byte as given, as ext4 does: a Linux tool that lists what it
+    /// wrote finds its own bytes (`rsync --delete` from a folder of NFD
+    /// names would otherwise delete and copy them again at every run).
+    #[default]
+    AsGiven,
+    /// In NFC, the form the MarkBase app writes: a Mac's Finder sends NFD,
+    /// and the catalog should not hold two spellings of one word. The NFS
+    /// front end, whose clients are Macs, asks for it.
+    Nfc,
 }
 
 impl Default for FsConfig {
@@ -80,6 +97,7 @@ impl Default for FsConfig {
             ttl: Duration::MAX,
             content_ttl: Duration::from_secs(60),
             quota: None,
+            names: NameForm::AsGiven,
         }
     }
 }
@@ -97,5 +115,6 @@ mod tests {
         assert_eq!(c.ttl, Duration::MAX);
         assert_eq!(c.content_ttl, Duration::from_secs(60));
         assert_eq!(c.quota, None);
+        assert_eq!(c.names, NameForm::AsGiven);
     }
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use super::{serve, ServeError, ServeOptions, Stopper};
 use crate::daemon::{self, open_library, Daemon, DaemonError, RuntimeRecord};
+use crate::fs::NameForm;
 use crate::library::Library;
 use crate::platform::nfs_client;
 
@@ -158,7 +159,10 @@ fn serve_as(
     let settings = crate::config::user_settings(&library.data_dir, &library.user)?;
     let owner = settings.owner();
     let read_only = settings.read_only == Some(true);
-    let fs = open_library(library)?;
+    // A Mac's Finder sends names in NFD; the catalog keeps the NFC the
+    // MarkBase app writes (any NFS client: the rule is the server's, not a
+    // mount option's).
+    let fs = open_library(library, NameForm::Nfc)?;
     if let Some(addr) = opts.metrics {
         crate::metrics::serve_fs(addr, &library.user, fs.clone())?;
     }

@@ -131,6 +131,20 @@ impl TestLib {
             .expect("rows")
     }
 
+    /// The first column of every row `sql` gives, from the catalog, as text.
+    pub fn catalog_rows(&self, sql: &str) -> Vec<String> {
+        let c = rusqlite::Connection::open(self.catalog()).expect("open the catalog");
+        let mut q = c.prepare(sql).expect("prepare");
+        q.query_map([], |r| r.get::<_, rusqlite::types::Value>(0))
+            .expect("query")
+            .map(|v| match v.expect("row") {
+                rusqlite::types::Value::Text(t) => t,
+                rusqlite::types::Value::Integer(i) => i.to_string(),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
     pub fn content_dir(&self) -> PathBuf {
         self.data.join("content").join(&self.user)
     }

@@ -45,7 +45,7 @@ use rusqlite::Connection;
 
 use super::{
     Catalog, CatalogCheck, CatalogError, ContentRef, DirEntry, Ino, NewNode, NodeRecord, Renamed,
-    SetAttrs, Unlinked, XattrSet,
+    SetAttrs, SillyName, Unlinked, XattrSet,
 };
 
 mod commit;
@@ -237,6 +237,10 @@ impl Catalog for SqliteCatalog {
 
     fn leftovers(&self) -> Result<Vec<(Ino, Option<PathBuf>)>, CatalogError> {
         self.unlinked_open()
+    }
+
+    fn silly_renamed(&self) -> Result<Vec<SillyName>, CatalogError> {
+        self.silly_names()
     }
 
     fn trash(&self) -> Result<(i64, Vec<PathBuf>), CatalogError> {

@@ -19,7 +19,9 @@ use super::mutate::{meta, place, Place};
 use super::time::{from_ns, parse_iso, precise};
 use super::Shared;
 use crate::catalog::names::{self, RawChild};
-use crate::catalog::{CatalogError, DirEntry, Ino, Kind, NodeRecord, ROOT_INO, UNFILED_INO};
+use crate::catalog::{
+    CatalogError, DirEntry, Ino, Kind, NodeRecord, SillyName, ROOT_INO, UNFILED_INO,
+};
 
 impl Shared {
     pub(super) fn record(&self, conn: &Connection, ino: Ino) -> Result<NodeRecord, CatalogError> {
@@ -489,6 +491,24 @@ impl Shared {
             .into_iter()
             .map(|(i, c)| (i, c.map(PathBuf::from)))
             .collect())
+    }
+
+    pub(super) fn silly_names(&self) -> Result<Vec<SillyName>, CatalogError> {
+        let r = self.reader()?;
+        let mut st = r.prepare_cached(
+            "SELECT e.parent, e.name, i.ctime_ns FROM mb_edges e JOIN mb_inodes i ON i.ino = e.ino
+             WHERE e.name LIKE '.nfs%'",
+        )?;
+        let rows = st.query_map([], |row| {
+            Ok(SillyName {
+                parent: row.get::<_, i64>(0)? as Ino,
+                name: row.get(1)?,
+                ctime: from_ns(row.get::<_, Option<i64>>(2)?.unwrap_or(0)),
+            })
+        })?;
+        let mut out = rows.collect::<Result<Vec<_>, _>>()?;
+        out.retain(|s| names::is_silly_rename(&s.name));
+        Ok(out)
     }
 
     pub(super) fn content_bytes(&self) -> Result<u64, CatalogError> {
