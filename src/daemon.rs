@@ -99,8 +99,10 @@ pub fn runtime_dir() -> PathBuf {
     }
 }
 
-fn record_path(mountpoint: &Path) -> PathBuf {
-    let key: String = mountpoint
+/// A file name for what is served at `mountpoint` (a path, or an NFS
+/// server's `nfs://ADDR/` name).
+fn file_key(mountpoint: &Path) -> String {
+    mountpoint
         .to_string_lossy()
         .chars()
         .map(|c| {
@@ -110,8 +112,51 @@ fn record_path(mountpoint: &Path) -> PathBuf {
                 '_'
             }
         })
-        .collect();
-    runtime_dir().join(format!("{key}.json"))
+        .collect()
+}
+
+fn record_path(mountpoint: &Path) -> PathBuf {
+    runtime_dir().join(format!("{}.json", file_key(mountpoint)))
+}
+
+fn address_path(key: &Path) -> PathBuf {
+    runtime_dir()
+        .join("addresses")
+        .join(format!("{}.addr", file_key(key)))
+}
+
+/// Where the NFS server for `key` (the folder it is mounted on, or
+/// [`serve_key`]) listened last. It outlives the server and its runtime
+/// record: a server started again binds the same address, so that a mount
+/// the OS's client kept (hard mounts outlive their server) reaches it, and
+/// its file handles still work.
+pub fn last_address(key: &Path) -> Option<std::net::SocketAddr> {
+    std::fs::read_to_string(address_path(key))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Note where the NFS server for `key` listens ([`last_address`]).
+pub fn remember_address(key: &Path, addr: std::net::SocketAddr) -> std::io::Result<()> {
+    let p = address_path(key);
+    if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let tmp = p.with_extension("tmp");
+    std::fs::write(&tmp, format!("{addr}\n"))?;
+    std::fs::rename(tmp, p)
+}
+
+/// The [`last_address`] key of `markbase nfs --serve` for a user, mounted
+/// by whoever chose to (a Mac's Finder, `mount_nfs`).
+pub fn serve_key(library: &Library) -> PathBuf {
+    let data = library
+        .data_dir
+        .canonicalize()
+        .unwrap_or(library.data_dir.clone());
+    PathBuf::from(format!("serve:{}:{}", data.display(), library.user))
 }
 
 /// Every runtime record of this machine (running daemons, and dead ones

@@ -514,7 +514,7 @@ fn fsck(
         let live: Vec<_> = manager::mounts_in(data_dir)
             .into_iter()
             .filter(|m| {
-                mount::kernel_mounts()
+                mount::markbase_mounts()
                     .iter()
                     .any(|k| &k.mountpoint == m && k.user() == Some(user))
             })

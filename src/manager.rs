@@ -131,8 +131,14 @@ pub fn status() -> Vec<MountStatus> {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let mut out = Vec::new();
-    for m in mount::markbase_mounts() {
+    let mounted = mount::markbase_mounts();
+    for m in &mounted {
         let rec = daemon::read_record(&m.mountpoint);
+        if rec.as_ref().is_some_and(|r| r.backend == "nfs") {
+            // An NFS mount: its record, below, says it all (an NFS client
+            // carries no extended attributes to read counters through).
+            continue;
+        }
         let alive = rec.as_ref().is_some_and(|r| daemon::pid_alive(r.pid));
         let (state, stats) = if !alive {
             ("dead".to_string(), None)
@@ -171,7 +177,11 @@ pub fn status() -> Vec<MountStatus> {
     // on (`--mount --backend nfs`).
     for r in daemon::records().into_iter().filter(|r| r.backend == "nfs") {
         let alive = daemon::pid_alive(r.pid);
-        if !alive {
+        // A server that died under its mount leaves the mount (hard: what
+        // reads it waits): shown as dead until it is served again or
+        // unmounted. Any other dead server's record goes.
+        let dead_mount = !alive && mounted.iter().any(|m| m.mountpoint == r.mountpoint);
+        if !alive && !dead_mount {
             daemon::remove_record(&r.mountpoint);
             continue;
         }
@@ -179,7 +189,9 @@ pub fn status() -> Vec<MountStatus> {
             user: r.user.clone(),
             mountpoint: r.mountpoint.clone(),
             pid: Some(r.pid),
-            state: if r.mountpoint.starts_with("nfs:") {
+            state: if dead_mount {
+                "dead".into()
+            } else if r.mountpoint.starts_with("nfs:") {
                 "serving".into()
             } else {
                 "mounted".into()

@@ -92,67 +92,34 @@ pub struct MountSpec {
     pub metrics: Option<std::net::SocketAddr>,
 }
 
-/// A running mount as the kernel lists it.
-#[derive(Clone, Debug)]
-pub struct KernelMount {
-    pub mountpoint: PathBuf,
-    pub fstype: String,
-    pub source: String,
-}
+pub use crate::platform::mounts::KernelMount;
 
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Every mount of this machine (from /proc/self/mountinfo).
+/// Every mount of this machine ([`crate::platform::mounts::table`]).
 pub fn kernel_mounts() -> Vec<KernelMount> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let mp = left.split(' ').nth(4)?;
-            let mut r = right.split(' ');
-            Some(KernelMount {
-                mountpoint: PathBuf::from(unescape_mountinfo(mp)),
-                fstype: r.next()?.to_string(),
-                source: r.next().unwrap_or("").to_string(),
-            })
-        })
-        .collect()
+    crate::platform::mounts::table()
 }
 
-impl KernelMount {
-    /// Is this a MarkBase mount? (The source is `markbase:<user>`; the type is
-    /// `fuse` or `fuse.markbase` depending on how the kernel was asked.)
-    pub fn is_markbase(&self) -> bool {
-        self.fstype.starts_with("fuse") && self.source.starts_with("markbase:")
-    }
-
-    /// The user a MarkBase mount serves.
-    pub fn user(&self) -> Option<&str> {
-        self.source.strip_prefix("markbase:")
-    }
-}
-
-/// MarkBase mounts of this machine.
+/// MarkBase mounts of this machine: FUSE mounts named `markbase:<user>`
+/// (Linux, macFUSE), and any other mount a runtime record names: NFS mounts
+/// (`--backend nfs`, and FUSE-T's, which are NFS or SMB mounts too), whose
+/// source (`127.0.0.1:/`) names no user. The record does, and such a mount
+/// is given the FUSE mounts' `markbase:<user>` source here.
 pub fn markbase_mounts() -> Vec<KernelMount> {
     kernel_mounts()
         .into_iter()
-        .filter(KernelMount::is_markbase)
+        .filter_map(|m| {
+            if m.is_markbase_fuse() {
+                return Some(m);
+            }
+            if !(m.is_nfs() || m.fstype == "smbfs") {
+                return None;
+            }
+            let r = read_record(&m.mountpoint)?;
+            Some(KernelMount {
+                source: format!("markbase:{}", r.user),
+                ..m
+            })
+        })
         .collect()
 }
 
@@ -179,8 +146,9 @@ pub fn absolute(p: &Path) -> PathBuf {
 
 /// Is the MarkBase mount at `mp` one whose daemon is gone? (Its runtime
 /// record names a dead process, or, without a record, the kernel says the
-/// transport is not connected. `stat` cannot tell: the kernel may answer it
-/// from its attribute cache.)
+/// transport is not connected: only a FUSE mount has no record, and a dead
+/// FUSE mount answers at once. `stat` cannot tell: the kernel may answer it
+/// from its attribute cache, and a dead NFS mount never answers.)
 pub fn is_dead(mp: &Path) -> bool {
     match read_record(mp) {
         Some(r) => !pid_alive(r.pid),
@@ -191,18 +159,18 @@ pub fn is_dead(mp: &Path) -> bool {
 /// Check a mount point: it exists, is an empty directory, and nothing is mounted on it.
 pub fn check_mountpoint(p: &Path) -> Result<PathBuf, MountError> {
     let abs = absolute(p);
+    if markbase_mounts().iter().any(|m| m.mountpoint == abs) {
+        return Err(if is_dead(&abs) {
+            MountError::DeadMount(abs)
+        } else {
+            MountError::AlreadyMounted(abs)
+        });
+    }
     if let Some(m) = kernel_mounts()
         .into_iter()
         .rev()
         .find(|m| m.mountpoint == abs)
     {
-        if m.is_markbase() {
-            return Err(if is_dead(&abs) {
-                MountError::DeadMount(abs)
-            } else {
-                MountError::AlreadyMounted(abs)
-            });
-        }
         return Err(MountError::Busy(
             abs,
             format!("{} is mounted there", m.fstype),
@@ -294,12 +262,12 @@ pub fn serve(spec: &MountSpec, ready: Option<OwnedFd>) -> Result<(), MountError>
 }
 
 fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountError> {
-    let mountpoint = usable_mountpoint(&spec.mountpoint)?;
     let settings = crate::config::user_settings(&spec.library.data_dir, &spec.library.user)?;
+    let (mountpoint, kept) = mountpoint_for(spec, &settings)?;
     match backend_of(spec, &settings)? {
         Backend::Nfs => {
             let mut ready = ready.take();
-            crate::nfs::service::serve_mounted(&spec.library, &mountpoint, move || {
+            crate::nfs::service::serve_mounted(&spec.library, &mountpoint, kept, move || {
                 if let Some(r) = ready.as_mut() {
                     let _ = writeln!(r, "ok");
                 }
@@ -308,6 +276,28 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountEr
         }
         backend => serve_fuse(spec, &mountpoint, &settings, backend, ready),
     }
+}
+
+/// Where `spec` mounts, checked ([`usable_mountpoint`]); and whether it is
+/// the NFS mount a dead server left, kept to be served again where it is
+/// (the OS's client still holds it, and what waits on it goes on), which
+/// only an NFS mount can do.
+fn mountpoint_for(
+    spec: &MountSpec,
+    settings: &crate::config::UserSettings,
+) -> Result<(PathBuf, bool), MountError> {
+    let abs = absolute(&spec.mountpoint);
+    if is_kept_nfs_mount(&abs) && backend_of(spec, settings)? == Backend::Nfs {
+        return Ok((abs, true));
+    }
+    Ok((usable_mountpoint(&spec.mountpoint)?, false))
+}
+
+/// Is `mp` an NFS mount of ours whose server died (by the mount table and
+/// its runtime record, without touching the mount)?
+fn is_kept_nfs_mount(mp: &Path) -> bool {
+    crate::platform::nfs_client::is_nfs_mounted(mp)
+        && read_record(mp).is_some_and(|r| r.backend == Backend::Nfs.name() && !pid_alive(r.pid))
 }
 
 /// Without a FUSE front end (a macOS build without `macfuse`), nothing to serve.
@@ -502,7 +492,8 @@ impl MountSpec {
 /// Start the daemon for `spec` (this binary, in the foreground, in its own
 /// session) and return its pid once the mount answers.
 pub fn spawn_daemon(spec: &MountSpec) -> Result<u32, MountError> {
-    let mountpoint = usable_mountpoint(&spec.mountpoint)?;
+    let settings = crate::config::user_settings(&spec.library.data_dir, &spec.library.user)?;
+    let (mountpoint, _) = mountpoint_for(spec, &settings)?;
     // Fail here, in the user's terminal, for a bad catalog.
     drop(open_fs(spec)?);
     let log_path = spec.library.log_path();
@@ -635,8 +626,9 @@ pub fn unmount(dir: &Path) -> Result<(), MountError> {
             done
         });
     }
-    // No daemon: a dead mount ("Transport endpoint is not connected").
-    crate::platform::detach(&mp).map_err(io_err(format!("unmount {}", mp.display())))?;
+    // No daemon: a dead mount (FUSE: "Transport endpoint is not connected";
+    // NFS: "server not responding", and whatever waits on it hangs).
+    crate::platform::force_unmount(&mp).map_err(io_err(format!("unmount {}", mp.display())))?;
     remove_record(&mp);
     Ok(())
 }

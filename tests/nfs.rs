@@ -399,6 +399,44 @@ fn handles_survive_a_restart_and_a_crash_changes_the_write_verifier() {
     s.stop();
 }
 
+/// A Mac keeps its mount when the server dies (hard), and retries the same
+/// address: a server started again without `--listen` comes back on the
+/// port it had, after a crash or a clean stop, and the old handles work.
+#[test]
+fn a_server_started_again_listens_on_the_port_it_had() {
+    let lib = TestLib::empty("nfsport");
+    let rt = rt();
+    let s = lib.serve_nfs_with(&[]);
+    let first = s.addr;
+    assert!(first.ip().is_loopback(), "{first}");
+    let fh = rt.block_on(async {
+        let mut c = Client::connect(first).await.expect("connect");
+        let root = c.root.clone();
+        let f = c.create(&root, "kept.mov", 0o644).await.expect("create");
+        c.write(&f, 0, b"frames", stable_how::FILE_SYNC)
+            .await
+            .expect("write");
+        f
+    });
+    s.kill();
+    let s = lib.serve_nfs_with(&[]);
+    assert_eq!(s.addr, first, "after a crash");
+    rt.block_on(async {
+        let mut c = Client::connect(s.addr).await.expect("connect");
+        assert_eq!(c.read_all(&fh).await, Ok(b"frames".to_vec()));
+    });
+    s.stop();
+    let s = lib.serve_nfs_with(&[]);
+    assert_eq!(s.addr, first, "after a clean stop");
+    // Taken meanwhile by someone else: another port, said in the log.
+    s.stop();
+    let squatter = std::net::TcpListener::bind(first).expect("take the port");
+    let s = lib.serve_nfs_with(&[]);
+    assert_ne!(s.addr, first);
+    drop(squatter);
+    s.stop();
+}
+
 /// A non-loopback address of this machine, if it has one.
 fn own_address() -> Option<std::net::Ipv4Addr> {
     // The source address the kernel picks for an outside destination (a UDP
@@ -702,12 +740,11 @@ fn status_shows_a_server_and_sigterm_commits_and_stops_it() {
     assert!(common::metric(&m, "markbase_written_bytes_total{user=nfsstatus}") >= 5000.0);
     s.stop();
     assert_eq!(lib.node_sizes("late.bin"), [5000]);
+    // (Its address stays noted, for the next server: `run/addresses`.)
     assert!(
-        !lib.tmp
-            .path()
-            .join("run")
-            .read_dir()
-            .is_ok_and(|mut d| d.next().is_some()),
+        !lib.tmp.path().join("run").read_dir().is_ok_and(|d| d
+            .flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "json"))),
         "the runtime record is gone"
     );
 }

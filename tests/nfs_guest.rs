@@ -629,3 +629,82 @@ for f in Project/C*; do case "$f" in "Project/$NFC") echo "listed: nfc";; "Proje
     let (code, text) = fsck(&lib.data, &lib.user, &[]);
     assert_eq!(code, 0, "{text}");
 }
+
+/// A server that dies under its mount (a crash, a kill): the kernel keeps
+/// the mount (hard), and what reads it waits. `markbase fuse --mount` again
+/// serves it where it is, on the port it had: the reader that waited gets
+/// its bytes, with the same handles. Left dead, `--status` says so without
+/// touching it, and `--unmount` forces it away: the reader fails instead of
+/// hanging.
+#[test]
+fn a_mount_whose_server_died_is_served_again_on_its_port_or_forced_away() {
+    if guest("dead server").is_none() {
+        return;
+    }
+    let lib = TestLib::empty("guestdead");
+    let served = lib.serve_nfs(&[]);
+    let script = r#"
+set -e
+export MARKBASE_DATA_DIR=/tmp/data
+markbase library create --user g
+mkdir -p /tmp/m
+markbase fuse --mount --backend nfs --user g --dir /tmp/m
+dd if=/dev/urandom of=/tmp/m/a.bin bs=1k count=2000 2>/dev/null
+echo "written $(md5sum < /tmp/m/a.bin)"
+echo "port1 $(grep ' /tmp/m ' /proc/mounts | grep -o 'port=[0-9]*' | head -1)"
+kill -9 $(pidof markbase); sleep 1
+grep -q ' /tmp/m ' /proc/mounts && echo "kept after the kill"
+echo "<<S1"; markbase fuse --status; echo "S1>>"
+echo 3 > /proc/sys/vm/drop_caches
+( md5sum < /tmp/m/a.bin > /tmp/during.txt ) &
+reader=$!
+sleep 2
+markbase fuse --mount --backend nfs --user g --dir /tmp/m
+wait $reader
+echo "during $(cat /tmp/during.txt)"
+echo "port2 $(grep ' /tmp/m ' /proc/mounts | grep -o 'port=[0-9]*' | head -1)"
+echo "mounts $(grep -c ' /tmp/m ' /proc/mounts)"
+kill -9 $(pidof markbase); sleep 1
+echo 3 > /proc/sys/vm/drop_caches
+( if cat /tmp/m/a.bin > /dev/null 2>&1; then echo "reader: read"; else echo "reader: failed"; fi > /tmp/reader.txt ) &
+reader=$!
+sleep 2
+echo "<<S2"; markbase fuse --status; echo "S2>>"
+markbase fuse --unmount --dir /tmp/m
+if grep -q ' /tmp/m ' /proc/mounts; then echo "still mounted"; exit 1; fi
+wait $reader || true
+cat /tmp/reader.txt
+"#;
+    let out = run_in_guest(served.port(), &product_options(), &[&bin()], script, 600)
+        .ok("the dead server");
+    served.stop();
+    let written = out
+        .lines()
+        .find_map(|l| l.strip_prefix("written "))
+        .unwrap_or_else(|| panic!("no MD5:\n{out}"));
+    assert!(out.contains("kept after the kill"), "{out}");
+    let dead = between(&out, "S1");
+    assert!(
+        dead.lines()
+            .any(|l| l.contains("/tmp/m") && l.contains(" dead ")),
+        "--status of the dead mount:\n{dead}"
+    );
+    assert!(out.contains(&format!("during {written}")), "{out}");
+    let port = |tag: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(tag))
+            .map(str::trim)
+            .filter(|p| p.starts_with("port="))
+            .unwrap_or_else(|| panic!("no {tag}:\n{out}"))
+            .to_string()
+    };
+    assert_eq!(port("port1 "), port("port2 "), "{out}");
+    assert!(out.contains("mounts 1"), "mounted once, not twice:\n{out}");
+    assert!(
+        between(&out, "S2").contains(" dead "),
+        "{}",
+        between(&out, "S2")
+    );
+    assert!(out.contains("unmounted /tmp/m"), "{out}");
+    assert!(out.contains("reader: failed"), "{out}");
+}

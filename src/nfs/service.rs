@@ -64,19 +64,27 @@ pub fn serve_library(
     serve_as(library, opts, None, ready)
 }
 
-/// Serve `library` on a free loopback port and mount it on `mountpoint`
-/// with the OS's NFS client (`markbase fuse --mount --backend nfs`); `ready`
-/// is called once the mount answers. SIGTERM or SIGINT flush everything,
-/// unmount (the client sends what it still holds first) and stop the
-/// server; so does the mount going away (`umount`, Finder's eject).
+/// Serve `library` on loopback and mount it on `mountpoint` with the OS's
+/// NFS client (`markbase fuse --mount --backend nfs`); `ready` is called
+/// once the mount answers. SIGTERM or SIGINT flush everything, unmount (the
+/// client sends what it still holds first) and stop the server; so does the
+/// mount going away (`umount`, Finder's eject).
+///
+/// The port is the one this mount point's server had last, if it is free
+/// ([`daemon::last_address`]). `kept`: the mount is still there, left by a
+/// server that died (hard mounts outlive their server). It is served again
+/// as it is, on its old address, and what waited on it goes on; if that
+/// address is taken, the kept mount is forced away and mounted afresh.
 pub fn serve_mounted(
     library: &Library,
     mountpoint: &Path,
+    kept: bool,
     ready: impl FnOnce() + Send + 'static,
 ) -> Result<(), ServiceError> {
     let failed = Arc::new(Mutex::new(None));
     let mount = MountAt {
         mountpoint: mountpoint.to_path_buf(),
+        kept,
         failed: failed.clone(),
         ready: Box::new(ready),
     };
@@ -92,6 +100,8 @@ pub fn serve_mounted(
 /// answers, and why it could not mount.
 struct MountAt {
     mountpoint: PathBuf,
+    /// Mounted already, by a server that died: do not mount again.
+    kept: bool,
     failed: Arc<Mutex<Option<String>>>,
     ready: Box<dyn FnOnce() + Send>,
 }
@@ -128,16 +138,22 @@ fn mount_and_watch(addr: SocketAddr, mount: MountAt, stopper: Stopper) -> std::i
         .name("markbase-nfs-mount".into())
         .spawn(move || {
             let mp = &mount.mountpoint;
-            if let Err(why) = run(&nfs_client::mount_command(addr.port(), mp)) {
+            if mount.kept {
+                tracing::info!(
+                    "{}: serving again the mount a stopped server left, at {addr}",
+                    mp.display()
+                );
+            } else if let Err(why) = run(&nfs_client::mount_command(addr.port(), mp)) {
                 if let Ok(mut f) = mount.failed.lock() {
                     *f = Some(why);
                 }
                 stopper.stop();
                 return;
+            } else {
+                tracing::info!("mounted at {} over NFSv3 from {addr}", mp.display());
             }
-            tracing::info!("mounted at {} over NFSv3 from {addr}", mp.display());
             (mount.ready)();
-            while nfs_client::is_mount_root(mp) {
+            while nfs_client::is_nfs_mounted(mp) {
                 std::thread::sleep(MOUNT_WATCH);
             }
             tracing::info!("{}: unmounted; stopping the server", mp.display());
@@ -149,13 +165,60 @@ fn mount_and_watch(addr: SocketAddr, mount: MountAt, stopper: Stopper) -> std::i
 /// How often a mounted server checks that its mount is still there.
 const MOUNT_WATCH: Duration = Duration::from_secs(1);
 
+/// Where to listen: `opts.listen`, but for a free port asked (port 0), the
+/// address the server for `key` had last, if it is free. And whether a kept
+/// mount can be served where it is: it can only on its old address.
+fn listen_address(opts: &ServeOptions, key: &Path, mount: Option<&mut MountAt>) -> SocketAddr {
+    let mut listen = opts.listen;
+    if listen.port() == 0 {
+        let kept = mount.as_ref().filter(|m| m.kept).and_then(|m| {
+            daemon::read_record(&m.mountpoint)?
+                .address?
+                .parse::<SocketAddr>()
+                .ok()
+        });
+        match kept.or_else(|| daemon::last_address(key)) {
+            Some(prev) if prev.ip() == listen.ip() && port_free(prev) => listen = prev,
+            Some(prev) => tracing::warn!("{prev} is taken: serving on another port"),
+            None => {}
+        }
+    }
+    if let Some(m) = mount.filter(|m| m.kept) {
+        let old = daemon::read_record(&m.mountpoint).and_then(|r| r.address);
+        if old.as_deref() != Some(listen.to_string().as_str()) {
+            tracing::warn!(
+                "{}: the mount a stopped server left cannot be reached on a new port: forcing it away",
+                m.mountpoint.display()
+            );
+            if let Err(e) = crate::platform::force_unmount(&m.mountpoint) {
+                tracing::warn!("{}: {e}", m.mountpoint.display());
+            }
+            m.kept = false;
+        }
+    }
+    listen
+}
+
+/// Can a server listen on `addr` now?
+fn port_free(addr: SocketAddr) -> bool {
+    std::net::TcpListener::bind(addr).is_ok()
+}
+
 fn serve_as(
     library: &Library,
     opts: &ServeOptions,
-    mount: Option<MountAt>,
+    mut mount: Option<MountAt>,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), ServiceError> {
     opts.check()?;
+    let key = match &mount {
+        Some(m) => m.mountpoint.clone(),
+        None => daemon::serve_key(library),
+    };
+    let opts = &ServeOptions {
+        listen: listen_address(opts, &key, mount.as_mut()),
+        ..opts.clone()
+    };
     let settings = crate::config::user_settings(&library.data_dir, &library.user)?;
     let owner = settings.owner();
     let read_only = settings.read_only == Some(true);
@@ -182,6 +245,9 @@ fn serve_as(
     let stopper = Stopper::default();
     let mut daemon: Option<Result<Daemon, DaemonError>> = None;
     serve(fs.clone(), owner, opts, &stopper, |addr| {
+        if let Err(e) = daemon::remember_address(&key, addr) {
+            tracing::warn!("cannot note the server's address: {e}");
+        }
         let record = RuntimeRecord {
             user: library.user.clone(),
             mountpoint: match &mount {

@@ -17,6 +17,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 pub mod macos;
+pub mod mounts;
 pub mod nfs_client;
 
 /// Run the calling thread at the lowest priority (nice 19): background work
@@ -50,6 +51,21 @@ pub fn background_priority() {
 pub fn detach(mountpoint: &Path) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH)?;
+    #[cfg(not(target_os = "linux"))]
+    nix::mount::unmount(mountpoint, nix::mount::MntFlags::MNT_FORCE)?;
+    Ok(())
+}
+
+/// Take away a mount whose server is gone, and fail what waits on it:
+/// Linux aborts the mount's requests (`MNT_FORCE`: FUSE's connection, NFS's
+/// RPCs in flight) and detaches it; macOS forces it, as `diskutil unmount
+/// force` does.
+pub fn force_unmount(mountpoint: &Path) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    nix::mount::umount2(
+        mountpoint,
+        nix::mount::MntFlags::MNT_FORCE | nix::mount::MntFlags::MNT_DETACH,
+    )?;
     #[cfg(not(target_os = "linux"))]
     nix::mount::unmount(mountpoint, nix::mount::MntFlags::MNT_FORCE)?;
     Ok(())

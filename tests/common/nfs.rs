@@ -30,6 +30,14 @@ impl TestLib {
     }
 
     pub fn serve_nfs_on(&self, listen: &str, extra: &[&str]) -> Served {
+        let mut args = vec!["--listen", listen];
+        args.extend_from_slice(extra);
+        self.serve_nfs_with(&args)
+    }
+
+    /// `markbase nfs --serve --user U` and `args` (no `--listen`: the
+    /// server's own choice).
+    pub fn serve_nfs_with(&self, args: &[&str]) -> Served {
         let logs = self.data.join("logs");
         std::fs::create_dir_all(&logs).expect("logs dir");
         let log = std::fs::OpenOptions::new()
@@ -40,8 +48,8 @@ impl TestLib {
         let mut child = Command::new(bin())
             .arg("--data-dir")
             .arg(&self.data)
-            .args(["nfs", "--serve", "--user", &self.user, "--listen", listen])
-            .args(extra)
+            .args(["nfs", "--serve", "--user", &self.user])
+            .args(args)
             .env("MARKBASE_RUNTIME_DIR", self.tmp.path().join("run"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
