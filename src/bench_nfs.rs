@@ -251,6 +251,141 @@ async fn write_read(target: &str, addr: SocketAddr, name: &str, size: u64) -> Re
     })
 }
 
+/// How long closing a small file takes, as a Mac's client closes every
+/// file it changed: CREATE, one 4 KiB UNSTABLE WRITE, COMMIT, timed from
+/// the CREATE to COMMIT's answer (on the disk: create, write, `fsync`).
+#[derive(Serialize)]
+pub struct Closes {
+    target: String,
+    clients: usize,
+    files: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// Files closed in the closes test, in all.
+pub const CLOSES: usize = 1000;
+const SMALL: usize = 4096;
+
+impl Closes {
+    fn of(target: &str, clients: usize, mut ms: Vec<f64>) -> Closes {
+        ms.sort_by(f64::total_cmp);
+        let at = |p: f64| {
+            ms.get(((ms.len() as f64 * p).ceil() as usize).saturating_sub(1))
+                .copied()
+                .unwrap_or(0.0)
+        };
+        Closes {
+            target: target.into(),
+            clients,
+            files: ms.len(),
+            p50_ms: at(0.50),
+            p99_ms: at(0.99),
+        }
+    }
+}
+
+/// [`CLOSES`] small files closed through the server by `clients` clients
+/// at once (COMMITs that arrive together), each on its own connection.
+async fn nfs_closes(addr: SocketAddr, clients: usize) -> Result<Closes> {
+    let mut tasks = Vec::new();
+    for k in 0..clients {
+        let mut c = connect(addr).await?;
+        tasks.push(tokio::spawn(async move {
+            let root = c.root_nfs_fh3();
+            let data = vec![0x5Au8; SMALL];
+            let (mut ms, mut names) = (Vec::new(), Vec::new());
+            for i in 0..CLOSES / clients {
+                if crate::interrupt::interrupted() {
+                    break;
+                }
+                let name = format!("markbase-close-{}-{k}-{i}.bin", std::process::id());
+                let t = Instant::now();
+                let args = CREATE3args {
+                    where_: diropargs3 {
+                        dir: root.clone(),
+                        name: name.as_bytes().into(),
+                    },
+                    how: createhow3::UNCHECKED(sattr3 {
+                        mode: Nfs3Option::Some(0o644),
+                        ..Default::default()
+                    }),
+                };
+                let Nfs3Option::Some(fh) = ok(c.create(&args).await?, "create")?.obj else {
+                    bail!("CREATE gave no handle");
+                };
+                let w = WRITE3args {
+                    file: fh.clone(),
+                    offset: 0,
+                    count: SMALL as u32,
+                    stable: stable_how::UNSTABLE,
+                    data: Opaque::borrowed(&data),
+                };
+                ok(c.write(&w).await?, "write")?;
+                let commit = COMMIT3args {
+                    file: fh,
+                    offset: 0,
+                    count: 0,
+                };
+                ok(c.commit(&commit).await?, "commit")?;
+                ms.push(t.elapsed().as_secs_f64() * 1e3);
+                names.push(name);
+            }
+            for name in names {
+                let rm = REMOVE3args {
+                    object: diropargs3 {
+                        dir: root.clone(),
+                        name: name.as_bytes().into(),
+                    },
+                };
+                ok(c.remove(&rm).await?, "remove")?;
+            }
+            anyhow::Ok(ms)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok(Closes::of("nfs", clients, all))
+}
+
+/// The same on the disk: `writers` threads, each creating, writing 4 KiB
+/// and `fsync`ing its files in `dir`.
+fn disk_closes(dir: &Path, writers: usize) -> Result<Closes> {
+    use std::io::Write;
+    let all = std::thread::scope(|s| {
+        let hands: Vec<_> = (0..writers)
+            .map(|k| {
+                s.spawn(move || {
+                    let data = vec![0x5Au8; SMALL];
+                    let mut ms = Vec::new();
+                    for i in 0..CLOSES / writers {
+                        let p = dir.join(format!("markbase-close-{k}-{i}.bin"));
+                        let t = Instant::now();
+                        let mut f = std::fs::File::create(&p)?;
+                        f.write_all(&data)?;
+                        f.sync_all()?;
+                        drop(f);
+                        ms.push(t.elapsed().as_secs_f64() * 1e3);
+                        std::fs::remove_file(&p)?;
+                    }
+                    std::io::Result::Ok(ms)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for h in hands {
+            match h.join() {
+                Ok(r) => all.extend(r?),
+                Err(_) => return Err(std::io::Error::other("a writer panicked")),
+            }
+        }
+        Ok(all)
+    })?;
+    Ok(Closes::of("disk", writers, all))
+}
+
 /// The test: through the NFS server, on the disk, and (with `rclone`)
 /// through `rclone serve nfs` on the disk's directory; one table or JSON.
 pub fn throughput(
@@ -266,11 +401,19 @@ pub fn throughput(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let nfs = {
+    let (nfs, mut closes) = {
         let (_server, addr) = serve(&lib.data_dir, &lib.user)?;
-        rt.block_on(write_read("nfs", addr, &name, size))?
+        let nfs = rt.block_on(write_read("nfs", addr, &name, size))?;
+        let mut closes = Vec::new();
+        for clients in [1, STREAMS] {
+            closes.push(rt.block_on(nfs_closes(addr, clients))?);
+        }
+        (nfs, closes)
     };
     let disk = crate::bench::write_read("disk", &backing.join(&name), size)?;
+    for writers in [1, STREAMS] {
+        closes.push(disk_closes(&backing, writers)?);
+    }
     let disk = Side {
         target: "disk".into(),
         write_mb_s: disk.write_mb_s,
@@ -291,6 +434,7 @@ pub fn throughput(
             "mount": nfs, "disk": disk,
             "write_ratio": nfs.write_mb_s / disk.write_mb_s,
             "read_ratio": nfs.read_mb_s / disk.read_mb_s,
+            "closes": closes,
         });
         if let Some(p) = &peer {
             v["rclone"] = serde_json::to_value(p)?;
@@ -309,6 +453,15 @@ pub fn throughput(
         ("read", nfs.read_mb_s, disk.read_mb_s),
     ] {
         println!("{what:<8} {n:>12.0} {d:>12.0} {:>7.2}x", n / d);
+    }
+    println!(
+        "closing {CLOSES} small files (nfs: CREATE, 4 KiB UNSTABLE WRITE, COMMIT; disk: create, write, fsync):"
+    );
+    for c in &closes {
+        println!(
+            "  {:<5} {} at once: p50 {:.2} ms, p99 {:.2} ms",
+            c.target, c.clients, c.p50_ms, c.p99_ms
+        );
     }
     if let Some(p) = peer {
         println!(

@@ -564,6 +564,9 @@ fn fsck(
 }
 
 fn fuse(data_dir: &std::path::Path, a: FuseArgs) -> Result<()> {
+    if a.mount && a.allow_other && a.backend == Some(NFS) {
+        bail!("--allow-other: an NFS mount lets every user in by the files' permissions already");
+    }
     let make_spec = |u: &str, mountpoint: PathBuf| -> Result<MountSpec, mount::MountError> {
         Ok(MountSpec {
             library: Library::new(data_dir, u)?,

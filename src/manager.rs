@@ -361,8 +361,44 @@ pub fn supervise(
             }
         });
     }
-    for sig in signals.forever() {
-        if sig == libc::SIGHUP {
+    // A daemon that died is started again (an NFS one on its port, where
+    // the kernel kept its mount; a FUSE one on its cleaned mount point).
+    let restart = |mounted: &Mutex<BTreeMap<String, PathBuf>>| {
+        let died: Vec<String> = lock(mounted)
+            .into_iter()
+            .filter(|(_, mp)| daemon::read_record(mp).is_some_and(|r| !daemon::pid_alive(r.pid)))
+            .map(|(u, _)| u)
+            .collect();
+        if died.is_empty() {
+            return;
+        }
+        let specs: Vec<MountSpec> = died
+            .iter()
+            .filter_map(|u| spec_for(u).map_err(|e| tracing::error!("{u}: {e}")).ok())
+            .collect();
+        for s in &specs {
+            tracing::warn!(user = %s.library.user, "its daemon died: starting it again");
+        }
+        let results = mount_many(specs);
+        let mut m = mounted.lock().unwrap_or_else(|e| e.into_inner());
+        for r in results {
+            match r.result {
+                Ok(pid) => {
+                    tracing::info!(user = %r.user, pid, "mounted again at {}", r.mountpoint.display());
+                }
+                Err(e) => {
+                    tracing::error!(user = %r.user, "mount failed again: {e}");
+                    m.remove(&r.user);
+                }
+            }
+        }
+    };
+    let mut tick = 0u64;
+    let sig = 'serve: loop {
+        for sig in signals.pending() {
+            if sig != libc::SIGHUP {
+                break 'serve sig;
+            }
             tracing::info!("SIGHUP: re-reading the users of {}", data_dir.display());
             let now = sd_notify::NotifyState::monotonic_usec_now();
             match &now {
@@ -371,21 +407,29 @@ pub fn supervise(
             }
             sync(&mounted);
             notify(&[NotifyState::Ready, NotifyState::Status(&status())]);
-            continue;
         }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        notify(&[NotifyState::Stopping]);
-        tracing::info!(signal = sig, "unmounting every mount");
-        for (dir, r) in unmount_many(lock(&mounted).into_values().collect()) {
-            match r {
-                // A daemon of the same service may have stopped first
-                // (systemd signals the whole group).
-                Err(MountError::NotMounted(_)) => {}
-                Err(e) => tracing::error!("unmount {}: {e}", dir.display()),
-                Ok(()) => {}
-            }
+        if tick.is_multiple_of(RESTART_EVERY) {
+            restart(&mounted);
         }
-        return Ok(());
+        tick += 1;
+        std::thread::sleep(SIGNAL_POLL);
+    };
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    notify(&[NotifyState::Stopping]);
+    tracing::info!(signal = sig, "unmounting every mount");
+    for (dir, r) in unmount_many(lock(&mounted).into_values().collect()) {
+        match r {
+            // A daemon of the same service may have stopped first
+            // (systemd signals the whole group).
+            Err(MountError::NotMounted(_)) => {}
+            Err(e) => tracing::error!("unmount {}: {e}", dir.display()),
+            Ok(()) => {}
+        }
     }
     Ok(())
 }
+
+/// How often the supervisor looks at its signals.
+const SIGNAL_POLL: Duration = Duration::from_millis(100);
+/// Every this many polls (a second), it looks for daemons that died.
+const RESTART_EVERY: u64 = 10;

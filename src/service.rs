@@ -57,6 +57,10 @@ pub struct ServiceSpec {
     pub allow_other: bool,
     /// A system unit (root; at boot) rather than a user unit (at login).
     pub system: bool,
+    /// `--backend` for every mount (`nfs`: the built-in server, mounted by
+    /// the OS's NFS client; each user's server started again on its port
+    /// if it dies). None: markbase.toml's, else the platform's.
+    pub backend: Option<crate::platform::Backend>,
 }
 
 impl ServiceSpec {
@@ -82,9 +86,15 @@ impl ServiceSpec {
             a.push("--metrics".into());
             a.push(m.to_string());
         }
+        if let Some(b) = self.backend {
+            a.push("--backend".into());
+            a.push(b.name().into());
+        }
         // A system unit mounts as root for the machine's editors: without
-        // allow_other only root could enter the drives.
-        if self.allow_other || self.system {
+        // allow_other only root could enter the drives. (An NFS mount lets
+        // every user in by the files' permissions already.)
+        let nfs = self.backend == Some(crate::platform::Backend::Nfs);
+        if (self.allow_other || self.system) && !nfs {
             a.push("--allow-other".into());
         }
         Ok(a)
@@ -250,6 +260,7 @@ mod tests {
             metrics: Some("127.0.0.1:9567".parse().expect("addr")),
             allow_other: true,
             system: true,
+            backend: None,
         }
     }
 
@@ -302,6 +313,30 @@ mod tests {
             "one argument, spaces and all"
         );
         assert!(args.contains(&"--foreground"));
+        assert!(!args.contains(&"--backend"));
+        // A Mac's agent for the NFS road: every drive served by the built-in
+        // server, mounted with mount_nfs, restarted on its port if it dies.
+        let nfs = ServiceSpec {
+            backend: Some(crate::platform::Backend::Nfs),
+            system: false,
+            allow_other: false,
+            ..spec()
+        };
+        let bytes = launchd_plist(&nfs, Path::new("/Users/ed")).expect("plist");
+        let v = plist::Value::from_reader_xml(&bytes[..]).expect("parse");
+        let args: Vec<String> = v.as_dictionary().expect("dict")["ProgramArguments"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .filter_map(|a| a.as_string().map(str::to_string))
+            .collect();
+        let at = args
+            .iter()
+            .position(|a| a == "--backend")
+            .expect("--backend");
+        assert_eq!(args[at + 1], "nfs");
+        assert!(args.iter().any(|a| a == "--all") && args.iter().any(|a| a == "--foreground"));
+        assert!(!args.iter().any(|a| a == "--allow-other"));
         assert_eq!(
             d["StandardErrorPath"].as_string(),
             Some("/Users/ed/Library/Logs/MarkBase/markbase.err.log")

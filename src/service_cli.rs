@@ -29,6 +29,12 @@ pub enum ServiceCommand {
         /// unit: root mounts the drives for the machine's editors).
         #[arg(long)]
         allow_other: bool,
+        /// How every drive is served (markbase.toml's otherwise): `nfs` is
+        /// the built-in NFS server mounted by the OS's own client (a Mac
+        /// without macFUSE), each user's server started again on its port
+        /// if it dies.
+        #[arg(long, value_name = "BACKEND")]
+        backend: Option<markbase::platform::BackendChoice>,
         /// Print the unit (or plist) instead of installing it.
         #[arg(long)]
         print: bool,
@@ -97,6 +103,7 @@ pub fn run(data_dir: &Path, cmd: ServiceCommand) -> Result<()> {
             dir,
             metrics,
             allow_other,
+            backend,
             print,
             unit_dir,
             no_start,
@@ -104,6 +111,14 @@ pub fn run(data_dir: &Path, cmd: ServiceCommand) -> Result<()> {
             exe,
         } => {
             use markbase::mount::absolute;
+            use markbase::platform::{Backend, BackendChoice};
+            let backend = match backend {
+                Some(BackendChoice::Fixed(b)) => Some(b),
+                _ => None,
+            };
+            if allow_other && backend == Some(Backend::Nfs) {
+                bail!("--allow-other: an NFS mount lets every user in by the files' permissions already");
+            }
             let data_dir = absolute(data_dir);
             if !data_dir.join("users").is_dir() && !print {
                 bail!(
@@ -121,6 +136,7 @@ pub fn run(data_dir: &Path, cmd: ServiceCommand) -> Result<()> {
                 metrics,
                 allow_other,
                 system: system_scope(user_unit),
+                backend,
             };
             let bytes = service::render(&spec, &home())?;
             if print {
@@ -251,5 +267,6 @@ fn scope_spec(user_unit: bool) -> ServiceSpec {
         metrics: None,
         allow_other: false,
         system: system_scope(user_unit),
+        backend: None,
     }
 }

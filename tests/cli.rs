@@ -60,6 +60,24 @@ fn mount_refusals_change_nothing() {
         "not allowed",
     );
 
+    let mut nfs = mount_args("alice", mp.to_str().unwrap());
+    nfs.extend(["--backend", "nfs", "--allow-other"]);
+    refused(&lib.markbase(&nfs), "--allow-other: an NFS mount");
+    refused(
+        &lib.markbase(&[
+            "service",
+            "install",
+            "--all",
+            "--dir",
+            mp.to_str().unwrap(),
+            "--backend",
+            "nfs",
+            "--allow-other",
+            "--print",
+        ]),
+        "--allow-other: an NFS mount",
+    );
+
     let m = lib.mount_at(&mp, &[]);
     refused(
         &lib.markbase(&mount_args("alice", mp.to_str().unwrap())),

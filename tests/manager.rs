@@ -188,6 +188,19 @@ fn supervisor_follows_sighup_and_unmounts_on_sigterm() {
     nix::sys::signal::kill(pid, nix::sys::signal::SIGHUP).unwrap();
     wait_for("gamma mounted after SIGHUP", || is_mounted(&mp("gamma")));
 
+    // A daemon that dies is started again, on its cleaned mount point.
+    let old = daemon_pid(&mp("gamma"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old as i32),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for("gamma's daemon started again", || {
+        markbase::daemon::read_record(&mp("gamma"))
+            .is_some_and(|r| r.pid != old && markbase::daemon::pid_alive(r.pid))
+            && fs::read_dir(mp("gamma")).is_ok_and(|mut d| d.next().is_some())
+    });
+
     fs::rename(
         data.join("users/alpha.sqlite"),
         data.join("alpha.sqlite.off"),

@@ -708,3 +708,61 @@ cat /tmp/reader.txt
     assert!(out.contains("unmounted /tmp/m"), "{out}");
     assert!(out.contains("reader: failed"), "{out}");
 }
+
+/// `markbase fuse --mount --all --backend nfs --foreground` (what `service
+/// install --backend nfs` runs): a user's server that dies is started again
+/// by the supervisor, on its port, and the reader that waited gets its
+/// bytes; SIGTERM unmounts every drive.
+#[test]
+fn the_supervisor_starts_a_dead_nfs_server_again_on_its_port() {
+    if guest("supervisor").is_none() {
+        return;
+    }
+    let lib = TestLib::empty("guestsuper");
+    let served = lib.serve_nfs(&[]);
+    let script = r#"
+set -e
+export MARKBASE_DATA_DIR=/tmp/data
+markbase library create --user g
+mkdir -p /tmp/base
+markbase fuse --mount --all --backend nfs --foreground --dir /tmp/base > /tmp/super.log 2>&1 &
+sup=$!
+m=/tmp/base/MarkBase_g
+i=0; until grep -q " $m " /proc/mounts; do sleep 0.2; i=$((i + 1)); [ $i -lt 300 ] || { cat /tmp/super.log; exit 7; }; done
+dd if=/dev/urandom of=$m/a.bin bs=1k count=1000 2>/dev/null
+echo "written $(md5sum < $m/a.bin)"
+echo "port1 $(grep " $m " /proc/mounts | grep -o 'port=[0-9]*' | head -1)"
+rec=/run/markbase/_tmp_base_MarkBase_g.json
+pid=$(grep -o '"pid": [0-9]*' $rec | grep -o '[0-9]*$')
+kill -9 $pid
+echo 3 > /proc/sys/vm/drop_caches
+md5sum < $m/a.bin > /tmp/during.txt
+echo "during $(cat /tmp/during.txt)"
+echo "port2 $(grep " $m " /proc/mounts | grep -o 'port=[0-9]*' | head -1)"
+pid2=$(grep -o '"pid": [0-9]*' $rec | grep -o '[0-9]*$')
+[ "$pid2" != "$pid" ] && echo "a new server"
+kill -TERM $sup
+wait $sup || true
+if grep -q " $m " /proc/mounts; then echo "still mounted"; exit 1; fi
+echo "unmounted by SIGTERM"
+"#;
+    let out = run_in_guest(served.port(), &product_options(), &[&bin()], script, 600)
+        .ok("the supervisor");
+    served.stop();
+    let written = out
+        .lines()
+        .find_map(|l| l.strip_prefix("written "))
+        .unwrap_or_else(|| panic!("no MD5:\n{out}"));
+    assert!(out.contains(&format!("during {written}")), "{out}");
+    let port = |tag: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(tag))
+            .map(str::trim)
+            .filter(|p| p.starts_with("port="))
+            .unwrap_or_else(|| panic!("no {tag}:\n{out}"))
+            .to_string()
+    };
+    assert_eq!(port("port1 "), port("port2 "), "{out}");
+    assert!(out.contains("a new server"), "{out}");
+    assert!(out.contains("unmounted by SIGTERM"), "{out}");
+}

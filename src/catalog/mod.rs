@@ -412,6 +412,10 @@ pub trait Catalog: Send + Sync {
 pub struct CommitCounts {
     pub commits: u64,
     pub changes: u64,
+    /// Syncs of the catalog asked (`fsync`, COMMIT) and those that synced:
+    /// fewer when syncs that arrive together share one.
+    pub syncs_asked: u64,
+    pub syncs: u64,
 }
 
 thread_local! {

@@ -168,11 +168,32 @@ pub const NFS_TRANSFER: u32 = 1 << 20;
 
 /// The command that mounts the built-in server's export on `mountpoint`. No
 /// root needed (the mount point is the user's); NFS, MOUNT and portmap share
-/// one port. `locallocks`: `nolocks` makes flock and fcntl locks fail, which
-/// breaks the project locks editing applications take; locks stay on this Mac.
+/// one port. The options, from Apple's `mount_nfs(8)`, and why (rclone's
+/// `nfsmount` and hf-mount, which also serve a Mac from a local user-space
+/// NFSv3 server, differ where noted):
+///
+/// * `hard,intr`: a slow or restarting server is waited for, never turned
+///   into an I/O error in the middle of a render (`soft` would: rclone and
+///   hf-mount use it, and lose writes when a request times out); `intr` lets
+///   the user interrupt what waits (Finder stops beachballing on Ctrl-C or
+///   Force Quit). The server comes back on its port ([`crate::daemon::last_address`]),
+///   so what waited goes on.
+/// * `timeo=10,retrans=5`: a request is sent again after 1 s, and the "server
+///   not responding" notice comes after five unanswered tries, not at once on
+///   a COMMIT that waits for the disk.
+/// * `rdirplus`: READDIRPLUS pages, names with their attributes; without it
+///   the Mac sends one LOOKUP per entry of a 10,000-frame folder.
+/// * `locallocks`: `nolocks` makes flock and fcntl locks fail, which breaks
+///   the project locks editing applications take; locks stay on this Mac
+///   (the only client of a loopback server).
+/// * `rsize`/`wsize` 1 MiB, `readahead` 16 blocks: video rates.
+/// * `actimeo=1`: the MarkBase app's own changes show within a second.
+/// * Not `nobrowse`: the library is a drive the editor opens in Finder's
+///   sidebar and from Premiere's or Resolve's media browser; `nobrowse`
+///   hides it from both.
 pub fn mount_nfs_command(port: u16, mountpoint: &Path, tuning: NfsClientTuning) -> Vec<String> {
     let opts = format!(
-        "vers=3,tcp,port={port},mountport={port},locallocks,rsize={NFS_TRANSFER},wsize={NFS_TRANSFER},readahead={},actimeo={}",
+        "vers=3,tcp,port={port},mountport={port},hard,intr,timeo=10,retrans=5,rdirplus,locallocks,rsize={NFS_TRANSFER},wsize={NFS_TRANSFER},readahead={},actimeo={}",
         tuning.readahead, tuning.actimeo
     );
     vec![
@@ -332,6 +353,11 @@ mod tests {
             "port=40123",
             "mountport=40123",
             "locallocks",
+            "hard",
+            "intr",
+            "timeo=10",
+            "retrans=5",
+            "rdirplus",
             "rsize=1048576",
             "wsize=1048576",
             "readahead=16",
@@ -339,7 +365,9 @@ mod tests {
         ] {
             assert!(o.split(',').any(|x| x == want), "{want} missing from {o}");
         }
-        assert!(!o.contains("nolocks"));
+        for never in ["nolocks", "soft", "nobrowse"] {
+            assert!(!o.split(',').any(|x| x == never), "{never} in {o}");
+        }
         assert_eq!(&c[3..], ["127.0.0.1:/", "/Volumes/MarkBase_w"]);
         assert_eq!(
             unmount_command(Path::new("/Volumes/MarkBase_w")),

@@ -69,6 +69,8 @@ pub(super) struct Writer {
 pub(super) struct CommitCounters {
     pub(super) commits: std::sync::atomic::AtomicU64,
     pub(super) changes: std::sync::atomic::AtomicU64,
+    /// WAL syncs made (`sync_wal`).
+    pub(super) syncs: std::sync::atomic::AtomicU64,
 }
 
 impl Writer {
@@ -385,23 +387,47 @@ impl Shared {
         Ok(v as u64)
     }
 
-    /// Make every committed change durable: sync the WAL (commits are in it
-    /// until a checkpoint copies them back).
+    /// Make every change made so far durable: commit the batch, then sync
+    /// the WAL (commits are in it until a checkpoint copies them back).
+    ///
+    /// Syncs that arrive together share one (group commit, as a file
+    /// system's journal does): each caller takes a ticket before anything
+    /// else, so its changes are older than the ticket; the one syncing takes
+    /// the WAL's lock, notes the last ticket handed out, commits and syncs.
+    /// Everything of that ticket and the ones before is then durable, and a
+    /// caller that waited on the lock meanwhile finds its ticket covered and
+    /// returns without a sync of its own.
     pub(super) fn sync_wal(&self) -> Result<(), CatalogError> {
-        self.flush()?;
+        use std::sync::atomic::Ordering::SeqCst;
+        let ticket = self.sync_asked.fetch_add(1, SeqCst) + 1;
         let mut wal = self.wal.lock();
-        if wal.is_none() {
+        if wal.done >= ticket {
+            return Ok(());
+        }
+        let upto = self.sync_asked.load(SeqCst);
+        self.flush()?;
+        if wal.file.is_none() {
             let mut p = self.path.clone().into_os_string();
             p.push("-wal");
             match File::open(PathBuf::from(p)) {
-                Ok(f) => *wal = Some(f),
+                Ok(f) => wal.file = Some(f),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
                 Err(e) => return Err(e.into()),
             }
         }
-        if let Some(f) = wal.as_ref() {
+        if let Some(f) = wal.file.as_ref() {
             f.sync_data()?;
+            self.counts.syncs.fetch_add(1, SeqCst);
         }
+        wal.done = upto;
         Ok(())
     }
+}
+
+/// The WAL as `sync_wal` keeps it.
+#[derive(Default)]
+pub(super) struct WalSync {
+    file: Option<File>,
+    /// Every sync ticket up to this one is durable.
+    done: u64,
 }

@@ -35,7 +35,6 @@
 //! This file holds the types and the [`Catalog`] implementation, one
 //! delegation per method, so that the trait's shape reads in one place.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -115,7 +114,11 @@ pub struct Shared {
     readers: Mutex<Vec<Connection>>,
     uid: u32,
     gid: u32,
-    wal: Mutex<Option<File>>,
+    /// The WAL, opened for syncing, and the last sync ticket a sync covered
+    /// (`conn.rs`, `sync_wal`).
+    wal: Mutex<conn::WalSync>,
+    /// Sync tickets handed out.
+    sync_asked: std::sync::atomic::AtomicU64,
     checkpoints: Arc<Checkpoints>,
     /// The cycle heads and whether there are orphans, shown under `Unfiled`
     /// (found at the first listing of the root, so that mounting never scans
@@ -315,6 +318,8 @@ impl Catalog for SqliteCatalog {
         crate::catalog::CommitCounts {
             commits: self.counts.commits.load(Relaxed),
             changes: self.counts.changes.load(Relaxed),
+            syncs_asked: self.sync_asked.load(Relaxed),
+            syncs: self.counts.syncs.load(Relaxed),
         }
     }
 }

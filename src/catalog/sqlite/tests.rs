@@ -354,3 +354,43 @@ fn the_committer_leaves_the_write_lock_free_between_batches() {
     let check = cat.self_check().unwrap();
     assert!(check.damage.is_empty(), "{:?}", check.damage);
 }
+
+#[test]
+fn syncs_that_arrive_together_share_one_and_each_finds_its_change_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.sqlite");
+    let cat = std::sync::Arc::new(open(&p));
+    let (threads, each) = (8, 40);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let cat = cat.clone();
+            let p = p.clone();
+            s.spawn(move || {
+                let other = Connection::open(&p).unwrap();
+                for i in 0..each {
+                    let name = format!("t{t}-{i}.mov");
+                    cat.create(ROOT_INO, &name, &new_file(), SystemTime::now())
+                        .unwrap();
+                    cat.sync().unwrap();
+                    // Committed when the sync returns (and synced: the WAL
+                    // was synced after the commit that holds it).
+                    let n: i64 = other
+                        .query_row(
+                            "SELECT count(*) FROM file_nodes WHERE label = ?1",
+                            [&name],
+                            |r| r.get(0),
+                        )
+                        .unwrap();
+                    assert_eq!(n, 1, "{name} not committed when its sync returned");
+                }
+            });
+        }
+    });
+    let c = cat.commits();
+    assert_eq!(c.syncs_asked, threads * each);
+    assert!(
+        c.syncs >= 1 && c.syncs < c.syncs_asked,
+        "no sync was shared: {c:?}"
+    );
+    eprintln!("{} syncs for {} asked", c.syncs, c.syncs_asked);
+}
