@@ -667,6 +667,7 @@ impl Filesystem for FuseAdapter {
         reply: ReplyEmpty,
     ) {
         let _t = self.fs.requests.start(Op::Xattr);
+        let name = crate::fs::xattr_from_kernel(name);
         let res =
             XattrSet::from_raw(flags).and_then(|how| self.fs.setxattr(ino.0, name, value, how));
         match res {
@@ -677,7 +678,7 @@ impl Filesystem for FuseAdapter {
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let _t = self.fs.requests.start(Op::Xattr);
-        match self.fs.getxattr(ino.0, name) {
+        match self.fs.getxattr(ino.0, crate::fs::xattr_from_kernel(name)) {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() <= size as usize => reply.data(&v),
             Ok(_) => reply.error(Errno::ERANGE),
@@ -687,7 +688,11 @@ impl Filesystem for FuseAdapter {
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let _t = self.fs.requests.start(Op::Xattr);
-        match self.fs.listxattr(ino.0) {
+        match self
+            .fs
+            .listxattr(ino.0)
+            .map(|l| crate::fs::xattrs_for_kernel(&l))
+        {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() <= size as usize => reply.data(&v),
             Ok(_) => reply.error(Errno::ERANGE),
@@ -697,7 +702,10 @@ impl Filesystem for FuseAdapter {
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let _t = self.fs.requests.start(Op::Xattr);
-        match self.fs.removexattr(ino.0, name) {
+        match self
+            .fs
+            .removexattr(ino.0, crate::fs::xattr_from_kernel(name))
+        {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(self.fail("removexattr", ino.0, &e)),
         }

@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 
 use common::nfs::{libnfs, Client, Listing};
-use common::{stream, TestLib};
+use common::{get_xattr, set_xattr, stream, TestLib};
 use nfs3_client::nfs3_types::nfs3::{
     createhow3, nfsstat3, sattr3, set_atime, set_mtime, stable_how, Nfs3Option,
 };
@@ -700,6 +700,110 @@ fn a_name_sent_in_nfd_is_stored_in_nfc_and_both_spellings_find_it() {
         ["Cr\u{e8}me br\u{fb}l\u{e9}e.mov", "R\u{e9}sum\u{e9}"],
         "the catalog holds each name once, composed"
     );
+}
+
+/// What a Mac does for `setxattr` on an NFS mount: it writes the file's
+/// attributes into `._name` (AppleDouble). They are the file's attributes
+/// through the FUSE mount (`user.com.apple.*` on Linux), and attributes set
+/// there come back in `._name` when the Mac looks it up.
+#[test]
+fn a_macs_appledouble_file_is_the_files_attributes_through_fuse_and_back() {
+    use markbase::fs::appledouble::{self, FINDER_INFO};
+    let lib = TestLib::empty("nfsad");
+    let tags = "com.apple.metadata:_kMDItemUserTags";
+    let (red, blue) = (
+        b"bplist00\xa1\x01URed\n6".to_vec(),
+        b"bplist00\xa1\x01VBlue\n4".to_vec(),
+    );
+    let quarantine = b"0083;6566d1a2;Safari;".to_vec();
+    let mut finder = vec![0u8; 32];
+    finder[..8].copy_from_slice(b"MooVTVOD");
+    let from_mac = vec![
+        (FINDER_INFO.to_string(), finder.clone()),
+        (tags.to_string(), red.clone()),
+        ("com.apple.quarantine".to_string(), quarantine.clone()),
+    ];
+    let rt = rt();
+    let s = lib.serve_nfs(&[]);
+    rt.block_on(async {
+        let mut c = Client::connect(s.addr).await.expect("connect");
+        let root = c.root.clone();
+        c.create(&root, "clip.mov", 0o644).await.expect("create");
+        for (name, attrs) in [("._clip.mov", &from_mac), ("._gone.mov", &from_mac)] {
+            let ad = c.create(&root, name, 0o644).await.expect("create ._");
+            let bytes = appledouble::build(attrs);
+            // As a Mac writes it: in pieces, UNSTABLE, then COMMIT.
+            let (head, rest) = bytes.split_at(84);
+            c.write(&ad, 0, head, stable_how::UNSTABLE)
+                .await
+                .expect("write");
+            c.write(&ad, 84, rest, stable_how::UNSTABLE)
+                .await
+                .expect("write");
+            c.commit(&ad).await.expect("commit");
+        }
+    });
+    s.stop();
+    let m = lib.mount(&[]);
+    let get = |f: &str, n: &str| {
+        let mut buf = vec![0u8; 4096];
+        let len = get_xattr(&m.path(f), n, &mut buf);
+        assert!(len >= 0, "{f}: {n} is not set");
+        buf.truncate(len as usize);
+        buf
+    };
+    assert_eq!(get("clip.mov", &format!("user.{tags}")), red);
+    assert_eq!(get("clip.mov", "user.com.apple.quarantine"), quarantine);
+    assert_eq!(get("clip.mov", "user.com.apple.FinderInfo"), finder);
+    // A tag changed and one set on a new file, through FUSE.
+    std::fs::write(m.path("other.mov"), b"frames").expect("write");
+    assert_eq!(
+        set_xattr(&m.path("clip.mov"), &format!("user.{tags}"), &blue),
+        0
+    );
+    assert_eq!(
+        set_xattr(&m.path("other.mov"), &format!("user.{tags}"), &blue),
+        0
+    );
+    m.unmount();
+    let s = lib.serve_nfs(&[]);
+    rt.block_on(async {
+        let mut c = Client::connect(s.addr).await.expect("connect");
+        let root = c.root.clone();
+        let clip = c.lookup(&root, "._clip.mov").await.expect("._clip.mov");
+        let mut want = vec![
+            (FINDER_INFO.to_string(), finder.clone()),
+            (tags.to_string(), blue.clone()),
+            ("com.apple.quarantine".to_string(), quarantine.clone()),
+        ];
+        want.sort();
+        let mut got = appledouble::parse(&c.read_all(&clip).await.expect("read"))
+            .expect("an AppleDouble file");
+        got.sort();
+        assert_eq!(
+            got, want,
+            "._clip.mov says what clip.mov's attributes are now"
+        );
+        let other = c
+            .lookup(&root, "._other.mov")
+            .await
+            .expect("._other.mov made");
+        assert_eq!(
+            appledouble::parse(&c.read_all(&other).await.expect("read")),
+            Ok(vec![(tags.to_string(), blue.clone())])
+        );
+        // No attributes, no `._` file.
+        assert_eq!(
+            c.lookup(&root, "._plain.mov").await.err(),
+            Some(nfsstat3::NFS3ERR_NOENT)
+        );
+    });
+    s.stop();
+    // `._` files stay out of the catalog; one whose file is gone stays as it was.
+    for n in ["._clip.mov", "._other.mov", "._gone.mov"] {
+        assert_eq!(lib.node_sizes(n), Vec::<i64>::new(), "{n}");
+    }
+    assert_eq!(lib.node_sizes("clip.mov").len(), 1);
 }
 
 #[test]

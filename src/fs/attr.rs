@@ -196,9 +196,18 @@ impl MarkBaseFs {
     /// [`check_name`].
     pub fn lookup(&self, parent: Ino, name: &OsStr) -> FsResult<Attr> {
         let name = check_name(name)?;
+        let double = super::mac_metadata::described(name).is_some();
+        if double {
+            // `._name`: what `name`'s Mac attributes are now (its failure
+            // is logged: the file is looked up as it is).
+            let _ = self.double_for_lookup(parent, name);
+        }
         let l = self.listing(parent)?;
         let at = l.position(name).ok_or(FsError::NotFound)?;
         let e = &l.entries[at];
+        if double {
+            self.note_double(parent, name, e.ino);
+        }
         // A lookup whose record is not cached is most often the first of a
         // run in listing order (`ls -l`, a file browser, `find`, `rsync`
         // stat every entry as they read the folder): the records of the

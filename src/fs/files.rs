@@ -406,7 +406,11 @@ impl MarkBaseFs {
                 }
                 if of.state.lock().unlinked {
                     self.purge(of.ino)?;
+                    return res;
                 }
+            }
+            if of.writable {
+                self.double_committed(of.ino);
             }
         }
         res

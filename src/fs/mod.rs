@@ -16,7 +16,8 @@
 //! | `attr.rs` | getattr, lookup, readlink, setattr |
 //! | `namespace.rs` | mkdir, mknod, symlink, create, unlink, rmdir, rename, link; name rules |
 //! | `files.rs` | open files: open, read, write, flush, fsync, release, fallocate, lseek |
-//! | `xattr.rs` | extended attributes |
+//! | `xattr.rs` | extended attributes (and a Mac's `com.apple.*` as `user.com.apple.*` on Linux) |
+//! | `appledouble.rs`, `mac_metadata.rs` | AppleDouble `._name` files, read and written, kept in step with `name`'s attributes |
 //! | `notify.rs` | changes made behind the core's back: found, dropped from the caches, reported to the front ends |
 //! | `stateless.rs` | for front ends without open and close (NFS): I/O by inode on leased handles, cookie-addressed folder pages, exclusive create, permission checks |
 //! | `stats.rs`, `metrics.rs` | counters, `statfs`; request counts, latencies and errnos for the front ends |
@@ -56,6 +57,7 @@ use crate::sync::{AtomicU64, Mutex};
 use crate::catalog::{Catalog, Ino, NodeRecord};
 use crate::store::ContentStore;
 
+pub mod appledouble;
 mod attr;
 mod cache;
 pub mod check;
@@ -66,6 +68,7 @@ mod error;
 mod files;
 pub mod flags;
 mod invalidate;
+mod mac_metadata;
 pub mod memory;
 pub mod metrics;
 mod namespace;
@@ -90,7 +93,7 @@ use quota::Quota;
 pub use stateless::{permitted, Access, DirPage, MAX_LEASES};
 pub use stats::{Counters, Stats};
 pub use types::{Attr, Caller, FsConfig, NameForm, SetAttrReq, TimeSet};
-pub use xattr::STATS_XATTR;
+pub use xattr::{linux_names, stored_name, xattr_from_kernel, xattrs_for_kernel, STATS_XATTR};
 
 /// The file system.
 pub struct MarkBaseFs {
@@ -117,6 +120,8 @@ pub struct MarkBaseFs {
     size_fixes: Mutex<HashMap<Ino, u64>>,
     quota: Option<Quota>,
     names: NameForm,
+    /// `._name` inodes as found (`mac_metadata.rs`).
+    doubles: Mutex<mac_metadata::Doubles>,
     memory: memory::MemoryGuard,
     /// Where changes made behind the core's back are reported.
     notifier: Mutex<Option<Arc<dyn Notifier>>>,
@@ -151,6 +156,7 @@ impl MarkBaseFs {
             size_fixes: Mutex::new(HashMap::new()),
             quota: cfg.quota.map(Quota::new),
             names: cfg.names,
+            doubles: Mutex::new(Default::default()),
             memory: memory::MemoryGuard::from_env(),
             notifier: Mutex::new(None),
             outside_version: Mutex::new(None),

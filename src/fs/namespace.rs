@@ -153,6 +153,7 @@ impl MarkBaseFs {
                 return Err(e.into());
             }
         };
+        self.note_double(parent, name, rec.ino);
         let entry = DirEntry {
             name: name.to_string(),
             ino: rec.ino,

@@ -268,7 +268,9 @@ impl MarkBaseFs {
         if self.record(ino)?.kind != Kind::File {
             return self.fsyncdir();
         }
-        self.with_lease(ino, false, |fh| self.fsync(fh, false))
+        self.with_lease(ino, false, |fh| self.fsync(fh, false))?;
+        self.double_committed(ino);
+        Ok(())
     }
 
     /// Release the leases not used for `idle` (all with `Duration::ZERO`);

@@ -17,6 +17,52 @@ use crate::catalog::{Ino, ROOT_INO, UNFILED_INO};
 /// The root xattr that reports the mount's counters (`markbase fuse --stats`).
 pub const STATS_XATTR: &str = "user.markbase.stats";
 
+/// Where a kernel demands a namespace in every attribute name (Linux: a
+/// name without `user.`, `trusted.`, `security.` or `system.` is refused
+/// before it reaches the file system), a Mac's attribute `com.apple.X`, kept
+/// in the store under the name macOS gives it, is `user.com.apple.X`. The
+/// name a Linux front end was given, as stored.
+pub fn stored_name(linux: &OsStr) -> &OsStr {
+    match linux.to_str().and_then(|n| n.strip_prefix("user.")) {
+        Some(rest) if super::appledouble::is_mac_attribute(rest) => OsStr::new(rest),
+        _ => linux,
+    }
+}
+
+/// [`MarkBaseFs::listxattr`]'s list as a Linux front end shows it: stored
+/// names without a namespace get `user.`.
+pub fn linux_names(list: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(list.len());
+    for n in list.split(|&c| c == 0).filter(|n| !n.is_empty()) {
+        if n.starts_with(b"com.apple.") {
+            out.extend_from_slice(b"user.");
+        }
+        out.extend_from_slice(n);
+        out.push(0);
+    }
+    out
+}
+
+/// An attribute name as a kernel front end was given it, as stored: on
+/// Linux [`stored_name`]; a Mac's kernel (macFUSE) gives the Mac's own names.
+pub fn xattr_from_kernel(name: &OsStr) -> &OsStr {
+    if cfg!(target_os = "linux") {
+        stored_name(name)
+    } else {
+        name
+    }
+}
+
+/// [`MarkBaseFs::listxattr`]'s list as a kernel front end is to show it
+/// (on Linux [`linux_names`]).
+pub fn xattrs_for_kernel(list: &[u8]) -> Vec<u8> {
+    if cfg!(target_os = "linux") {
+        linux_names(list)
+    } else {
+        list.to_vec()
+    }
+}
+
 impl MarkBaseFs {
     pub(super) fn check_xattr_name(name: &OsStr) -> FsResult<&str> {
         let n = name.to_str().ok_or(FsError::BadName)?;
@@ -93,6 +139,23 @@ mod tests {
 
     fn os(s: &str) -> &OsStr {
         OsStr::new(s)
+    }
+
+    #[test]
+    fn a_macs_attributes_carry_user_on_linux_and_nothing_else_changes() {
+        assert_eq!(
+            stored_name(os("user.com.apple.quarantine")),
+            os("com.apple.quarantine")
+        );
+        assert_eq!(stored_name(os("user.DOSATTRIB")), os("user.DOSATTRIB"));
+        assert_eq!(
+            stored_name(os("trusted.com.apple.x")),
+            os("trusted.com.apple.x")
+        );
+        assert_eq!(
+            linux_names(b"com.apple.FinderInfo\0user.a\0"),
+            b"user.com.apple.FinderInfo\0user.a\0"
+        );
     }
 
     #[test]
