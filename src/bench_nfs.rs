@@ -140,6 +140,28 @@ pub(crate) fn ok<T, E>(r: Nfs3Result<T, E>, what: &str) -> Result<T> {
     }
 }
 
+/// CREATE `name` in `dir` (mode 0644, replacing what is there); its handle
+/// (from a LOOKUP if the answer carries none).
+async fn create(c: &mut Conn, dir: &nfs_fh3, name: &str) -> Result<nfs_fh3> {
+    let what = || diropargs3 {
+        dir: dir.clone(),
+        name: name.as_bytes().into(),
+    };
+    let args = CREATE3args {
+        where_: what(),
+        how: createhow3::UNCHECKED(sattr3 {
+            mode: Nfs3Option::Some(0o644),
+            ..Default::default()
+        }),
+    };
+    match ok(c.create(&args).await?, "create")?.obj {
+        Nfs3Option::Some(fh) => Ok(fh),
+        Nfs3Option::None => {
+            Ok(ok(c.lookup(&LOOKUP3args { what: what() }).await?, "lookup")?.object)
+        }
+    }
+}
+
 /// Write `size` bytes to a new file `name` in the export's root over
 /// [`STREAMS`] connections, COMMIT; drop caches; read it back the same way.
 async fn write_read(target: &str, addr: SocketAddr, name: &str, size: u64) -> Result<Side> {
@@ -148,29 +170,7 @@ async fn write_read(target: &str, addr: SocketAddr, name: &str, size: u64) -> Re
         conns.push(connect(addr).await?);
     }
     let root = conns[0].root_nfs_fh3();
-    let args = CREATE3args {
-        where_: diropargs3 {
-            dir: root.clone(),
-            name: name.as_bytes().into(),
-        },
-        how: createhow3::UNCHECKED(sattr3 {
-            mode: Nfs3Option::Some(0o644),
-            ..Default::default()
-        }),
-    };
-    let created = ok(conns[0].create(&args).await?, "create")?;
-    let fh = match created.obj {
-        Nfs3Option::Some(fh) => fh,
-        Nfs3Option::None => {
-            let l = LOOKUP3args {
-                what: diropargs3 {
-                    dir: root.clone(),
-                    name: name.as_bytes().into(),
-                },
-            };
-            ok(conns[0].lookup(&l).await?, "lookup")?.object
-        }
-    };
+    let fh = create(&mut conns[0], &root, name).await?;
     let blocks = size.div_ceil(BLOCK as u64);
     let data = Arc::new(vec![0x5Au8; BLOCK]);
     let t = Instant::now();
@@ -301,19 +301,7 @@ async fn nfs_closes(addr: SocketAddr, clients: usize) -> Result<Closes> {
                 }
                 let name = format!("markbase-close-{}-{k}-{i}.bin", std::process::id());
                 let t = Instant::now();
-                let args = CREATE3args {
-                    where_: diropargs3 {
-                        dir: root.clone(),
-                        name: name.as_bytes().into(),
-                    },
-                    how: createhow3::UNCHECKED(sattr3 {
-                        mode: Nfs3Option::Some(0o644),
-                        ..Default::default()
-                    }),
-                };
-                let Nfs3Option::Some(fh) = ok(c.create(&args).await?, "create")?.obj else {
-                    bail!("CREATE gave no handle");
-                };
+                let fh = create(&mut c, &root, &name).await?;
                 let w = WRITE3args {
                     file: fh.clone(),
                     offset: 0,

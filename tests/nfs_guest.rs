@@ -67,6 +67,22 @@ fn marked(tag: &str, script: &str) -> String {
     format!("echo '<<{tag}'; {script}; echo '{tag}>>'")
 }
 
+/// The start of a guest script that runs `markbase` there: a library of
+/// its own for user `g`, in `/tmp/data`.
+const A_LIBRARY_IN_THE_GUEST: &str = "set -e
+export MARKBASE_DATA_DIR=/tmp/data
+markbase library create --user g
+";
+
+/// What follows `tag` on the first line of the guest's output that starts
+/// with it (`echo "written $(md5sum ...)"`).
+fn after<'a>(out: &'a str, tag: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(tag))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no line starting {tag:?}:\n{out}"))
+}
+
 #[test]
 fn the_demo_tree_and_its_bytes_read_through_the_kernel_client_as_through_fuse() {
     if guest("demo tree").is_none() {
@@ -268,10 +284,9 @@ fn the_one_step_nfs_mount_works_where_the_kernel_has_an_nfs_client() {
     }
     let lib = TestLib::empty("guestmount");
     let served = lib.serve_nfs(&[]);
-    let script = r#"
-set -e
-export MARKBASE_DATA_DIR=/tmp/data
-markbase library create --user g
+    let script = [
+        A_LIBRARY_IN_THE_GUEST,
+        r#"
 mkdir -p /tmp/m
 markbase fuse --mount --backend nfs --user g --dir /tmp/m
 dd if=/dev/urandom of=/tmp/m/clip.bin bs=1k count=3000 2>/dev/null
@@ -282,8 +297,10 @@ if grep -q ' /tmp/m ' /proc/mounts; then echo "still mounted"; exit 1; fi
 markbase fsck --user g
 for f in /tmp/data/content/g/*/*; do echo "stored $(md5sum < "$f")"; done
 mkdir /mnt/guest; cp /tmp/data/users/* /mnt/guest/
-"#;
-    let out = run_in_guest(served.port(), &product_options(), &[&bin()], script, 600)
+"#,
+    ]
+    .concat();
+    let out = run_in_guest(served.port(), &product_options(), &[&bin()], &script, 600)
         .ok("the one-step mount");
     served.stop();
     assert!(out.contains("mounted g at /tmp/m"), "{out}");
@@ -296,10 +313,7 @@ mkdir /mnt/guest; cp /tmp/data/users/* /mnt/guest/
         "{status}"
     );
     assert!(out.contains("unmounted /tmp/m"), "{out}");
-    let written = out
-        .lines()
-        .find_map(|l| l.strip_prefix("written "))
-        .expect("the written file's MD5");
+    let written = after(&out, "written ");
     assert!(out.contains(&format!("stored {written}")), "{out}");
     // The guest's catalog, as it left it.
     let m = lib.mount(&[]);
@@ -643,10 +657,9 @@ fn a_mount_whose_server_died_is_served_again_on_its_port_or_forced_away() {
     }
     let lib = TestLib::empty("guestdead");
     let served = lib.serve_nfs(&[]);
-    let script = r#"
-set -e
-export MARKBASE_DATA_DIR=/tmp/data
-markbase library create --user g
+    let script = [
+        A_LIBRARY_IN_THE_GUEST,
+        r#"
 mkdir -p /tmp/m
 markbase fuse --mount --backend nfs --user g --dir /tmp/m
 dd if=/dev/urandom of=/tmp/m/a.bin bs=1k count=2000 2>/dev/null
@@ -674,14 +687,13 @@ markbase fuse --unmount --dir /tmp/m
 if grep -q ' /tmp/m ' /proc/mounts; then echo "still mounted"; exit 1; fi
 wait $reader || true
 cat /tmp/reader.txt
-"#;
-    let out = run_in_guest(served.port(), &product_options(), &[&bin()], script, 600)
+"#,
+    ]
+    .concat();
+    let out = run_in_guest(served.port(), &product_options(), &[&bin()], &script, 600)
         .ok("the dead server");
     served.stop();
-    let written = out
-        .lines()
-        .find_map(|l| l.strip_prefix("written "))
-        .unwrap_or_else(|| panic!("no MD5:\n{out}"));
+    let written = after(&out, "written ");
     assert!(out.contains("kept after the kill"), "{out}");
     let dead = between(&out, "S1");
     assert!(
@@ -690,15 +702,9 @@ cat /tmp/reader.txt
         "--status of the dead mount:\n{dead}"
     );
     assert!(out.contains(&format!("during {written}")), "{out}");
-    let port = |tag: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(tag))
-            .map(str::trim)
-            .filter(|p| p.starts_with("port="))
-            .unwrap_or_else(|| panic!("no {tag}:\n{out}"))
-            .to_string()
-    };
-    assert_eq!(port("port1 "), port("port2 "), "{out}");
+    let port = after(&out, "port1 ");
+    assert!(port.starts_with("port="), "{out}");
+    assert_eq!(port, after(&out, "port2 "), "{out}");
     assert!(out.contains("mounts 1"), "mounted once, not twice:\n{out}");
     assert!(
         between(&out, "S2").contains(" dead "),
@@ -720,10 +726,9 @@ fn the_supervisor_starts_a_dead_nfs_server_again_on_its_port() {
     }
     let lib = TestLib::empty("guestsuper");
     let served = lib.serve_nfs(&[]);
-    let script = r#"
-set -e
-export MARKBASE_DATA_DIR=/tmp/data
-markbase library create --user g
+    let script = [
+        A_LIBRARY_IN_THE_GUEST,
+        r#"
 mkdir -p /tmp/base
 markbase fuse --mount --all --backend nfs --foreground --dir /tmp/base > /tmp/super.log 2>&1 &
 sup=$!
@@ -745,24 +750,17 @@ kill -TERM $sup
 wait $sup || true
 if grep -q " $m " /proc/mounts; then echo "still mounted"; exit 1; fi
 echo "unmounted by SIGTERM"
-"#;
-    let out = run_in_guest(served.port(), &product_options(), &[&bin()], script, 600)
+"#,
+    ]
+    .concat();
+    let out = run_in_guest(served.port(), &product_options(), &[&bin()], &script, 600)
         .ok("the supervisor");
     served.stop();
-    let written = out
-        .lines()
-        .find_map(|l| l.strip_prefix("written "))
-        .unwrap_or_else(|| panic!("no MD5:\n{out}"));
+    let written = after(&out, "written ");
     assert!(out.contains(&format!("during {written}")), "{out}");
-    let port = |tag: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(tag))
-            .map(str::trim)
-            .filter(|p| p.starts_with("port="))
-            .unwrap_or_else(|| panic!("no {tag}:\n{out}"))
-            .to_string()
-    };
-    assert_eq!(port("port1 "), port("port2 "), "{out}");
+    let port = after(&out, "port1 ");
+    assert!(port.starts_with("port="), "{out}");
+    assert_eq!(port, after(&out, "port2 "), "{out}");
     assert!(out.contains("a new server"), "{out}");
     assert!(out.contains("unmounted by SIGTERM"), "{out}");
 }
