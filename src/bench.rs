@@ -756,16 +756,21 @@ pub fn chart_with(
     let root = SVGBackend::new(path, (1000, 560)).into_drawing_area();
     root.fill(&WHITE)
         .map_err(|e| anyhow::anyhow!("chart: {e}"))?;
-    let mut c = ChartBuilder::on(&root)
+    // The legend in a column of its own, right of the data (never on it).
+    let (plot, legend) = root.split_horizontally(800);
+    let mut c = ChartBuilder::on(&plot)
         .caption(title, ("sans-serif", 22))
         .margin(16)
         .x_label_area_size(40)
         .y_label_area_size(64)
         .build_cartesian_2d(0f64..n as f64, 0f64..ymax)
         .map_err(|e| anyhow::anyhow!("chart: {e}"))?;
+    // Frames and MB/s are whole numbers: no "20.0", no "3000.0".
     c.configure_mesh()
         .x_desc(x_label)
         .y_desc(y_label)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(|e| anyhow::anyhow!("chart: {e}"))?;
     let colors = [
@@ -780,15 +785,22 @@ pub fn chart_with(
             v.iter().enumerate().map(|(x, y)| (x as f64, *y)),
             color.stroke_width(2),
         ))
-        .map_err(|e| anyhow::anyhow!("chart: {e}"))?
-        .label(*name)
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-    }
-    c.configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
         .map_err(|e| anyhow::anyhow!("chart: {e}"))?;
+        let y = 60 + 28 * i as i32;
+        legend
+            .draw(&PathElement::new(
+                vec![(10, y), (40, y)],
+                color.stroke_width(3),
+            ))
+            .map_err(|e| anyhow::anyhow!("chart: {e}"))?;
+        legend
+            .draw(&Text::new(
+                name.to_string(),
+                (48, y - 8),
+                ("sans-serif", 16).into_font(),
+            ))
+            .map_err(|e| anyhow::anyhow!("chart: {e}"))?;
+    }
     root.present().map_err(|e| anyhow::anyhow!("chart: {e}"))?;
     Ok(())
 }

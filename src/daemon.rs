@@ -6,7 +6,7 @@
 //! other processes (the MarkBase app) committed to the catalog, and it writes
 //! the catalog size corrections `getattr` found.
 //!
-//! A front end (the FUSE session in `mount.rs`; an NFS server next) opens the
+//! A front end (the FUSE session in `mount.rs`, the NFS server in `nfs/service.rs`) opens the
 //! core with [`open_library`], starts its own listener, then calls
 //! [`Daemon::start`] with a closure that stops that listener; the returned
 //! [`Daemon`] stops its threads and removes the runtime record when dropped,

@@ -2,7 +2,8 @@
 //!
 //! Three layers, each ignorant of the ones above it:
 //! * front ends: [`fuse`], the kernel adapter, and [`nfs`], an NFSv3
-//!   server (thin; `fuser` and `nfs3_server` types stop there);
+//!   server (thin; `nfs3_server` types stop in [`nfs`], `fuser`'s in
+//!   [`fuse`] and, for the session and its options, [`mount`]);
 //! * [`fs`]: the file system core: inodes, handles, caches, POSIX rules;
 //! * [`catalog`] (metadata, SQLite today) and [`store`] (content files).
 //!

@@ -181,7 +181,7 @@ pub struct ContentStore {
     root: PathBuf,
     allowed: Vec<PathBuf>,
     /// Fan-out folders known to exist (256 at most).
-    fans: std::sync::Mutex<std::collections::HashSet<String>>,
+    fans: crate::sync::Mutex<std::collections::HashSet<String>>,
     pool: Arc<Pool>,
 }
 
@@ -333,15 +333,13 @@ impl ContentStore {
     pub fn create(&self, id: &str) -> Result<(PathBuf, File), StoreError> {
         let fan = id.get(..2).unwrap_or("00");
         let dir = self.root.join(fan);
-        let known = self.fans.lock().map(|f| f.contains(fan)).unwrap_or(false);
+        let known = self.fans.lock().contains(fan);
         if !known {
             std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
                 path: dir.clone(),
                 source,
             })?;
-            if let Ok(mut f) = self.fans.lock() {
-                f.insert(fan.to_string());
-            }
+            self.fans.lock().insert(fan.to_string());
         }
         let path = dir.join(id);
         if let Some(f) = self.take_from_pool(&path) {

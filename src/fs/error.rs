@@ -2,7 +2,7 @@
 //!
 //! Every core operation returns [`FsResult`]. [`FsError::errno`] gives what
 //! ext4 would return for the same failure, so each front end (the FUSE
-//! adapter today, an NFS server next) maps errors the same way without a
+//! adapter, the NFS server) maps errors the same way without a
 //! table of its own; [`FsError::is_routine`] tells a front end at which level
 //! to log: a caller's mistake (ENOENT on lookup, EEXIST) at debug, the file
 //! system's own trouble (I/O, catalog, missing content) at warn.

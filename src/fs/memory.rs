@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 
 /// Default floor of available memory for opening files for writing.
 pub const DEFAULT_MIN_FREE: u64 = 64 << 20;

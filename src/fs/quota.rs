@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 
 use super::{FsError, FsResult};
 use crate::catalog::{Catalog, CatalogError};
