@@ -89,19 +89,22 @@ impl MarkBaseFs {
         Ok(out)
     }
 
-    /// A `._name` file's attributes, if it is one that parses, and its
-    /// content file's mtime.
-    fn double_attrs(&self, ino: Ino) -> Option<(Attrs, Option<SystemTime>)> {
+    /// A `._name` file's content file and its mtime.
+    fn double_file(&self, ino: Ino) -> Option<(std::path::PathBuf, Option<SystemTime>)> {
         let rec = self.record(ino).ok()?;
         let path = self.content_path(&rec)?;
         let meta = std::fs::metadata(&path).ok()?;
-        if meta.len() > MAX_APPLEDOUBLE {
+        Some((path, meta.modified().ok()))
+    }
+
+    /// The attributes a `._name` content file holds, if it parses.
+    fn double_attrs(path: &std::path::Path) -> Option<Attrs> {
+        if std::fs::metadata(path).ok()?.len() > MAX_APPLEDOUBLE {
             return None;
         }
-        let bytes = std::fs::read(&path).ok()?;
-        let mut attrs = appledouble::parse(&bytes).ok()?;
+        let mut attrs = appledouble::parse(&std::fs::read(path).ok()?).ok()?;
         attrs.sort();
-        Some((attrs, meta.modified().ok()))
+        Some(attrs)
     }
 
     /// `ino` was committed: if it is a `._name` written since its attributes
@@ -110,12 +113,16 @@ impl MarkBaseFs {
         let Some(d) = self.doubles.lock().get(&ino).cloned() else {
             return;
         };
-        let Some((want, mtime)) = self.double_attrs(ino) else {
+        let Some((path, mtime)) = self.double_file(ino) else {
             return;
         };
+        // Not written since its attributes were given: nothing to read.
         if mtime.is_some() && mtime == d.applied {
             return;
         }
+        let Some(want) = Self::double_attrs(&path) else {
+            return;
+        };
         let Ok(owner) = self.lookup(d.parent, OsStr::new(&d.name)) else {
             return;
         };
@@ -161,43 +168,46 @@ impl MarkBaseFs {
         let attrs = self.mac_attrs(owner.ino)?;
         let existing = listing.get(file).cloned();
         drop(listing);
-        match existing {
-            None if attrs.is_empty() => Ok(()),
+        let opened = match existing {
+            None if attrs.is_empty() => return Ok(()),
             None => {
                 let rec = self.record(owner.ino)?;
                 let caller = Caller {
                     uid: rec.uid,
                     gid: rec.gid,
                 };
-                let (a, fh) =
-                    self.create(parent, OsStr::new(file), 0o644, 0, OpenFlags::WRITE, caller)?;
-                self.note_double(parent, file, a.ino);
-                let wrote = self.write(fh, 0, &appledouble::build(&attrs));
-                self.release(fh)?;
-                wrote.map(drop)
+                self.create(parent, OsStr::new(file), 0o644, 0, OpenFlags::WRITE, caller)
+                    .map(|(a, fh)| (a.ino, fh))
             }
             Some(e) => {
                 if self.open.lock().contains_key(&e.ino) {
                     return Ok(());
                 }
-                if self.double_attrs(e.ino).is_some_and(|(a, _)| a == attrs) {
+                let same = self
+                    .double_file(e.ino)
+                    .and_then(|(path, _)| Self::double_attrs(&path))
+                    .is_some_and(|a| a == attrs);
+                if same {
                     return Ok(());
                 }
                 let flags = OpenFlags {
                     truncate: true,
                     ..OpenFlags::WRITE
                 };
-                let fh = self.open(e.ino, flags)?;
-                self.note_double(parent, file, e.ino);
+                self.open(e.ino, flags).map(|fh| (e.ino, fh))
+            }
+        };
+        opened
+            .and_then(|(ino, fh)| {
+                self.note_double(parent, file, ino);
                 let wrote = self.write(fh, 0, &appledouble::build(&attrs));
                 self.release(fh)?;
                 wrote.map(drop)
-            }
-        }
-        .map_err(|e: FsError| {
-            // (A read-only library, `Unfiled`: every lookup would say so.)
-            tracing::debug!("{file}: made from {name}'s attributes: {e}");
-            e
-        })
+            })
+            .map_err(|e: FsError| {
+                // (A read-only library, `Unfiled`: every lookup would say so.)
+                tracing::debug!("{file}: made from {name}'s attributes: {e}");
+                e
+            })
     }
 }

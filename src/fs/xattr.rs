@@ -34,7 +34,7 @@ pub fn stored_name(linux: &OsStr) -> &OsStr {
 pub fn linux_names(list: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(list.len());
     for n in list.split(|&c| c == 0).filter(|n| !n.is_empty()) {
-        if n.starts_with(b"com.apple.") {
+        if std::str::from_utf8(n).is_ok_and(super::appledouble::is_mac_attribute) {
             out.extend_from_slice(b"user.");
         }
         out.extend_from_slice(n);

@@ -170,13 +170,13 @@ const MOUNT_WATCH: Duration = Duration::from_secs(1);
 /// mount can be served where it is: it can only on its old address.
 fn listen_address(opts: &ServeOptions, key: &Path, mount: Option<&mut MountAt>) -> SocketAddr {
     let mut listen = opts.listen;
+    // Where the kept mount's server listened (its record, read once).
+    let old = mount
+        .as_ref()
+        .filter(|m| m.kept)
+        .and_then(|m| daemon::read_record(&m.mountpoint)?.address);
     if listen.port() == 0 {
-        let kept = mount.as_ref().filter(|m| m.kept).and_then(|m| {
-            daemon::read_record(&m.mountpoint)?
-                .address?
-                .parse::<SocketAddr>()
-                .ok()
-        });
+        let kept = old.as_deref().and_then(|a| a.parse::<SocketAddr>().ok());
         match kept.or_else(|| daemon::last_address(key)) {
             Some(prev) if prev.ip() == listen.ip() && port_free(prev) => listen = prev,
             Some(prev) => tracing::warn!("{prev} is taken: serving on another port"),
@@ -184,7 +184,6 @@ fn listen_address(opts: &ServeOptions, key: &Path, mount: Option<&mut MountAt>) 
         }
     }
     if let Some(m) = mount.filter(|m| m.kept) {
-        let old = daemon::read_record(&m.mountpoint).and_then(|r| r.address);
         if old.as_deref() != Some(listen.to_string().as_str()) {
             tracing::warn!(
                 "{}: the mount a stopped server left cannot be reached on a new port: forcing it away",
