@@ -1,15 +1,18 @@
 //! MarkBase FUSE: one user's MarkBase media library mounted as a POSIX file system.
 //!
-//! Three layers, each ignorant of the ones above it:
-//! * front ends: [`fuse`], the kernel adapter, and [`nfs`], an NFSv3
-//!   server (thin; `nfs3_server` types stop in [`nfs`], `fuser`'s in
-//!   [`fuse`] and, for the session and its options, [`mount`]);
+//! Layers, each ignorant of the ones above it (the `markbase` binary's
+//! `cli/` sits on top):
+//! * [`manage`]: a mount's daemon started and found, many users at once,
+//!   the supervisor, the service;
+//! * front ends: [`fuse`], the kernel adapter (`fuser`'s types stop
+//!   there), and [`nfs`], an NFSv3 server (`nfs3_server`'s stop there);
+//! * [`daemon`]: what every front end's process runs around it;
 //! * [`fs`]: the file system core: inodes, handles, caches, POSIX rules;
-//! * [`catalog`] (metadata, SQLite today) and [`store`] (content files).
-//!
-//! [`mount`] runs a mount as a daemon process and finds, flushes and
-//! unmounts running ones; [`platform`] picks the FUSE backend; [`library`]
-//! makes new catalogs.
+//! * [`catalog`] (metadata, SQLite today) and [`store`] (content files and
+//!   their I/O);
+//! * [`platform`] (backends, the mount table, macOS), [`config`],
+//!   [`library`] (where a user's files live, new catalogs) and [`sync`]
+//!   (every lock).
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -20,12 +23,9 @@ pub mod fs;
 #[cfg(fuse)]
 pub mod fuse;
 pub mod library;
-pub mod manager;
-pub mod metrics;
-pub mod mount;
+pub mod manage;
 pub mod nfs;
 pub mod platform;
-pub mod service;
 pub mod store;
 pub mod sync;
 

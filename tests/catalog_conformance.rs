@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use markbase::catalog::sqlite::{OpenOptions, SqliteCatalog};
-use markbase::catalog::{Catalog, CatalogError, Kind, NewNode, XattrSet, ROOT_INO};
+use markbase::catalog::{Catalog, CatalogError, Kind, Move, NewNode, XattrSet, ROOT_INO};
 use rusqlite::Connection;
 
 type Factory = fn(&Path) -> Arc<dyn Catalog>;
@@ -221,19 +221,31 @@ fn catalog_folder_with_contents_cannot_become_junk() {
         let a = cat.create(ROOT_INO, "Footage", &dir(), now).unwrap();
         cat.create(a.ino, "clip.mov", &file(None), now).unwrap();
         let trash = cat.create(ROOT_INO, ".Trashes", &dir(), now).unwrap();
-        let r = cat.rename(ROOT_INO, "Footage", a.ino, trash.ino, "Footage", None, now);
+        let r = cat.rename(
+            &Move::new(ROOT_INO, "Footage", a.ino, trash.ino, "Footage"),
+            None,
+            now,
+        );
         assert!(
             matches!(r, Err(CatalogError::CrossesBoundary(_))),
             "{name}: {r:?}"
         );
         // An empty one can.
         let e = cat.create(ROOT_INO, "Empty", &dir(), now).unwrap();
-        cat.rename(ROOT_INO, "Empty", e.ino, trash.ino, "Empty", None, now)
-            .unwrap();
+        cat.rename(
+            &Move::new(ROOT_INO, "Empty", e.ino, trash.ino, "Empty"),
+            None,
+            now,
+        )
+        .unwrap();
         assert!(!cat.get(e.ino).unwrap().in_catalog);
         // And back.
-        cat.rename(trash.ino, "Empty", e.ino, ROOT_INO, "Back", None, now)
-            .unwrap();
+        cat.rename(
+            &Move::new(trash.ino, "Empty", e.ino, ROOT_INO, "Back"),
+            None,
+            now,
+        )
+        .unwrap();
         assert!(cat.get(e.ino).unwrap().in_catalog);
     });
 }
@@ -275,8 +287,12 @@ fn a_silly_renamed_file_leaves_file_nodes_and_is_found_for_recovery() {
         let f = cat.create(d.ino, "take.mov", &file(None), now).unwrap();
         assert!(f.in_catalog);
         let silly = ".nfs.0000abcd.00014.4";
-        cat.rename(d.ino, "take.mov", f.ino, d.ino, silly, None, now)
-            .unwrap();
+        cat.rename(
+            &Move::new(d.ino, "take.mov", f.ino, d.ino, silly),
+            None,
+            now,
+        )
+        .unwrap();
         assert!(!cat.get(f.ino).unwrap().in_catalog, "{name}");
         // A name that only looks like one stays a catalog file.
         let g = cat.create(d.ino, ".nfs.conf", &file(None), now).unwrap();

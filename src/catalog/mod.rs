@@ -256,6 +256,29 @@ impl XattrSet {
     };
 }
 
+/// An entry moved: `name` (inode `ino`) of `parent` to `new_name` in
+/// `new_parent` (a rename's or an exchange's arguments).
+#[derive(Clone, Copy, Debug)]
+pub struct Move<'a> {
+    pub parent: Ino,
+    pub name: &'a str,
+    pub ino: Ino,
+    pub new_parent: Ino,
+    pub new_name: &'a str,
+}
+
+impl<'a> Move<'a> {
+    pub fn new(parent: Ino, name: &'a str, ino: Ino, new_parent: Ino, new_name: &'a str) -> Self {
+        Move {
+            parent,
+            name,
+            ino,
+            new_parent,
+            new_name,
+        }
+    }
+}
+
 /// Cache-relevant facts of a rename, so the core can fix its caches.
 #[derive(Clone, Debug, Default)]
 pub struct Renamed {
@@ -295,31 +318,17 @@ pub trait Catalog: Send + Sync {
         open: bool,
         now: SystemTime,
     ) -> Result<Unlinked, CatalogError>;
-    /// Move entry `name` (inode `ino`) of `parent` to `new_name` in
-    /// `new_parent`, replacing `replaced` there if given.
-    #[allow(clippy::too_many_arguments)]
+    /// Make the move `m`, replacing `replaced` (the entry at its
+    /// destination) if given.
     fn rename(
         &self,
-        parent: Ino,
-        name: &str,
-        ino: Ino,
-        new_parent: Ino,
-        new_name: &str,
+        m: &Move,
         replaced: Option<Ino>,
         now: SystemTime,
     ) -> Result<Renamed, CatalogError>;
-    /// Swap two entries (RENAME_EXCHANGE).
-    #[allow(clippy::too_many_arguments)]
-    fn exchange(
-        &self,
-        parent: Ino,
-        name: &str,
-        ino: Ino,
-        new_parent: Ino,
-        new_name: &str,
-        other: Ino,
-        now: SystemTime,
-    ) -> Result<(), CatalogError>;
+    /// Swap two entries (RENAME_EXCHANGE): `m`, and `other` (at its
+    /// destination) the other way.
+    fn exchange(&self, m: &Move, other: Ino, now: SystemTime) -> Result<(), CatalogError>;
     /// Add a hard link.
     fn link(
         &self,

@@ -102,9 +102,9 @@ impl MarkBaseFs {
                 if let Some(of) = open {
                     // Read under the lock, so concurrent readers apply stats in order.
                     let mut st = of.state.lock();
-                    if let Ok(m) = &of.file.metadata() {
-                        OpenFile::sync_from(&mut st, m);
-                        a.blocks = std::os::unix::fs::MetadataExt::blocks(m);
+                    if let Ok(e) = &of.file.extent() {
+                        OpenFile::sync_from(&mut st, e);
+                        a.blocks = e.blocks;
                     }
                     a.size = st.size;
                     a.mtime = st.mtime;

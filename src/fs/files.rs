@@ -12,10 +12,7 @@
 //! cannot interleave; an inode unlinked while open is purged at its last
 //! release.
 
-use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -26,6 +23,7 @@ use crate::sync::Mutex;
 use super::flags::{AllocMode, OpenFlags, Whence};
 use super::{FsError, FsResult, MarkBaseFs, SetAttrReq};
 use crate::catalog::{Ino, Kind, NodeRecord};
+use crate::store::{ContentFile, Extent};
 
 pub(super) struct FileState {
     pub(super) size: u64,
@@ -61,12 +59,9 @@ impl FileState {
     }
 }
 
-pub(super) fn backing_now(f: &File) -> io::Result<(u64, SystemTime)> {
-    stamp(&f.metadata()?)
-}
-
-pub(super) fn stamp(m: &std::fs::Metadata) -> io::Result<(u64, SystemTime)> {
-    Ok((m.len(), m.modified()?))
+pub(super) fn backing_now(f: &ContentFile) -> io::Result<(u64, SystemTime)> {
+    let e = f.extent()?;
+    Ok((e.size, e.mtime))
 }
 
 impl OpenFile {
@@ -74,7 +69,7 @@ impl OpenFile {
     /// file's, its times the record's until a write moves them.
     pub(super) fn new(
         rec: &NodeRecord,
-        file: File,
+        file: ContentFile,
         path: PathBuf,
         writable: bool,
     ) -> io::Result<OpenFile> {
@@ -92,18 +87,19 @@ impl OpenFile {
     /// Bring the state up to date with writes the kernel did by passthrough.
     pub(super) fn sync_from_backing(&self, st: &mut FileState) {
         if st.passthrough {
-            if let Ok(m) = self.file.metadata() {
-                Self::sync_from(st, &m);
+            if let Ok(e) = self.file.extent() {
+                Self::sync_from(st, &e);
             }
         }
     }
 
     /// As [`Self::sync_from_backing`], from the content file's metadata already read.
-    pub(super) fn sync_from(st: &mut FileState, m: &std::fs::Metadata) {
+    pub(super) fn sync_from(st: &mut FileState, e: &Extent) {
         if !st.passthrough {
             return;
         }
-        if let Ok(now) = stamp(m) {
+        {
+            let now = (e.size, e.mtime);
             if now != st.base {
                 st.size = now.0;
                 if now.1 != st.base.1 {
@@ -120,7 +116,7 @@ impl OpenFile {
 /// One open inode: its content file, shared by all its handles.
 pub struct OpenFile {
     pub(super) ino: Ino,
-    pub(super) file: File,
+    pub(super) file: ContentFile,
     pub(super) path: PathBuf,
     pub(super) writable: bool,
     pub(super) state: Mutex<FileState>,
@@ -133,8 +129,8 @@ pub struct OpenFile {
 
 impl OpenFile {
     /// The content file (for kernel passthrough and tests).
-    pub fn file(&self) -> &File {
-        &self.file
+    pub fn file(&self) -> &std::fs::File {
+        self.file.as_file()
     }
 
     /// The inode this file is open for.
@@ -204,7 +200,7 @@ impl MarkBaseFs {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let writable = file_writable(&file);
+            let writable = file.writable();
             let of = Arc::new(OpenFile::new(&rec, file, p, writable)?);
             self.open.lock().entry(ino).or_insert(of);
         };
@@ -252,29 +248,7 @@ impl MarkBaseFs {
     /// lock. EBADF on an unknown handle.
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let (of, _) = self.handle(fh)?;
-        // Read into the buffer's spare capacity: a 1 MiB read is not zeroed
-        // first (that cost a tenth of the NFS server's CPU).
-        let mut buf: Vec<u8> = Vec::with_capacity(size as usize);
-        let fd = of.file.as_raw_fd();
-        while buf.len() < size as usize {
-            let at = offset + buf.len() as u64;
-            let at = libc::off_t::try_from(at).map_err(|_| FsError::Invalid("offset"))?;
-            let spare = buf.spare_capacity_mut();
-            // SAFETY: pread writes at most `spare.len()` bytes into the
-            // Vec's own spare capacity through a descriptor `of` keeps open.
-            let n = unsafe { libc::pread(fd, spare.as_mut_ptr().cast(), spare.len(), at) };
-            match n {
-                0 => break,
-                // SAFETY: pread initialised exactly `n` bytes after `len`.
-                n if n > 0 => unsafe { buf.set_len(buf.len() + n as usize) },
-                _ => {
-                    let e = io::Error::last_os_error();
-                    if e.kind() != io::ErrorKind::Interrupted {
-                        return Err(e.into());
-                    }
-                }
-            }
-        }
+        let buf = of.file.read_at(offset, size)?;
         self.counters
             .bytes_read
             .fetch_add(buf.len() as u64, Relaxed);
@@ -298,7 +272,7 @@ impl MarkBaseFs {
         }
         let written = {
             let _one_at_a_time = of.writing.lock();
-            of.file.write_all_at(data, offset)
+            of.file.write_at(data, offset)
         };
         if let Err(e) = written {
             let _ = self.quota_resize(taken, 0);
@@ -342,11 +316,8 @@ impl MarkBaseFs {
             r.ctime = ctime;
             true
         });
-        match of.file.metadata() {
-            Ok(m) => self.sizes.put(
-                of.ino,
-                (m.len(), std::os::unix::fs::MetadataExt::blocks(&m)),
-            ),
+        match of.file.extent() {
+            Ok(e) => self.sizes.put(of.ino, (e.size, e.blocks)),
             Err(_) => self.sizes.pop([&of.ino]),
         }
         Ok(())
@@ -363,11 +334,7 @@ impl MarkBaseFs {
     /// catalog's WAL, in that order.
     pub fn fsync(&self, fh: u64, datasync: bool) -> FsResult<()> {
         let (of, _) = self.handle(fh)?;
-        if datasync {
-            of.file.sync_data()?;
-        } else {
-            of.file.sync_all()?;
-        }
+        of.file.sync(datasync)?;
         self.commit(&of)?;
         self.catalog.sync()?;
         Ok(())
@@ -432,11 +399,11 @@ impl MarkBaseFs {
             0
         };
         self.quota_take(taken)?;
-        if let Err(e) = allocate(&of.file, mode, offset, length) {
+        if let Err(e) = of.file.allocate(mode.bits(), offset, length) {
             let _ = self.quota_resize(taken, 0);
             return Err(e.into());
         }
-        let real = of.file.metadata()?.len();
+        let real = of.file.extent()?.size;
         let now = SystemTime::now();
         let mut st = of.state.lock();
         st.size = real;
@@ -449,16 +416,8 @@ impl MarkBaseFs {
     /// `lseek(2)` on the content file, for SEEK_DATA and SEEK_HOLE (ENXIO
     /// past the last data).
     pub fn lseek(&self, fh: u64, offset: i64, whence: Whence) -> FsResult<i64> {
-        use nix::unistd::Whence as W;
         let (of, _) = self.handle(fh)?;
-        let whence = match whence {
-            Whence::Set => W::SeekSet,
-            Whence::Cur => W::SeekCur,
-            Whence::End => W::SeekEnd,
-            Whence::Data => W::SeekData,
-            Whence::Hole => W::SeekHole,
-        };
-        Ok(nix::unistd::lseek(&of.file, offset, whence).map_err(io::Error::from)?)
+        Ok(of.file.seek(offset, whence)?)
     }
 
     /// Commit every open file (SIGTERM, unmount).
@@ -468,7 +427,7 @@ impl MarkBaseFs {
         for of in open {
             let r = of
                 .file
-                .sync_data()
+                .sync(true)
                 .map_err(FsError::from)
                 .and_then(|_| self.commit(&of));
             if let Err(e) = r {
@@ -482,47 +441,6 @@ impl MarkBaseFs {
         self.catalog.sync()?;
         first_err.map_or(Ok(()), Err)
     }
-}
-
-/// Was the content file opened for writing? (The store opens a file it may
-/// not write read-only.)
-pub(super) fn file_writable(f: &File) -> bool {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    fcntl(f, FcntlArg::F_GETFL)
-        .is_ok_and(|fl| OFlag::from_bits_truncate(fl) & OFlag::O_ACCMODE != OFlag::O_RDONLY)
-}
-
-/// `fallocate(2)` on the content file.
-#[cfg(target_os = "linux")]
-pub(super) fn allocate(f: &File, mode: AllocMode, offset: u64, length: u64) -> io::Result<()> {
-    use nix::fcntl::{fallocate, FallocateFlags};
-    let (offset, length) = (to_off(offset)?, to_off(length)?);
-    fallocate(
-        f,
-        FallocateFlags::from_bits_retain(mode.bits()),
-        offset,
-        length,
-    )
-    .map_err(io::Error::from)
-}
-
-/// No `fallocate(2)` here: plain allocation grows the file, as
-/// `posix_fallocate` would; other modes are not supported.
-#[cfg(not(target_os = "linux"))]
-pub(super) fn allocate(f: &File, mode: AllocMode, offset: u64, length: u64) -> io::Result<()> {
-    if mode != AllocMode::ALLOCATE {
-        return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
-    }
-    let end = offset.saturating_add(length);
-    if f.metadata()?.len() < end {
-        f.set_len(end)?;
-    }
-    Ok(())
-}
-
-#[cfg(target_os = "linux")]
-pub(super) fn to_off(v: u64) -> io::Result<i64> {
-    i64::try_from(v).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))
 }
 
 #[cfg(test)]

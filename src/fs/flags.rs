@@ -95,17 +95,8 @@ impl XattrSet {
     }
 }
 
-/// Where `lseek` counts from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Whence {
-    Set,
-    Cur,
-    End,
-    /// The next byte of data at or after the offset (`SEEK_DATA`).
-    Data,
-    /// The next hole at or after the offset (`SEEK_HOLE`).
-    Hole,
-}
+/// Where `lseek` counts from (the content store's: it does the seek).
+pub use crate::store::content::Whence;
 
 impl Whence {
     /// From `lseek(2)`'s `whence`.

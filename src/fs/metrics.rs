@@ -12,7 +12,7 @@
 //!
 //! The snapshot ([`RequestStats`]) travels as JSON (the stats xattr) to
 //! `--status` and to the supervisor's `/metrics`, which renders it in
-//! OpenMetrics text (`crate::metrics`).
+//! OpenMetrics text (`crate::daemon::metrics`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -47,6 +47,7 @@ pub enum Op {
     Fsync,
     Opendir,
     Readdir,
+    Readdirplus,
     Releasedir,
     Fsyncdir,
     Statfs,
@@ -59,7 +60,7 @@ pub enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 28] = [
+    const ALL: [Op; 29] = [
         Op::Lookup,
         Op::Getattr,
         Op::Setattr,
@@ -79,6 +80,7 @@ impl Op {
         Op::Fsync,
         Op::Opendir,
         Op::Readdir,
+        Op::Readdirplus,
         Op::Releasedir,
         Op::Fsyncdir,
         Op::Statfs,
@@ -112,6 +114,7 @@ impl Op {
             Op::Fsync => "fsync",
             Op::Opendir => "opendir",
             Op::Readdir => "readdir",
+            Op::Readdirplus => "readdirplus",
             Op::Releasedir => "releasedir",
             Op::Fsyncdir => "fsyncdir",
             Op::Statfs => "statfs",

@@ -8,9 +8,9 @@
 //! whose last name goes while it is open is kept (unlinked) until its last
 //! handle is released.
 
+use crate::store::ContentFile;
 use std::borrow::Cow;
 use std::ffi::OsStr;
-use std::fs::File;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -19,7 +19,7 @@ use super::files::OpenFile;
 use super::flags::{kind_from_mode, OpenFlags, RenameMode};
 use super::{Attr, Caller, FsError, FsResult, MarkBaseFs, NameForm};
 use crate::catalog::names;
-use crate::catalog::{DirEntry, Ino, Kind, NewNode, NodeRecord, ROOT_INO, UNFILED_INO};
+use crate::catalog::{DirEntry, Ino, Kind, Move, NewNode, NodeRecord, ROOT_INO, UNFILED_INO};
 
 pub use crate::catalog::names::NAME_MAX;
 
@@ -105,7 +105,7 @@ impl MarkBaseFs {
         name: &OsStr,
         what: Make,
         caller: Caller,
-    ) -> FsResult<(Arc<NodeRecord>, Option<File>)> {
+    ) -> FsResult<(Arc<NodeRecord>, Option<ContentFile>)> {
         let Make {
             kind,
             perm,
@@ -400,13 +400,19 @@ impl MarkBaseFs {
             return Err(FsError::Invalid("cannot move a directory into itself"));
         }
         let now = SystemTime::now();
+        let m = Move {
+            parent,
+            name,
+            ino: src.ino,
+            new_parent,
+            new_name,
+        };
         if exchange {
             let d = dst.ok_or(FsError::NotFound)?;
             if d.kind == Kind::Dir && self.is_ancestor(d.ino, parent)? {
                 return Err(FsError::Invalid("cannot move a directory into itself"));
             }
-            self.catalog
-                .exchange(parent, name, src.ino, new_parent, new_name, d.ino, now)?;
+            self.catalog.exchange(&m, d.ino, now)?;
             self.changed(&[parent, new_parent, src.ino, d.ino], &[src.ino, d.ino]);
             return Ok(());
         }
@@ -423,15 +429,7 @@ impl MarkBaseFs {
                 _ => {}
             }
         }
-        let r = self.catalog.rename(
-            parent,
-            name,
-            src.ino,
-            new_parent,
-            new_name,
-            dst.as_ref().map(|d| d.ino),
-            now,
-        )?;
+        let r = self.catalog.rename(&m, dst.as_ref().map(|d| d.ino), now)?;
         let mut inos = vec![src.ino];
         inos.extend(dst.as_ref().map(|d| d.ino));
         if src.kind == Kind::Dir {

@@ -187,7 +187,7 @@ mod tests {
     use std::ffi::OsStr;
     use std::time::SystemTime;
 
-    use parking_lot::Mutex;
+    use crate::sync::unchecked::Mutex;
 
     use super::super::test_support::TestFs;
     use super::*;
@@ -227,11 +227,13 @@ mod tests {
         t.fs.getattr(f.ino).expect("cached");
         other_process(&t)
             .rename(
-                ROOT_INO,
-                "a.mov",
-                f.ino,
-                ROOT_INO,
-                "renamed.mov",
+                &crate::catalog::Move {
+                    parent: ROOT_INO,
+                    name: "a.mov",
+                    ino: f.ino,
+                    new_parent: ROOT_INO,
+                    new_name: "renamed.mov",
+                },
                 None,
                 SystemTime::now(),
             )

@@ -125,47 +125,91 @@ pub fn serve(
     stopper: &Stopper,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), ServeError> {
-    opts.check()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("markbase-nfs")
-        .max_blocking_threads(BLOCKING_THREADS)
-        .build()
-        .map_err(|e| ServeError::Io("tokio runtime", e))?;
-    let vfs = MarkBaseNfs::new(fs.clone(), owner, opts.allow.clone());
-    let stop = stopper.0.clone();
-    let result = rt.block_on(async {
-        let listener =
-            NFSTcpListener::bind_with_generation(&opts.listen.to_string(), vfs, HANDLE_FORMAT)
-                .await
-                .map_err(|e| ServeError::Io("bind", e))?;
-        ready(SocketAddr::new(
-            opts.listen.ip(),
-            listener.get_listen_port(),
-        ));
-        let retire = {
-            let fs = fs.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(LEASE_IDLE / 6);
-                loop {
-                    tick.tick().await;
-                    let fs = fs.clone();
-                    let _ = tokio::task::spawn_blocking(move || fs.retire_leases(LEASE_IDLE)).await;
-                }
-            })
-        };
-        let r = tokio::select! {
-            r = listener.handle_forever() => r.map_err(|e| ServeError::Io("accept", e)),
-            () = stop.notified() => Ok(()),
-        };
-        retire.abort();
-        r
-    });
-    rt.shutdown_timeout(Duration::from_secs(5));
-    let n = fs.retire_leases(Duration::ZERO);
-    if let Err(e) = fs.flush_all() {
-        tracing::error!("flushing on stop: {e}");
+    let server = Server::bind(fs, owner, opts)?;
+    ready(server.addr());
+    server.run(stopper)
+}
+
+/// A bound server, not answering yet: [`Server::run`] serves.
+pub struct Server {
+    fs: Arc<MarkBaseFs>,
+    rt: tokio::runtime::Runtime,
+    listener: NFSTcpListener<MarkBaseNfs>,
+    addr: SocketAddr,
+}
+
+impl Server {
+    /// Bind `opts.listen` for `fs`, served as `owner`.
+    pub fn bind(
+        fs: Arc<MarkBaseFs>,
+        owner: Caller,
+        opts: &ServeOptions,
+    ) -> Result<Server, ServeError> {
+        opts.check()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("markbase-nfs")
+            .max_blocking_threads(BLOCKING_THREADS)
+            .build()
+            .map_err(|e| ServeError::Io("tokio runtime", e))?;
+        let vfs = MarkBaseNfs::new(fs.clone(), owner, opts.allow.clone());
+        let listener = rt
+            .block_on(NFSTcpListener::bind_with_generation(
+                &opts.listen.to_string(),
+                vfs,
+                HANDLE_FORMAT,
+            ))
+            .map_err(|e| ServeError::Io("bind", e))?;
+        let addr = SocketAddr::new(opts.listen.ip(), listener.get_listen_port());
+        Ok(Server {
+            fs,
+            rt,
+            listener,
+            addr,
+        })
     }
-    tracing::info!(leases = n, "NFS server stopped");
-    result
+
+    /// The address bound (the port chosen if 0 was asked).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Answer clients until `stopper` is stopped; then release every lease
+    /// and commit every open file.
+    pub fn run(self, stopper: &Stopper) -> Result<(), ServeError> {
+        let Server {
+            fs, rt, listener, ..
+        } = self;
+        let stop = stopper.0.clone();
+        let leased = fs.clone();
+        // The listener moves into the task, and is dropped (which tells its
+        // connections to stop) before the runtime shuts down.
+        let result = rt.block_on(async move {
+            let retire = {
+                let fs = leased;
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(LEASE_IDLE / 6);
+                    loop {
+                        tick.tick().await;
+                        let fs = fs.clone();
+                        let _ =
+                            tokio::task::spawn_blocking(move || fs.retire_leases(LEASE_IDLE)).await;
+                    }
+                })
+            };
+            let r = tokio::select! {
+                r = listener.handle_forever() => r.map_err(|e| ServeError::Io("accept", e)),
+                () = stop.notified() => Ok(()),
+            };
+            retire.abort();
+            r
+        });
+        rt.shutdown_timeout(Duration::from_secs(5));
+        let n = fs.retire_leases(Duration::ZERO);
+        if let Err(e) = fs.flush_all() {
+            tracing::error!("flushing on stop: {e}");
+        }
+        tracing::info!(leases = n, "NFS server stopped");
+        result
+    }
 }

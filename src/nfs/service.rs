@@ -1,19 +1,20 @@
-//! A user's library served over NFS as a daemon: the core opened as for a
-//! mount, the server started, and the daemon's common parts around it
-//! (runtime record for `--status`, signals that flush and stop, the
-//! recovery pass, the catalog thread). Mounted by the OS's NFS client
+//! A user's library served over NFS as a daemon: the NFS front end that
+//! [`daemon::run`] drives (the core opened, the runtime record, signals,
+//! recovery and the catalog thread are the daemon's). Mounted by the OS's NFS client
 //! (`--backend nfs`), the daemon also runs the mount command once the server
 //! answers, unmounts before it stops, and stops when the mount is gone.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use crate::sync::unchecked::Mutex;
 use std::time::Duration;
 
-use super::{serve, ServeError, ServeOptions, Stopper};
-use crate::daemon::{self, open_library, Daemon, DaemonError, RuntimeRecord};
-use crate::fs::NameForm;
+use super::{ServeError, ServeOptions, Server, Stopper};
+use crate::daemon::{self, DaemonError, FrontEnd, Serving};
+use crate::fs::{Caller, MarkBaseFs};
 use crate::library::Library;
 use crate::platform::nfs_client;
 
@@ -28,8 +29,6 @@ pub enum ServiceError {
     Config(#[from] crate::config::ConfigError),
     #[error("mounting with the OS's NFS client: {0}")]
     Mount(String),
-    #[error(transparent)]
-    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 /// The first line `markbase nfs --serve` prints once clients can connect;
@@ -79,6 +78,7 @@ pub fn serve_mounted(
     library: &Library,
     mountpoint: &Path,
     kept: bool,
+    metrics: Option<SocketAddr>,
     ready: impl FnOnce() + Send + 'static,
 ) -> Result<(), ServiceError> {
     let failed = Arc::new(Mutex::new(None));
@@ -88,8 +88,12 @@ pub fn serve_mounted(
         failed: failed.clone(),
         ready: Box::new(ready),
     };
-    let served = serve_as(library, &ServeOptions::default(), Some(mount), |_| {});
-    let why = failed.lock().ok().and_then(|mut f| f.take());
+    let opts = ServeOptions {
+        metrics,
+        ..ServeOptions::default()
+    };
+    let served = serve_as(library, &opts, Some(mount), |_| {});
+    let why = failed.lock().take();
     match why {
         Some(why) => Err(ServiceError::Mount(why)),
         None => served,
@@ -144,9 +148,7 @@ fn mount_and_watch(addr: SocketAddr, mount: MountAt, stopper: Stopper) -> std::i
                     mp.display()
                 );
             } else if let Err(why) = run(&nfs_client::mount_command(addr.port(), mp)) {
-                if let Ok(mut f) = mount.failed.lock() {
-                    *f = Some(why);
-                }
+                *mount.failed.lock() = Some(why);
                 stopper.stop();
                 return;
             } else {
@@ -214,83 +216,101 @@ fn serve_as(
         Some(m) => m.mountpoint.clone(),
         None => daemon::serve_key(library),
     };
-    let opts = &ServeOptions {
+    let opts = ServeOptions {
         listen: listen_address(opts, &key, mount.as_mut()),
         ..opts.clone()
     };
-    let settings = crate::config::user_settings(&library.data_dir, &library.user)?;
-    let owner = settings.owner();
-    let read_only = settings.read_only == Some(true);
-    // A Mac's Finder sends names in NFD; the catalog keeps the NFC the
-    // MarkBase app writes (any NFS client: the rule is the server's, not a
-    // mount option's).
-    let fs = open_library(library, NameForm::Nfc)?;
-    if let Some(addr) = opts.metrics {
-        crate::metrics::serve_fs(addr, &library.user, fs.clone())?;
+    let owner = crate::config::user_settings(&library.data_dir, &library.user)?.owner();
+    let metrics = opts.metrics;
+    let front = NfsFrontEnd {
+        user: library.user.clone(),
+        opts,
+        owner,
+        key,
+        mount,
+        ready: Some(ready),
+        server: None,
+        stopper: Stopper::default(),
+    };
+    daemon::run(library, metrics, front)
+}
+
+/// The NFS server as [`daemon::run`] drives it: bound at start, then the
+/// OS's client mounts it (or `ready` is told its address), then it serves.
+struct NfsFrontEnd<R> {
+    user: String,
+    opts: ServeOptions,
+    owner: Caller,
+    /// The [`daemon::last_address`] key.
+    key: PathBuf,
+    mount: Option<MountAt>,
+    ready: Option<R>,
+    server: Option<Server>,
+    stopper: Stopper,
+}
+
+impl<R: FnOnce(SocketAddr)> FrontEnd for NfsFrontEnd<R> {
+    type Error = ServiceError;
+
+    /// A Mac's Finder sends names in NFD; the catalog keeps the NFC the
+    /// MarkBase app writes (any NFS client: the rule is the server's, not
+    /// a mount option's). Its clients are Macs: Spotlight is kept out.
+    fn serves_macs(&self) -> bool {
+        true
     }
-    // Inodes a killed server left unlinked but open (a removed file still
-    // leased) are freed now, as a FUSE mount does at init.
-    match fs.recover() {
-        Ok(0) => {}
-        Ok(n) => tracing::info!("freed {n} inode(s) removed while in use before a crash"),
-        Err(e) => tracing::warn!("freeing inodes removed while in use: {e}"),
+
+    fn backend(&self) -> &'static str {
+        crate::platform::Backend::Nfs.name()
     }
-    // Its clients are Macs: keep Spotlight from crawling the library.
-    if !read_only {
-        if let Err(e) = fs.mark_not_indexed(owner) {
-            tracing::warn!("{}: {e}", crate::fs::NOT_INDEXED);
-        }
-    }
-    let stopper = Stopper::default();
-    let mut daemon: Option<Result<Daemon, DaemonError>> = None;
-    serve(fs.clone(), owner, opts, &stopper, |addr| {
-        if let Err(e) = daemon::remember_address(&key, addr) {
+
+    fn start(&mut self, fs: &Arc<MarkBaseFs>) -> Result<Serving, ServiceError> {
+        let server = Server::bind(fs.clone(), self.owner, &self.opts)?;
+        let addr = server.addr();
+        self.server = Some(server);
+        if let Err(e) = daemon::remember_address(&self.key, addr) {
             tracing::warn!("cannot note the server's address: {e}");
         }
-        let record = RuntimeRecord {
-            user: library.user.clone(),
-            mountpoint: match &mount {
-                Some(m) => m.mountpoint.clone(),
-                None => record_name(addr),
-            },
-            pid: std::process::id(),
-            data_dir: library
-                .data_dir
-                .canonicalize()
-                .unwrap_or(library.data_dir.clone()),
-            started_unix: daemon::now_unix(),
-            backend: "nfs".into(),
-            address: Some(addr.to_string()),
+        let stop = self.stopper.clone();
+        let mounted = self.mount.as_ref().map(|m| m.mountpoint.clone());
+        Ok(Serving {
+            at: mounted.clone().unwrap_or_else(|| record_name(addr)),
+            address: Some(addr),
+            stop: Box::new(move || {
+                if let Some(mp) = &mounted {
+                    unmount(mp);
+                }
+                stop.stop()
+            }),
+        })
+    }
+
+    fn ready(&mut self) -> Result<(), ServiceError> {
+        let Some(addr) = self.server.as_ref().map(Server::addr) else {
+            return Ok(());
         };
-        let stop = stopper.clone();
-        let mounted = mount.as_ref().map(|m| m.mountpoint.clone());
-        let started = Daemon::start(fs.clone(), library, record, read_only, move || {
-            if let Some(mp) = &mounted {
-                unmount(mp);
+        match self.mount.take() {
+            None => {
+                tracing::info!(user = %self.user, "serving over NFSv3 at {addr}");
+                if let Some(ready) = self.ready.take() {
+                    ready(addr);
+                }
             }
-            stop.stop()
-        });
-        match (&started, mount) {
-            (Err(_), _) => stopper.stop(),
-            (Ok(_), None) => {
-                tracing::info!(user = %library.user, "serving over NFSv3 at {addr}");
-                ready(addr);
-            }
-            (Ok(_), Some(m)) => {
+            Some(m) => {
                 let failed = m.failed.clone();
-                if let Err(e) = mount_and_watch(addr, m, stopper.clone()) {
-                    if let Ok(mut f) = failed.lock() {
-                        *f = Some(format!("mount thread: {e}"));
-                    }
-                    stopper.stop();
+                if let Err(e) = mount_and_watch(addr, m, self.stopper.clone()) {
+                    *failed.lock() = Some(format!("mount thread: {e}"));
+                    self.stopper.stop();
                 }
             }
         }
-        daemon = Some(started);
-    })?;
-    match daemon {
-        Some(Err(e)) => Err(e.into()),
-        _ => Ok(()),
+        Ok(())
+    }
+
+    fn serve(mut self) -> Result<(), ServiceError> {
+        match self.server.take() {
+            Some(server) => Ok(server.run(&self.stopper)?),
+            None => Ok(()),
+        }
     }
 }
 

@@ -242,7 +242,7 @@ impl NfsReadFileSystem for MarkBaseNfs {
     ) -> Result<impl ReadDirPlusIterator<NfsHandle>, nfsstat3> {
         let dir = self.ino(dirid)?;
         let page = self
-            .run(Op::Readdir, move |fs| fs.dir_page(dir, cookie))
+            .run(Op::Readdirplus, move |fs| fs.dir_page(dir, cookie))
             .await?;
         Ok(NamesPlus {
             fs: self.fs.clone(),

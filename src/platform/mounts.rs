@@ -9,7 +9,7 @@
 //! Which mounts are MarkBase's: a FUSE mount (Linux's `fuse`, macFUSE's
 //! `macfuse`/`osxfuse`) whose source is `markbase:<user>`; an NFS mount is
 //! ours when a runtime record says so (its source is only `127.0.0.1:/`),
-//! which [`crate::mount`] checks.
+//! which [`crate::manage::mount`] checks.
 
 use std::path::PathBuf;
 

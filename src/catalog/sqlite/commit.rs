@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension};
 
+use crate::sync::unchecked::{Condvar, Mutex};
+
 use super::conn::Writer;
 use super::deferred::Log;
 use super::journal::{self, Op};
@@ -36,7 +38,7 @@ use super::time::from_ns;
 use super::xattr::{delete_xattr_in, put_xattr_in};
 use super::Shared;
 use crate::catalog::{
-    CatalogError, Ino, Kind, NewNode, NodeRecord, Renamed, SetAttrs, Unlinked, XattrSet,
+    CatalogError, Ino, Kind, Move, NewNode, NodeRecord, Renamed, SetAttrs, Unlinked, XattrSet,
 };
 
 /// Longest a change waits in the queue before the committer applies it.
@@ -206,8 +208,8 @@ impl Writer {
 /// The committer thread's mailbox.
 #[derive(Default)]
 pub(super) struct Committer {
-    state: std::sync::Mutex<Mailbox>,
-    wake: std::sync::Condvar,
+    state: Mutex<Mailbox>,
+    wake: Condvar,
 }
 
 #[derive(Default)]
@@ -223,7 +225,7 @@ struct Mailbox {
 
 impl Committer {
     fn post(&self, f: impl FnOnce(&mut Mailbox)) {
-        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.state.lock();
         f(&mut g);
         self.wake.notify_one();
     }
@@ -257,9 +259,9 @@ impl Committer {
         let mut free_until = Instant::now();
         loop {
             {
-                let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                let mut g = self.state.lock();
                 while !g.asked && !g.stop {
-                    g = self.wake.wait(g).unwrap_or_else(|e| e.into_inner());
+                    self.wake.wait(&mut g);
                 }
                 let opened = Instant::now();
                 loop {
@@ -277,11 +279,7 @@ impl Committer {
                     if left.is_zero() {
                         break;
                     }
-                    g = self
-                        .wake
-                        .wait_timeout(g, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
+                    self.wake.wait_for(&mut g, left);
                 }
                 (g.asked, g.hurry, g.held) = (false, false, false);
             }
@@ -488,16 +486,16 @@ impl Shared {
                 new_name,
                 replaced,
                 now,
-            } => Applied::Renamed(rename_in(
-                tx,
-                *parent,
-                name,
-                *ino,
-                *new_parent,
-                new_name,
-                *replaced,
-                *now,
-            )?),
+            } => {
+                let m = Move {
+                    parent: *parent,
+                    name,
+                    ino: *ino,
+                    new_parent: *new_parent,
+                    new_name,
+                };
+                Applied::Renamed(rename_in(tx, &m, *replaced, *now)?)
+            }
             Op::Exchange {
                 parent,
                 name,
@@ -507,7 +505,14 @@ impl Shared {
                 other,
                 now,
             } => {
-                exchange_in(tx, *parent, name, *ino, *new_parent, new_name, *other, *now)?;
+                let m = Move {
+                    parent: *parent,
+                    name,
+                    ino: *ino,
+                    new_parent: *new_parent,
+                    new_name,
+                };
+                exchange_in(tx, &m, *other, *now)?;
                 Applied::Done
             }
             Op::Link {

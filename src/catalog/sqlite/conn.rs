@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 
+use crate::sync::unchecked::{Condvar, Mutex};
+
 use super::deferred::Log;
 use super::{Shared, SqliteCatalog};
 use crate::catalog::{CatalogError, Ino};
@@ -182,13 +184,13 @@ pub(super) fn busy_retry(tries: i32) -> bool {
 #[derive(Default)]
 pub(super) struct Checkpoints {
     /// (checkpoints asked for, stop)
-    pub(super) state: std::sync::Mutex<(u64, bool)>,
-    pub(super) wake: std::sync::Condvar,
+    pub(super) state: Mutex<(u64, bool)>,
+    pub(super) wake: Condvar,
 }
 
 impl Checkpoints {
     pub(super) fn ask(&self, stop: bool) {
-        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.state.lock();
         g.0 += 1;
         g.1 |= stop;
         self.wake.notify_one();
@@ -201,9 +203,9 @@ impl Checkpoints {
         let mut done = 0;
         loop {
             {
-                let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                let mut g = self.state.lock();
                 while g.0 == done && !g.1 {
-                    g = self.wake.wait(g).unwrap_or_else(|e| e.into_inner());
+                    self.wake.wait(&mut g);
                 }
                 if g.1 {
                     return;

@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
-use parking_lot::MutexGuard;
+use crate::sync::unchecked::MutexGuard;
 
 use super::commit::{BATCH_MAX, HOLD_MAX, YIELD_MIN};
 use super::conn::Writer;

@@ -39,12 +39,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use parking_lot::Mutex;
+use crate::sync::unchecked::Mutex;
 use rusqlite::Connection;
 
 use super::{
-    Catalog, CatalogCheck, CatalogError, ContentRef, DirEntry, Ino, NewNode, NodeRecord, Renamed,
-    SetAttrs, SillyName, Unlinked, XattrSet,
+    Catalog, CatalogCheck, CatalogError, ContentRef, DirEntry, Ino, Move, NewNode, NodeRecord,
+    Renamed, SetAttrs, SillyName, Unlinked, XattrSet,
 };
 
 mod commit;
@@ -182,28 +182,15 @@ impl Catalog for SqliteCatalog {
 
     fn rename(
         &self,
-        parent: Ino,
-        name: &str,
-        ino: Ino,
-        new_parent: Ino,
-        new_name: &str,
+        m: &Move,
         replaced: Option<Ino>,
         now: SystemTime,
     ) -> Result<Renamed, CatalogError> {
-        self.rename_entry(parent, name, ino, new_parent, new_name, replaced, now)
+        self.rename_entry(m, replaced, now)
     }
 
-    fn exchange(
-        &self,
-        parent: Ino,
-        name: &str,
-        ino: Ino,
-        new_parent: Ino,
-        new_name: &str,
-        other: Ino,
-        now: SystemTime,
-    ) -> Result<(), CatalogError> {
-        self.exchange_entries(parent, name, ino, new_parent, new_name, other, now)
+    fn exchange(&self, m: &Move, other: Ino, now: SystemTime) -> Result<(), CatalogError> {
+        self.exchange_entries(m, other, now)
     }
 
     fn link(

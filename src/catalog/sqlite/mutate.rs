@@ -20,7 +20,7 @@ use super::time::{format_iso, parse_iso, to_ns};
 use super::Shared;
 use crate::catalog::names;
 use crate::catalog::{
-    CatalogError, Ino, Kind, NewNode, NodeRecord, Renamed, SetAttrs, Unlinked, ROOT_INO,
+    CatalogError, Ino, Kind, Move, NewNode, NodeRecord, Renamed, SetAttrs, Unlinked, ROOT_INO,
     UNFILED_INO,
 };
 
@@ -421,7 +421,6 @@ pub(super) fn move_edge(
 
 /// Make node `ino` (`node_id`) named `name` in `parent` (a journaled
 /// create); whether it went into `file_nodes`.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn create_in(
     tx: &Connection,
     ino: Ino,
@@ -531,19 +530,20 @@ pub(super) fn created_record(
     }
 }
 
-/// Move entry `name` (`ino`) of `parent` to `new_name` in `new_parent`,
-/// unlinking `replaced` there first.
-#[allow(clippy::too_many_arguments)]
+/// Make the move `m`, unlinking `replaced` at its destination first.
 pub(super) fn rename_in(
     tx: &Connection,
-    parent: Ino,
-    name: &str,
-    ino: Ino,
-    new_parent: Ino,
-    new_name: &str,
+    m: &Move,
     replaced: Option<Ino>,
     now_ns: i64,
 ) -> Result<Renamed, CatalogError> {
+    let Move {
+        parent,
+        name,
+        ino,
+        new_parent,
+        new_name,
+    } = *m;
     let replaced = match replaced {
         Some(old) => Some(unlink_in(tx, new_parent, new_name, old, true, now_ns)?),
         None => None,
@@ -555,18 +555,20 @@ pub(super) fn rename_in(
     Ok(Renamed { replaced })
 }
 
-/// Swap two entries (RENAME_EXCHANGE).
-#[allow(clippy::too_many_arguments)]
+/// Swap two entries (RENAME_EXCHANGE): `m`, and `other` the other way.
 pub(super) fn exchange_in(
     tx: &Connection,
-    parent: Ino,
-    name: &str,
-    ino: Ino,
-    new_parent: Ino,
-    new_name: &str,
+    m: &Move,
     other: Ino,
     now_ns: i64,
 ) -> Result<(), CatalogError> {
+    let Move {
+        parent,
+        name,
+        ino,
+        new_parent,
+        new_name,
+    } = *m;
     let tmp = format!(".mb-exchange-{}", uuid::Uuid::new_v4());
     move_edge(tx, parent, name, ino, parent, &tmp)?;
     move_edge(tx, new_parent, new_name, other, parent, name)?;
@@ -641,48 +643,38 @@ impl Shared {
         }
     }
 
-    #[allow(clippy::too_many_arguments)] // the trait method's
     pub(super) fn rename_entry(
         &self,
-        parent: Ino,
-        name: &str,
-        ino: Ino,
-        new_parent: Ino,
-        new_name: &str,
+        m: &Move,
         replaced: Option<Ino>,
         now: SystemTime,
     ) -> Result<Renamed, CatalogError> {
-        self.reshaped_by(&[parent, new_parent]);
+        self.reshaped_by(&[m.parent, m.new_parent]);
         let op = Op::Rename {
-            parent,
-            name: name.to_string(),
-            ino,
-            new_parent,
-            new_name: new_name.to_string(),
+            parent: m.parent,
+            name: m.name.to_string(),
+            ino: m.ino,
+            new_parent: m.new_parent,
+            new_name: m.new_name.to_string(),
             replaced,
             now: to_ns(now),
         };
         self.journal_op(&op)?.renamed()
     }
 
-    #[allow(clippy::too_many_arguments)] // the trait method's
     pub(super) fn exchange_entries(
         &self,
-        parent: Ino,
-        name: &str,
-        ino: Ino,
-        new_parent: Ino,
-        new_name: &str,
+        m: &Move,
         other: Ino,
         now: SystemTime,
     ) -> Result<(), CatalogError> {
-        self.reshaped_by(&[parent, new_parent]);
+        self.reshaped_by(&[m.parent, m.new_parent]);
         self.journal_op(&Op::Exchange {
-            parent,
-            name: name.to_string(),
-            ino,
-            new_parent,
-            new_name: new_name.to_string(),
+            parent: m.parent,
+            name: m.name.to_string(),
+            ino: m.ino,
+            new_parent: m.new_parent,
+            new_name: m.new_name.to_string(),
             other,
             now: to_ns(now),
         })

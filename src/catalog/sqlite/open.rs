@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use crate::sync::unchecked::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use std::sync::atomic::{AtomicBool, AtomicU64};

@@ -7,7 +7,7 @@
 use super::commit::journal_seq;
 use super::journal::{self, Op};
 use super::{OpenOptions, SqliteCatalog};
-use crate::catalog::{Catalog, Kind, NewNode, SetAttrs, ROOT_INO};
+use crate::catalog::{Catalog, Kind, Move, NewNode, SetAttrs, ROOT_INO};
 use rusqlite::Connection;
 use std::time::SystemTime;
 
@@ -162,8 +162,12 @@ fn creates_and_unlinks_of_fresh_files_are_answered_first_and_applied_in_order() 
     assert_eq!((gone.nlink, gone.purged), (0, Some(Some(content.clone()))));
     assert_eq!(cat.log.lock().queue.len(), 4);
     // A change the slow way (a rename) applies the queue before itself.
-    cat.rename(ROOT_INO, "c.mov", c.ino, ROOT_INO, "d.mov", None, now)
-        .unwrap();
+    cat.rename(
+        &Move::new(ROOT_INO, "c.mov", c.ino, ROOT_INO, "d.mov"),
+        None,
+        now,
+    )
+    .unwrap();
     assert_eq!(names(&cat), ["a.mov", "d.mov"]);
     assert!(cat.get(b.ino).is_err());
     let (_, trash) = cat.trash().unwrap();
@@ -327,11 +331,13 @@ fn the_committer_leaves_the_write_lock_free_between_batches() {
             .create(ROOT_INO, &format!("r{i}"), &new_file(), now)
             .unwrap();
         cat.rename(
-            ROOT_INO,
-            &format!("r{i}"),
-            f.ino,
-            ROOT_INO,
-            &format!("s{i}"),
+            &Move::new(
+                ROOT_INO,
+                &format!("r{i}"),
+                f.ino,
+                ROOT_INO,
+                &format!("s{i}"),
+            ),
             None,
             now,
         )

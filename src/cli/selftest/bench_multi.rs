@@ -17,12 +17,12 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 
 use markbase::library::Library;
-use markbase::manager;
+use markbase::manage::manager;
 
-use crate::bench::{
+use crate::cli::interrupt::interrupted;
+use crate::cli::selftest::bench::{
     find_config, frame_geometry, pass, read_frames, write_frames, AjaConfig, Frames, Pass,
 };
-use crate::interrupt::interrupted;
 
 /// What `aja_many` is asked to do.
 pub struct ManyOpts<'a> {
@@ -160,11 +160,17 @@ pub fn aja_many(o: &ManyOpts<'_>) -> Result<()> {
         .prefix("markbase-test-aja-")
         .tempdir()?;
     let started = Instant::now();
-    let crate::bench::UsersMounted {
+    let crate::cli::selftest::bench::UsersMounted {
         data_dir,
         names,
         mounted,
-    } = crate::bench::mount_users(tmp.path(), o.data_dir, &o.users, o.mounts, o.passthrough)?;
+    } = crate::cli::selftest::bench::mount_users(
+        tmp.path(),
+        o.data_dir,
+        &o.users,
+        o.mounts,
+        o.passthrough,
+    )?;
     let mount_ms = started.elapsed().as_millis();
     let dirs: Vec<PathBuf> = mounted
         .iter()
@@ -188,7 +194,7 @@ pub fn aja_many(o: &ManyOpts<'_>) -> Result<()> {
             .collect();
         let mut on_disk = Vec::new();
         for n in &names {
-            let d = crate::bench::native_dir(&Library::new(&data_dir, n)?)?;
+            let d = crate::cli::selftest::bench::native_dir(&Library::new(&data_dir, n)?)?;
             on_disk.push((n.clone(), d.join(&file)));
         }
         eprintln!(
@@ -222,7 +228,7 @@ fn report(o: &ManyOpts<'_>, cfg: &AjaConfig, frame: u64, mount: &Side, disk: &Si
         ratio(mount.all.read_mb_s, disk.all.read_mb_s),
     );
     if let Some(path) = o.chart {
-        crate::bench::chart(
+        crate::cli::selftest::bench::chart(
             path,
             &format!(
                 "AJA-style {}, {} users at once, all users per second",

@@ -20,15 +20,12 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
-#[cfg(fuse)]
-use crate::daemon::{self, Daemon, RuntimeRecord};
+use super::argv::{DaemonCommand, Whom};
 use crate::daemon::{open_library, pid_alive, read_record, remove_record};
 use crate::fs::{MarkBaseFs, NameForm, STATS_XATTR};
 use crate::library::Library;
 use crate::platform::Backend;
-
-/// The file system type the kernel shows (`fuse.markbase`).
-pub const SUBTYPE: &str = "markbase";
+use crate::sync::unchecked::Mutex;
 
 /// Errors of mounting and unmounting; each is one line for the user.
 #[derive(Debug, thiserror::Error)]
@@ -57,12 +54,22 @@ pub enum MountError {
     NoFuse,
     #[error(transparent)]
     Nfs(Box<crate::nfs::service::ServiceError>),
+    #[cfg(fuse)]
+    #[error(transparent)]
+    Fuse(Box<crate::fuse::session::FuseError>),
     #[error(transparent)]
     Mac(#[from] crate::platform::macos::MacBackendError),
     #[error("the mount daemon failed: {0}")]
     Daemon(String),
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
+}
+
+#[cfg(fuse)]
+impl From<crate::fuse::session::FuseError> for MountError {
+    fn from(e: crate::fuse::session::FuseError) -> Self {
+        MountError::Fuse(Box::new(e))
+    }
 }
 
 impl From<crate::daemon::DaemonError> for MountError {
@@ -253,27 +260,40 @@ pub fn open_fs(spec: &MountSpec) -> Result<Arc<MarkBaseFs>, MountError> {
 /// `ready` is given, "ok" or the error is written to it once the mount is up
 /// or has failed.
 pub fn serve(spec: &MountSpec, ready: Option<OwnedFd>) -> Result<(), MountError> {
-    let mut ready = ready.map(File::from);
-    let result = serve_inner(spec, &mut ready);
-    if let (Err(e), Some(r)) = (&result, ready.as_mut()) {
-        let _ = writeln!(r, "{e}");
+    let ready = ReadyPipe(Arc::new(Mutex::new(ready.map(File::from))));
+    let result = serve_inner(spec, &ready);
+    if let Err(e) = &result {
+        ready.say(&e.to_string());
     }
     result
 }
 
-fn serve_inner(spec: &MountSpec, ready: &mut Option<File>) -> Result<(), MountError> {
+/// The pipe [`spawn_daemon`] waits on: one line, "ok" or why not, said once.
+#[derive(Clone)]
+struct ReadyPipe(Arc<Mutex<Option<File>>>);
+
+impl ReadyPipe {
+    fn say(&self, line: &str) {
+        let taken = self.0.lock().take();
+        if let Some(mut f) = taken {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+fn serve_inner(spec: &MountSpec, ready: &ReadyPipe) -> Result<(), MountError> {
     let settings = crate::config::user_settings(&spec.library.data_dir, &spec.library.user)?;
     let (mountpoint, kept) = mountpoint_for(spec, &settings)?;
+    let ready = ready.clone();
     match backend_of(spec, &settings)? {
-        Backend::Nfs => {
-            let mut ready = ready.take();
-            crate::nfs::service::serve_mounted(&spec.library, &mountpoint, kept, move || {
-                if let Some(r) = ready.as_mut() {
-                    let _ = writeln!(r, "ok");
-                }
-            })
-            .map_err(|e| MountError::Nfs(Box::new(e)))
-        }
+        Backend::Nfs => crate::nfs::service::serve_mounted(
+            &spec.library,
+            &mountpoint,
+            kept,
+            spec.metrics,
+            move || ready.say("ok"),
+        )
+        .map_err(|e| MountError::Nfs(Box::new(e))),
         backend => serve_fuse(spec, &mountpoint, &settings, backend, ready),
     }
 }
@@ -307,7 +327,7 @@ fn serve_fuse(
     _mountpoint: &Path,
     _settings: &crate::config::UserSettings,
     _backend: Backend,
-    _ready: &mut Option<File>,
+    _ready: ReadyPipe,
 ) -> Result<(), MountError> {
     Err(MountError::NoFuse)
 }
@@ -318,174 +338,46 @@ fn serve_fuse(
     mountpoint: &Path,
     settings: &crate::config::UserSettings,
     backend: Backend,
-    ready: &mut Option<File>,
+    ready: ReadyPipe,
 ) -> Result<(), MountError> {
-    use crate::fuse::{FuseAdapter, KernelNotifier};
-    let mountpoint = mountpoint.to_path_buf();
-    let fs = open_fs(spec)?;
-    if cfg!(target_os = "macos") && settings.read_only != Some(true) {
-        // Keep Spotlight from crawling the library.
-        if let Err(e) = fs.mark_not_indexed(settings.owner()) {
-            tracing::warn!("{}: {e}", crate::fs::NOT_INDEXED);
-        }
-    }
-    let mut passthrough = spec.passthrough && backend.passthrough_possible();
-    if passthrough && fs.has_quota() {
-        // The kernel would write passthrough files without asking us.
-        tracing::info!("quota set: serving writes through the daemon (no passthrough)");
-        passthrough = false;
-    }
-    let mut config = fuser::Config::default();
-    config.mount_options = vec![
-        fuser::MountOption::FSName(format!("markbase:{}", spec.library.user)),
-        fuser::MountOption::Subtype(SUBTYPE.into()),
-        fuser::MountOption::DefaultPermissions,
-        fuser::MountOption::NoAtime,
-    ];
-    if settings.read_only == Some(true) {
-        config.mount_options.push(fuser::MountOption::RO);
-    }
-    for o in backend.mount_options() {
-        config.mount_options.push(fuser::MountOption::CUSTOM(o));
-    }
+    use crate::fuse::session::{FuseFrontEnd, FuseOptions};
+    let mut backend_options = backend.mount_options();
     if cfg!(target_os = "macos") {
         // The volume's name, a stable fsid, large transfers, a patient timeout.
-        for o in crate::platform::macos::macfuse_options(&spec.library.user, true) {
-            config.mount_options.push(fuser::MountOption::CUSTOM(o));
-        }
+        backend_options.extend(crate::platform::macos::macfuse_options(
+            &spec.library.user,
+            true,
+        ));
     }
-    if spec.allow_other {
-        config.acl = fuser::SessionACL::All;
-    }
-    // fuser serves with several threads (each its own /dev/fuse clone) on
-    // Linux only; elsewhere one thread is all it takes.
-    if cfg!(target_os = "linux") {
-        config.n_threads = Some(spec.threads.max(1));
-        config.clone_fd = true;
-    } else {
-        config.n_threads = Some(1);
-    }
-    let mut session = fuser::Session::new(
-        FuseAdapter::new(fs.clone(), passthrough),
-        &mountpoint,
-        &config,
-    )
-    .map_err(io_err(format!("mount {}", mountpoint.display())))?;
-    fs.set_notifier(Arc::new(KernelNotifier::new(session.notifier())));
-    let record = RuntimeRecord {
+    let opts = FuseOptions {
         user: spec.library.user.clone(),
-        mountpoint: mountpoint.clone(),
-        pid: std::process::id(),
-        data_dir: spec
-            .library
-            .data_dir
-            .canonicalize()
-            .unwrap_or(spec.library.data_dir.clone()),
-        started_unix: daemon::now_unix(),
-        backend: backend.name().into(),
-        address: None,
+        mountpoint: mountpoint.to_path_buf(),
+        content_dir: spec.library.content_dir(),
+        allow_other: spec.allow_other,
+        read_only: settings.read_only == Some(true),
+        threads: spec.threads,
+        passthrough: spec.passthrough && backend.passthrough_possible(),
+        backend_options,
+        backend: backend.name(),
     };
-    // Signals: everything flushed, then unmount (lazily if files are still open).
-    let mut unmounter = session.unmount_callable();
-    let stop_mp = mountpoint.clone();
-    let read_only = settings.read_only == Some(true);
-    let _daemon = Daemon::start(fs.clone(), &spec.library, record, read_only, move || {
-        if let Err(e) = unmounter.unmount() {
-            tracing::warn!("unmount: {e}; detaching lazily");
-            let _ = crate::platform::detach(&stop_mp);
-        }
-    })?;
-    #[cfg(target_os = "linux")]
-    {
-        // Once the session answers, give the mount the readahead of the disk
-        // under the content store (the kernel starts FUSE mounts at 128 KiB).
-        let (mp, content) = (mountpoint.clone(), spec.library.content_dir());
-        let _ = std::thread::Builder::new()
-            .name("markbase-tune".into())
-            .spawn(move || tune_readahead(&mp, &content));
-    }
-    tracing::info!(user = %spec.library.user, "mounted at {}", mountpoint.display());
-    if let Some(addr) = spec.metrics {
-        crate::metrics::serve_fs(addr, &spec.library.user, fs.clone())
-            .map_err(|e| MountError::Daemon(e.to_string()))?;
-    }
-    if let Some(mut r) = ready.take() {
-        let _ = writeln!(r, "ok");
-    }
-    // A single mount run as a service (`Type=notify`).
-    let status = format!("serving {} at {}", spec.library.user, mountpoint.display());
-    let _ = sd_notify::notify(&[
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status(&status),
-    ]);
-    session.run().map_err(io_err("FUSE session"))
-}
-
-#[cfg(target_os = "linux")]
-fn bdi_readahead_path(dev: u64) -> PathBuf {
-    let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
-    PathBuf::from(format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb"))
-}
-
-/// Set the mount's readahead to the content store disk's (at least 1 MiB, at
-/// most 16 MiB). Needs root; otherwise the kernel's default stays.
-#[cfg(target_os = "linux")]
-fn tune_readahead(mountpoint: &Path, content: &Path) {
-    use std::os::unix::fs::MetadataExt;
-    let (Ok(m), Ok(c)) = (std::fs::metadata(mountpoint), std::fs::metadata(content)) else {
-        return;
-    };
-    let disk_ra = std::fs::read_to_string(bdi_readahead_path(c.dev()))
-        .or_else(|_| {
-            let (major, minor) = (
-                nix::sys::stat::major(c.dev()),
-                nix::sys::stat::minor(c.dev()),
-            );
-            std::fs::read_to_string(format!(
-                "/sys/dev/block/{major}:{minor}/queue/read_ahead_kb"
-            ))
-        })
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .unwrap_or(1024);
-    let want = disk_ra.clamp(1024, 16384);
-    match std::fs::write(bdi_readahead_path(m.dev()), want.to_string()) {
-        Ok(()) => tracing::info!("readahead {want} KiB (as the content store's disk)"),
-        Err(e) => tracing::debug!("readahead left at the kernel's default: {e}"),
-    }
+    let front = FuseFrontEnd::new(opts, move || ready.say("ok"));
+    Ok(crate::daemon::run(&spec.library, spec.metrics, front)?)
 }
 
 impl MountSpec {
     /// The arguments that make this binary serve `self` in the foreground.
     pub fn daemon_args(&self) -> Vec<String> {
-        let mut args = vec![
-            "--data-dir".to_string(),
-            self.library.data_dir.to_string_lossy().into_owned(),
-            "fuse".into(),
-            "--mount".into(),
-            "--foreground".into(),
-            "--user".into(),
-            self.library.user.clone(),
-            "--dir".into(),
-            self.mountpoint.to_string_lossy().into_owned(),
-            "--threads".into(),
-            self.threads.to_string(),
-        ];
-        if self.allow_other {
-            args.push("--allow-other".into());
+        DaemonCommand {
+            data_dir: self.library.data_dir.clone(),
+            whom: Whom::User(self.library.user.clone()),
+            dir: self.mountpoint.clone(),
+            threads: Some(self.threads),
+            allow_other: self.allow_other,
+            passthrough: self.passthrough,
+            backend: self.backend.map(|b| b.to_string()),
+            metrics: self.metrics,
         }
-        if !self.passthrough {
-            args.push("--no-passthrough".into());
-        }
-        if let Some(b) = self.backend {
-            args.push("--backend".into());
-            args.push(b.to_string());
-        }
-        if let Some(m) = self.metrics {
-            args.push("--metrics".into());
-            args.push(m.to_string());
-        }
-        args
+        .args()
     }
 }
 

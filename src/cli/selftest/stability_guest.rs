@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use markbase::platform::nfs_client::linux_mount_tuning;
 
-use crate::stability::{watch, Sample, StabilityOpts, Summary};
+use crate::cli::selftest::stability::{watch, Sample, StabilityOpts, Summary};
 
 /// How long the guest may take beyond the run: booting under emulation,
 /// removing the workers' files, unmounting.
@@ -73,7 +73,8 @@ fn guest_script(ports: &[u16], duration: Duration) -> String {
 /// Serve the users, run the soak in the guest, sample the servers' memory.
 pub fn run(o: &StabilityOpts<'_>, tmp: &Path) -> Result<Summary> {
     let script = nfs_vm()?;
-    let served = crate::stability_nfs::serve_users(tmp, o.data_dir, &o.names, o.users)?;
+    let served =
+        crate::cli::selftest::stability_nfs::serve_users(tmp, o.data_dir, &o.names, o.users)?;
     let ports: Vec<u16> = served.iter().map(|s| s.addr.port()).collect();
     let pids: Vec<u32> = served.iter().map(|s| s.pid()).collect();
     let exe = std::env::current_exe()?;
@@ -140,7 +141,7 @@ pub fn run(o: &StabilityOpts<'_>, tmp: &Path) -> Result<Summary> {
             status.is_some()
         },
     );
-    if crate::interrupt::interrupted() {
+    if crate::cli::interrupt::interrupted() {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
@@ -163,7 +164,7 @@ pub fn run(o: &StabilityOpts<'_>, tmp: &Path) -> Result<Summary> {
     };
     s.through = "NFS servers, through a QEMU guest's kernel NFS client".into();
     s.rss_mib = rss_mib;
-    s.interrupted |= crate::interrupt::interrupted();
+    s.interrupted |= crate::cli::interrupt::interrupted();
     Ok(s)
 }
 

@@ -1,5 +1,5 @@
 //! `markbase service install|uninstall|status`: the service files of
-//! `markbase::service`, written where the service manager looks and handed
+//! `markbase::manage::service`, written where the service manager looks and handed
 //! to it (`systemctl`, `launchctl`).
 
 use std::path::{Path, PathBuf};
@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 
-use markbase::service::{self, ServiceSpec};
+use markbase::manage::service::{self, ServiceSpec};
 
 #[derive(Subcommand, Debug)]
 pub enum ServiceCommand {
@@ -110,7 +110,7 @@ pub fn run(data_dir: &Path, cmd: ServiceCommand) -> Result<()> {
             user_unit,
             exe,
         } => {
-            use markbase::mount::absolute;
+            use markbase::manage::mount::absolute;
             use markbase::platform::{Backend, BackendChoice};
             let backend = match backend {
                 Some(BackendChoice::Fixed(b)) => Some(b),
@@ -253,7 +253,7 @@ pub fn run(data_dir: &Path, cmd: ServiceCommand) -> Result<()> {
             };
             println!("service: {}", state.trim());
             println!();
-            crate::status::print_status(false)
+            crate::cli::status::print_status(false)
         }
     }
 }

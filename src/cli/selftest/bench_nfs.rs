@@ -179,7 +179,7 @@ async fn write_read(target: &str, addr: SocketAddr, name: &str, size: u64) -> Re
         let (fh, data) = (fh.clone(), data.clone());
         tasks.push(tokio::spawn(async move {
             let mut b = k as u64;
-            while b < blocks && !crate::interrupt::interrupted() {
+            while b < blocks && !crate::cli::interrupt::interrupted() {
                 let off = b * BLOCK as u64;
                 let n = (size - off).min(BLOCK as u64) as usize;
                 let w = WRITE3args {
@@ -214,7 +214,7 @@ async fn write_read(target: &str, addr: SocketAddr, name: &str, size: u64) -> Re
         let fh = fh.clone();
         tasks.push(tokio::spawn(async move {
             let (mut b, mut got) = (k as u64, 0u64);
-            while b < blocks && !crate::interrupt::interrupted() {
+            while b < blocks && !crate::cli::interrupt::interrupted() {
                 let r = READ3args {
                     file: fh.clone(),
                     offset: b * BLOCK as u64,
@@ -296,7 +296,7 @@ async fn nfs_closes(addr: SocketAddr, clients: usize) -> Result<Closes> {
             let data = vec![0x5Au8; SMALL];
             let (mut ms, mut names) = (Vec::new(), Vec::new());
             for i in 0..CLOSES / clients {
-                if crate::interrupt::interrupted() {
+                if crate::cli::interrupt::interrupted() {
                     break;
                 }
                 let name = format!("markbase-close-{}-{k}-{i}.bin", std::process::id());
@@ -383,8 +383,8 @@ pub fn throughput(
     json: bool,
     rclone: Option<&Path>,
 ) -> Result<()> {
-    let (tmp, lib) = crate::bench::test_library(data_dir, user)?;
-    let backing = crate::bench::native_dir(&lib)?;
+    let (tmp, lib) = crate::cli::selftest::bench::test_library(data_dir, user)?;
+    let backing = crate::cli::selftest::bench::native_dir(&lib)?;
     let name = format!("markbase-test-{}.bin", std::process::id());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -398,7 +398,7 @@ pub fn throughput(
         }
         (nfs, closes)
     };
-    let disk = crate::bench::write_read("disk", &backing.join(&name), size)?;
+    let disk = crate::cli::selftest::bench::write_read("disk", &backing.join(&name), size)?;
     for writers in [1, STREAMS] {
         closes.push(disk_closes(&backing, writers)?);
     }

@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::daemon;
 use crate::fs::Stats;
 use crate::library::Library;
-use crate::mount::{self, MountError, MountSpec};
+use crate::manage::mount::{self, MountError, MountSpec};
 
 /// Users with a catalog in `data_dir` (`users/*.sqlite`), sorted.
 pub fn users(data_dir: &Path) -> Vec<String> {
@@ -254,14 +254,14 @@ fn notify(states: &[sd_notify::NotifyState]) {
 }
 
 /// Each mounted user's counters, asked with a timeout.
-fn samples(mounted: &BTreeMap<String, PathBuf>) -> Vec<crate::metrics::Sample> {
+fn samples(mounted: &BTreeMap<String, PathBuf>) -> Vec<crate::daemon::metrics::Sample> {
     let asks: Vec<_> = mounted
         .iter()
         .map(|(u, dir)| {
             let (u, dir) = (u.clone(), dir.clone());
             std::thread::spawn(move || {
                 let stats = stats_with_timeout(&dir, Duration::from_secs(1)).and_then(Result::ok);
-                crate::metrics::Sample { user: u, stats }
+                crate::daemon::metrics::Sample { user: u, stats }
             })
         })
         .collect();
@@ -308,7 +308,7 @@ pub fn supervise(
         |m: &Mutex<BTreeMap<String, PathBuf>>| m.lock().unwrap_or_else(|e| e.into_inner()).clone();
     if let Some(addr) = opts.metrics {
         let m = mounted.clone();
-        crate::metrics::serve(addr, move || samples(&lock(&m)))
+        crate::daemon::metrics::serve(addr, move || samples(&lock(&m)))
             .map_err(|e| MountError::Daemon(e.to_string()))?;
     }
     let sync = |mounted: &Mutex<BTreeMap<String, PathBuf>>| {

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use markbase::manager;
+use markbase::manage::manager;
 use serde::{Deserialize, Serialize};
 
 /// Options of a stability run.
@@ -395,22 +395,34 @@ pub fn run(o: &StabilityOpts<'_>) -> Result<()> {
         .prefix("markbase-stability-")
         .tempdir()?;
     if o.nfs && o.kernel_client {
-        return report(o, crate::stability_guest::run(o, tmp.path())?);
+        return report(
+            o,
+            crate::cli::selftest::stability_guest::run(o, tmp.path())?,
+        );
     }
     if o.nfs {
-        let served = crate::stability_nfs::serve_users(tmp.path(), o.data_dir, &o.names, o.users)?;
+        let served = crate::cli::selftest::stability_nfs::serve_users(
+            tmp.path(),
+            o.data_dir,
+            &o.names,
+            o.users,
+        )?;
         let mut folders: Vec<Box<dyn Folder>> = Vec::new();
         for s in &served {
-            folders.push(Box::new(crate::stability_nfs::NfsFolder::new(
-                s.addr,
-                &worker_dir,
-            )?));
+            folders.push(Box::new(
+                crate::cli::selftest::stability_nfs::NfsFolder::new(s.addr, &worker_dir)?,
+            ));
         }
         let pids: Vec<u32> = served.iter().map(|s| s.pid()).collect();
         return report(o, drive(o, folders, &pids, "NFS servers")?);
     }
-    let users =
-        crate::bench::mount_users(tmp.path(), o.data_dir, &o.names, o.users, o.passthrough)?;
+    let users = crate::cli::selftest::bench::mount_users(
+        tmp.path(),
+        o.data_dir,
+        &o.names,
+        o.users,
+        o.passthrough,
+    )?;
     let mounted = users.mounted;
     let mut dirs = Vec::new();
     let mut pids = Vec::new();
@@ -491,7 +503,7 @@ pub fn watch(
     mut done: impl FnMut() -> bool,
 ) -> (Vec<f64>, Vec<f64>, Duration) {
     let interval = interval_of(o.duration);
-    let pb = crate::bench::progress(o.duration.as_secs(), "stability");
+    let pb = crate::cli::selftest::bench::progress(o.duration.as_secs(), "stability");
     pb.set_style(
         indicatif::ProgressStyle::with_template("{msg:>16} [{bar:40}] {pos}/{len} s  {prefix}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
@@ -506,7 +518,7 @@ pub fn watch(
             Duration::from_millis(250).min(o.duration.saturating_sub(start.elapsed())),
         );
         // Interrupted or done: the interval so far is the last one.
-        let stopped = crate::interrupt::interrupted() || done();
+        let stopped = crate::cli::interrupt::interrupted() || done();
         let over = start.elapsed() >= o.duration;
         pb.set_position(start.elapsed().as_secs().min(o.duration.as_secs()));
         if Instant::now() >= next || over || stopped {
@@ -596,7 +608,7 @@ fn drive(
         through: what.into(),
         duration_s: o.duration.as_secs(),
         elapsed_s: elapsed.as_secs_f64(),
-        interrupted: crate::interrupt::interrupted(),
+        interrupted: crate::cli::interrupt::interrupted(),
         interval_s: interval_of(o.duration).as_secs(),
         errors: totals.errors.load(Relaxed),
         operations: totals.ops.load(Relaxed),
@@ -616,7 +628,7 @@ fn report(o: &StabilityOpts<'_>, mut s: Summary) -> Result<()> {
     s.memory_flat = flat.as_ref().map(|f| f.flat);
     let (what, errors) = (s.through.clone(), s.errors);
     if let Some(path) = o.chart {
-        crate::bench::chart_with(
+        crate::cli::selftest::bench::chart_with(
             path,
             &format!(
                 "Stability: {} {what}, {} s, {errors} errors",

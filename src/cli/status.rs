@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use markbase::manager::{self, MountStatus};
+use markbase::manage::manager::{self, MountStatus};
 
 /// What a row's rates are computed from.
 #[derive(Clone, Copy, Default)]
@@ -157,7 +157,7 @@ pub fn print_status(json: bool) -> Result<()> {
 
 /// `markbase fuse --stats --dir D`: one mount's counters.
 pub fn print_stats(dir: &std::path::Path, json_out: bool) -> Result<()> {
-    let json = markbase::mount::read_stats(dir)?;
+    let json = markbase::manage::mount::read_stats(dir)?;
     if json_out {
         println!("{json}");
     } else {

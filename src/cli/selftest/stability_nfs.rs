@@ -15,8 +15,8 @@ use anyhow::{bail, Result};
 use nfs3_client::nfs3_types::nfs3::*;
 use nfs3_client::nfs3_types::xdr_codec::Opaque;
 
-use crate::bench_nfs::{connect, ok, serve, Conn, Server};
-use crate::stability::{blocks, fill, Folder, BLOCK};
+use crate::cli::selftest::bench_nfs::{connect, ok, serve, Conn, Server};
+use crate::cli::selftest::stability::{blocks, fill, Folder, BLOCK};
 
 /// One user's server.
 pub struct Served {
@@ -39,7 +39,8 @@ pub fn serve_users(
     names: &[String],
     count: usize,
 ) -> Result<Vec<Served>> {
-    let (data_dir, names) = crate::bench::users_or_demos(tmp, data_dir, names, count)?;
+    let (data_dir, names) =
+        crate::cli::selftest::bench::users_or_demos(tmp, data_dir, names, count)?;
     names
         .iter()
         .map(|n| {

@@ -22,6 +22,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use super::argv::{DaemonCommand, Whom};
+
 /// The service's name: `markbase.service`, or launchd's label.
 pub const UNIT_NAME: &str = "markbase.service";
 pub const LAUNCHD_LABEL: &str = "com.markbase.drives";
@@ -71,32 +73,22 @@ impl ServiceSpec {
                 return Err(ServiceError::Relative(p.clone()));
             }
         }
-        let mut a = vec![
-            self.exe.to_string_lossy().into_owned(),
-            "--data-dir".into(),
-            self.data_dir.to_string_lossy().into_owned(),
-            "fuse".into(),
-            "--mount".into(),
-            "--all".into(),
-            "--foreground".into(),
-            "--dir".into(),
-            self.base.to_string_lossy().into_owned(),
-        ];
-        if let Some(m) = self.metrics {
-            a.push("--metrics".into());
-            a.push(m.to_string());
-        }
-        if let Some(b) = self.backend {
-            a.push("--backend".into());
-            a.push(b.name().into());
-        }
         // A system unit mounts as root for the machine's editors: without
         // allow_other only root could enter the drives. (An NFS mount lets
         // every user in by the files' permissions already.)
         let nfs = self.backend == Some(crate::platform::Backend::Nfs);
-        if (self.allow_other || self.system) && !nfs {
-            a.push("--allow-other".into());
-        }
+        let supervisor = DaemonCommand {
+            data_dir: self.data_dir.clone(),
+            whom: Whom::All,
+            dir: self.base.clone(),
+            threads: None,
+            allow_other: (self.allow_other || self.system) && !nfs,
+            passthrough: true,
+            backend: self.backend.map(|b| b.name().to_string()),
+            metrics: self.metrics,
+        };
+        let mut a = vec![self.exe.to_string_lossy().into_owned()];
+        a.extend(supervisor.args());
         Ok(a)
     }
 }

@@ -26,7 +26,13 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
+
+use crate::sync::unchecked::{Condvar, Mutex, MutexGuard};
+
+pub mod content;
+
+pub use content::{ContentFile, Extent};
 
 /// Most empty files the pool keeps.
 pub const POOL_MAX: usize = 16_384;
@@ -73,8 +79,8 @@ impl Pool {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Vec<u64>>> {
-        self.free.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Option<Vec<u64>>> {
+        self.free.lock()
     }
 
     fn path(&self, n: u64) -> PathBuf {
@@ -122,11 +128,8 @@ impl Pool {
 
     /// Delete what [`ContentStore::discard`] left here.
     fn empty_trash(&self) {
-        let _emptying = self.emptying.lock().unwrap_or_else(|e| e.into_inner());
-        let trash = match self.trash.lock() {
-            Ok(mut t) => std::mem::take(&mut *t),
-            Err(_) => return,
-        };
+        let _emptying = self.emptying.lock();
+        let trash = std::mem::take(&mut *self.trash.lock());
         for p in trash {
             if let Err(e) = self.delete(&p) {
                 tracing::warn!("{}: {e}", p.display());
@@ -230,11 +233,11 @@ impl ContentStore {
                 while let Some(p) = pool.upgrade() {
                     p.empty_trash();
                     p.refill();
-                    let g = p.lock();
-                    if p.trash.lock().is_ok_and(|t| !t.is_empty()) {
+                    let mut g = p.lock();
+                    if !p.trash.lock().is_empty() {
                         continue;
                     }
-                    let _ = p.wake.wait_timeout(g, std::time::Duration::from_secs(5));
+                    p.wake.wait_for(&mut g, std::time::Duration::from_secs(5));
                 }
             });
         self.pool.running.store(started.is_ok(), Relaxed);
@@ -330,7 +333,7 @@ impl ContentStore {
     }
 
     /// Make a new, empty content file for node `id`.
-    pub fn create(&self, id: &str) -> Result<(PathBuf, File), StoreError> {
+    pub fn create(&self, id: &str) -> Result<(PathBuf, ContentFile), StoreError> {
         let fan = id.get(..2).unwrap_or("00");
         let dir = self.root.join(fan);
         let known = self.fans.lock().contains(fan);
@@ -343,7 +346,7 @@ impl ContentStore {
         }
         let path = dir.join(id);
         if let Some(f) = self.take_from_pool(&path) {
-            return Ok((path, f));
+            return Ok((path, f.into()));
         }
         let f = OpenOptions::new()
             .read(true)
@@ -356,18 +359,18 @@ impl ContentStore {
                 path: path.clone(),
                 source,
             })?;
-        Ok((path, f))
+        Ok((path, f.into()))
     }
 
     /// Open a resolved content file, read-write when possible.
-    pub fn open(&self, p: &Path, write: bool) -> io::Result<File> {
+    pub fn open(&self, p: &Path, write: bool) -> io::Result<ContentFile> {
         let mut o = OpenOptions::new();
         o.read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
         match o.clone().write(true).open(p) {
-            Ok(f) => Ok(f),
+            Ok(f) => Ok(f.into()),
             Err(e) if write => Err(e),
-            Err(_) => o.open(p),
+            Err(_) => o.open(p).map(ContentFile::from),
         }
     }
 
@@ -385,9 +388,7 @@ impl ContentStore {
         if big || !self.pool.running.load(Relaxed) {
             return self.remove(p);
         }
-        if let Ok(mut t) = self.pool.trash.lock() {
-            t.push(p.to_path_buf());
-        }
+        self.pool.trash.lock().push(p.to_path_buf());
         // The pool's thread waits on the free list's lock.
         let _g = self.pool.lock();
         self.pool.wake.notify_one();
@@ -469,11 +470,10 @@ mod tests {
 
     #[test]
     fn deleted_files_are_emptied_pooled_and_reused_fresh() {
-        use std::io::Write;
         let t = tempfile::tempdir().unwrap();
         let store = ContentStore::new(&t.path().join("content"), &[]).unwrap();
-        let (p, mut f) = store.create("aa000000-1").unwrap();
-        f.write_all(b"secret bytes").unwrap();
+        let (p, f) = store.create("aa000000-1").unwrap();
+        f.write_at(b"secret bytes", 0).unwrap();
         drop(f);
         let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
         File::options()
@@ -490,7 +490,7 @@ mod tests {
             "pool files are not content"
         );
         let (q, f) = store.create("bb000000-2").unwrap();
-        let m = f.metadata().unwrap();
+        let m = f.as_file().metadata().unwrap();
         assert_eq!(
             std::os::unix::fs::MetadataExt::ino(&m),
             ino,

@@ -23,9 +23,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use markbase::library::Library;
-use markbase::mount::{self, MountSpec};
+use markbase::manage::mount::{self, MountSpec};
 
-use crate::interrupt::interrupted;
+use crate::cli::interrupt::interrupted;
 
 /// Parse "512MB", "6GB", "1GiB", "4096".
 pub fn parse_size(s: &str) -> Result<u64> {
@@ -84,7 +84,7 @@ pub(crate) fn native_dir(lib: &Library) -> Result<PathBuf> {
 pub(crate) struct UsersMounted {
     pub(crate) data_dir: PathBuf,
     pub(crate) names: Vec<String>,
-    pub(crate) mounted: Vec<markbase::manager::Mounted>,
+    pub(crate) mounted: Vec<markbase::manage::manager::Mounted>,
 }
 
 /// `names` of `data_dir`, or with no names `count` new demo users
@@ -121,7 +121,7 @@ pub(crate) fn mount_users(
     for n in &names {
         specs.push(MountSpec {
             library: Library::new(&data_dir, n)?,
-            mountpoint: markbase::manager::mountpoint_for(&base, n),
+            mountpoint: markbase::manage::manager::mountpoint_for(&base, n),
             allow_other: false,
             threads: 4,
             passthrough,
@@ -129,7 +129,7 @@ pub(crate) fn mount_users(
             metrics: None,
         });
     }
-    let mounted = markbase::manager::mount_many(specs);
+    let mounted = markbase::manage::manager::mount_many(specs);
     Ok(UsersMounted {
         data_dir,
         names,

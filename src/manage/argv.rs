@@ -1,0 +1,67 @@
+//! The command lines this crate starts `markbase` with: a mount's daemon
+//! (`fuse --mount --foreground --user U`) and the service's supervisor
+//! (`fuse --mount --all --foreground`), built from one typed struct so that
+//! the two cannot drift from each other or from the parser (the binary's
+//! tests parse them back).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Whose libraries a daemon command serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Whom {
+    /// One user, at `dir`.
+    User(String),
+    /// Every user of the data folder, each at `dir/MarkBase_<user>`,
+    /// supervised.
+    All,
+}
+
+/// `markbase --data-dir D fuse --mount --foreground ...`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonCommand {
+    pub data_dir: PathBuf,
+    pub whom: Whom,
+    /// The mount point (one user) or the folder of mount points (all).
+    pub dir: PathBuf,
+    /// FUSE worker threads; None: the default.
+    pub threads: Option<usize>,
+    pub allow_other: bool,
+    pub passthrough: bool,
+    /// `--backend`, as its name.
+    pub backend: Option<String>,
+    pub metrics: Option<SocketAddr>,
+}
+
+impl DaemonCommand {
+    /// The arguments, without the program.
+    pub fn args(&self) -> Vec<String> {
+        let mut a = vec![
+            "--data-dir".to_string(),
+            self.data_dir.to_string_lossy().into_owned(),
+            "fuse".into(),
+            "--mount".into(),
+        ];
+        match &self.whom {
+            Whom::User(u) => a.extend(["--foreground".into(), "--user".into(), u.clone()]),
+            Whom::All => a.extend(["--all".into(), "--foreground".into()]),
+        }
+        a.extend(["--dir".into(), self.dir.to_string_lossy().into_owned()]);
+        if let Some(t) = self.threads {
+            a.extend(["--threads".into(), t.to_string()]);
+        }
+        if let Some(m) = self.metrics {
+            a.extend(["--metrics".into(), m.to_string()]);
+        }
+        if let Some(b) = &self.backend {
+            a.extend(["--backend".into(), b.clone()]);
+        }
+        if self.allow_other {
+            a.push("--allow-other".into());
+        }
+        if !self.passthrough {
+            a.push("--no-passthrough".into());
+        }
+        a
+    }
+}

@@ -1,0 +1,14 @@
+//! Above the front ends: what starts, finds and stops their daemons.
+//!
+//! * [`mount`]: one mount's checks, its daemon started in the background
+//!   (this binary again, in the foreground), and finding, flushing and
+//!   unmounting running mounts, whichever front end serves them;
+//! * [`manager`]: many users at once, and the supervisor that keeps every
+//!   user's daemon running (`fuse --mount --all --foreground`, the service);
+//! * [`service`]: the systemd unit or launchd agent that runs the supervisor;
+//! * [`argv`]: the command lines of the daemons and of the supervisor.
+
+pub mod argv;
+pub mod manager;
+pub mod mount;
+pub mod service;
