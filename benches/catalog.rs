@@ -18,7 +18,7 @@ use std::process::Command;
 use std::time::{Instant, SystemTime};
 
 use markbase::catalog::sqlite::{OpenOptions, SqliteCatalog};
-use markbase::catalog::{Catalog, Ino, Kind, NewNode, ROOT_INO};
+use markbase::catalog::{Ino, Kind, Namespace, NewNode, ROOT_INO};
 
 const FILES: usize = 10_000;
 const FOLDERS: usize = 100;

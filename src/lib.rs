@@ -4,8 +4,8 @@
 //! `cli/` sits on top):
 //! * [`manage`]: a mount's daemon started and found, many users at once,
 //!   the supervisor, the service;
-//! * front ends: [`fuse`], the kernel adapter (`fuser`'s types stop
-//!   there), and [`nfs`], an NFSv3 server (`nfs3_server`'s stop there);
+//! * front ends: [`fuse`], the kernel's FUSE protocol (its crate's types
+//!   stop there), and [`nfs`], an NFSv3 server (`nfs3_server`'s stop there);
 //! * [`daemon`]: what every front end's process runs around it;
 //! * [`fs`]: the file system core: inodes, handles, caches, POSIX rules;
 //! * [`catalog`] (metadata, SQLite today) and [`store`] (content files and

@@ -1,7 +1,9 @@
 //! The catalog: the tree of nodes, their attributes and extended attributes.
 //!
 //! The file system core talks to a catalog through the [`Catalog`] trait, by
-//! inode number, and never sees SQL. The one implementation today is
+//! inode number, and never sees SQL. `Catalog` is two traits: the
+//! [`Namespace`] (what requests ask: nodes, names, moves, attributes,
+//! durability) and its [`Maintenance`] (the recovery pass, the trash, fsck). The one implementation today is
 //! [`sqlite::SqliteCatalog`], which reads the MarkBase v1 format as found
 //! (`file_nodes`, `file_locations`) and keeps what a POSIX file system needs
 //! beyond it in side tables of its own (`mb_*`). A shared SQL catalog can come
@@ -166,7 +168,7 @@ pub struct SillyName {
     pub ctime: SystemTime,
 }
 
-/// What [`Catalog::check`] found.
+/// What [`Maintenance::check`] found.
 #[derive(Clone, Debug, Default)]
 pub struct CatalogCheck {
     /// Damage: left by a crash or a change behind the mount's back; repairable.
@@ -286,8 +288,19 @@ pub struct Renamed {
     pub replaced: Option<Unlinked>,
 }
 
-/// The metadata store of one user's library.
-pub trait Catalog: Send + Sync {
+/// The metadata store of one user's library, as the file system core holds
+/// it: the [`Namespace`] and its [`Maintenance`]. A backend implements both
+/// and is a `Catalog` by that alone; `tests/catalog_conformance.rs` is the
+/// suite every backend passes.
+pub trait Catalog: Namespace + Maintenance {}
+
+impl<T: Namespace + Maintenance + ?Sized> Catalog for T {}
+
+/// The namespace and its attributes: what the file system core asks on
+/// every request (nodes, names, moves, attributes, extended attributes),
+/// and what it asks of the catalog as a whole (durability, identity, outside
+/// changes, counters).
+pub trait Namespace: Send + Sync {
     /// One node by inode number.
     fn get(&self, ino: Ino) -> Result<NodeRecord, CatalogError>;
     /// Many nodes by inode number (a directory listing's), one result each,
@@ -309,7 +322,7 @@ pub trait Catalog: Send + Sync {
     ) -> Result<NodeRecord, CatalogError>;
     /// Remove the entry `name` (which is `ino`) from `parent`. When that was
     /// its last link and `open` is false, forget the inode at once (as
-    /// [`Catalog::purge`] would).
+    /// [`Namespace::purge`] would).
     fn unlink(
         &self,
         parent: Ino,
@@ -351,16 +364,6 @@ pub trait Catalog: Send + Sync {
     fn correct_sizes(&self, sizes: &[(Ino, u64)]) -> Result<(), CatalogError>;
     /// Forget an inode whose last link and last handle are gone.
     fn purge(&self, ino: Ino) -> Result<(), CatalogError>;
-    /// Inodes left unlinked-but-open by an earlier run, with their content files.
-    fn leftovers(&self) -> Result<Vec<(Ino, Option<PathBuf>)>, CatalogError>;
-    /// Every [`SillyName`]: recovery removes those no client can still hold.
-    fn silly_renamed(&self) -> Result<Vec<SillyName>, CatalogError>;
-    /// Content files of nodes that were deleted (noted in the deleting
-    /// change; the store removes them in the background), with the last
-    /// note's number: after a crash, what to delete rather than keep.
-    fn trash(&self) -> Result<(i64, Vec<PathBuf>), CatalogError>;
-    /// Forget the notes up to `upto` (their files are gone).
-    fn clear_trash(&self, upto: i64) -> Result<(), CatalogError>;
 
     fn get_xattr(&self, ino: Ino, name: &str) -> Result<Vec<u8>, CatalogError>;
     fn list_xattrs(&self, ino: Ino) -> Result<Vec<String>, CatalogError>;
@@ -374,23 +377,6 @@ pub trait Catalog: Send + Sync {
         now: SystemTime,
     ) -> Result<(), CatalogError>;
     fn remove_xattr(&self, ino: Ino, name: &str, now: SystemTime) -> Result<(), CatalogError>;
-
-    /// Bytes of file content the catalog holds (the sum of its files' sizes).
-    fn usage(&self) -> Result<u64, CatalogError>;
-
-    // ---- consistency (`markbase fsck` and the recovery pass at mount)
-
-    /// Every content file a live row points at: locations, and the content of
-    /// named or unlinked-but-open inodes.
-    fn content_refs(&self) -> Result<Vec<ContentRef>, CatalogError>;
-    /// What is wrong inside the catalog (damage) and what is odd but rendered
-    /// as the format documents (notes).
-    fn check(&self) -> Result<CatalogCheck, CatalogError>;
-    /// Repair what [`Catalog::check`] calls damage, except leftovers (the file
-    /// system core frees those); returns what was done.
-    fn repair(&self) -> Result<Vec<String>, CatalogError>;
-    /// Forget that `node_id`'s content is at `path` (the file is gone).
-    fn drop_location(&self, node_id: &str, path: &Path) -> Result<(), CatalogError>;
 
     /// Make every committed change durable (after an `fsync`).
     fn sync(&self) -> Result<(), CatalogError>;
@@ -416,7 +402,37 @@ pub trait Catalog: Send + Sync {
     }
 }
 
-/// What [`Catalog::commits`] reports.
+/// The catalog's upkeep: the recovery pass at mount, the trash sweeper,
+/// `markbase fsck`, and the usage the quota starts from.
+pub trait Maintenance: Send + Sync {
+    /// Inodes left unlinked-but-open by an earlier run, with their content files.
+    fn leftovers(&self) -> Result<Vec<(Ino, Option<PathBuf>)>, CatalogError>;
+    /// Every [`SillyName`]: recovery removes those no client can still hold.
+    fn silly_renamed(&self) -> Result<Vec<SillyName>, CatalogError>;
+    /// Content files of nodes that were deleted (noted in the deleting
+    /// change; the store removes them in the background), with the last
+    /// note's number: after a crash, what to delete rather than keep.
+    fn trash(&self) -> Result<(i64, Vec<PathBuf>), CatalogError>;
+    /// Forget the notes up to `upto` (their files are gone).
+    fn clear_trash(&self, upto: i64) -> Result<(), CatalogError>;
+
+    /// Bytes of file content the catalog holds (the sum of its files' sizes).
+    fn usage(&self) -> Result<u64, CatalogError>;
+
+    /// Every content file a live row points at: locations, and the content of
+    /// named or unlinked-but-open inodes.
+    fn content_refs(&self) -> Result<Vec<ContentRef>, CatalogError>;
+    /// What is wrong inside the catalog (damage) and what is odd but rendered
+    /// as the format documents (notes).
+    fn check(&self) -> Result<CatalogCheck, CatalogError>;
+    /// Repair what [`Maintenance::check`] calls damage, except leftovers (the file
+    /// system core frees those); returns what was done.
+    fn repair(&self) -> Result<Vec<String>, CatalogError>;
+    /// Forget that `node_id`'s content is at `path` (the file is gone).
+    fn drop_location(&self, node_id: &str, path: &Path) -> Result<(), CatalogError>;
+}
+
+/// What [`Namespace::commits`] reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CommitCounts {
     pub commits: u64,

@@ -349,7 +349,7 @@ fn refuse_in_test(a: &FuseArgs) -> Result<()> {
 mod tests {
     use std::path::Path;
 
-    use clap::{CommandFactory, FromArgMatches};
+    use clap::{CommandFactory, FromArgMatches, Parser};
 
     use super::*;
     use crate::cli::args::{Cli, Command};
@@ -455,6 +455,27 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn a_servers_command_line_parses_back_to_its_server() {
+        use markbase::manage::argv::ServeCommand;
+        let cmd = ServeCommand {
+            data_dir: "/srv/data".into(),
+            user: "ana".into(),
+            listen: "0.0.0.0:0".parse().expect("addr"),
+            allow_clients: vec!["10.0.0.0/8".into(), "192.168.1.7".into()],
+        };
+        let args = std::iter::once("markbase".to_string()).chain(cmd.args());
+        let cli = Cli::try_parse_from(args).expect("parses");
+        assert_eq!(cli.data_dir, Path::new("/srv/data"));
+        let Command::Nfs(a) = cli.command else {
+            panic!("not an nfs command");
+        };
+        assert!(a.serve && !a.all && a.metrics.is_none());
+        assert_eq!(a.user.as_deref(), Some("ana"));
+        assert_eq!(a.listen, cmd.listen);
+        assert_eq!(a.allow_clients, cmd.allow_clients);
     }
 
     #[test]

@@ -48,10 +48,10 @@ pub fn nfs(data_dir: &std::path::Path, a: NfsArgs) -> Result<()> {
 }
 
 /// `markbase nfs --serve --all`: one `markbase nfs --serve` process per
-/// user (so that one user's crash leaves the others serving), their
-/// addresses printed; SIGTERM or SIGINT stops them all (each commits first).
+/// user, their addresses printed, kept running by the supervisor (started
+/// again on their ports should one die); SIGTERM or SIGINT stops them all
+/// (each commits first).
 fn nfs_all(data_dir: &std::path::Path, a: &NfsArgs) -> Result<()> {
-    use std::io::{BufRead, BufReader};
     let users = manager::users(data_dir);
     if users.is_empty() {
         bail!("no users in {}", data_dir.join("users").display());
@@ -59,68 +59,12 @@ fn nfs_all(data_dir: &std::path::Path, a: &NfsArgs) -> Result<()> {
     if a.listen.port() != 0 && users.len() > 1 {
         bail!("--all serves each user on its own port: give --listen ADDR:0");
     }
-    let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT])?;
-    let mut children = Vec::new();
-    for u in &users {
-        let mut cmd = std::process::Command::new(std::env::current_exe()?);
-        cmd.arg("--data-dir")
-            .arg(data_dir)
-            .args(["nfs", "--serve", "--user", u, "--listen"])
-            .arg(a.listen.to_string());
-        if !a.allow_clients.is_empty() {
-            cmd.arg("--allow-clients").arg(a.allow_clients.join(","));
-        }
-        let mut child = cmd
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .spawn()?;
-        let mut line = String::new();
-        if let Some(out) = child.stdout.take() {
-            BufReader::new(out).read_line(&mut line)?;
-        }
-        match markbase::nfs::service::addr_in_ready_line(&line) {
-            Some(addr) => println!("{u:<16} nfs://{addr}/ (pid {})", child.id()),
-            None => eprintln!("{u:<16} FAILED (see its log lines above)"),
-        }
-        children.push(child);
-    }
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    // Until a signal, or until every server has exited on its own.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            let _ = tx.send(sig);
-        }
-    });
-    loop {
-        if rx
-            .recv_timeout(std::time::Duration::from_millis(200))
-            .is_ok()
-        {
-            break;
-        }
-        if children
-            .iter_mut()
-            .all(|c| matches!(c.try_wait(), Ok(Some(_))))
-        {
-            bail!("every server exited");
-        }
-    }
-    for c in &children {
-        let pid = nix::unistd::Pid::from_raw(c.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    }
-    let mut failed = 0;
-    for mut c in children {
-        if !c.wait().map(|s| s.success()).unwrap_or(false) {
-            failed += 1;
-        }
-    }
-    if failed > 0 {
-        bail!("{failed} server(s) did not stop cleanly");
-    }
-    Ok(())
+    let servers = markbase::manage::servers::NfsServers {
+        data_dir: data_dir.to_path_buf(),
+        listen: a.listen,
+        allow_clients: a.allow_clients.clone(),
+    };
+    Ok(manager::supervise(data_dir, &servers, &Default::default())?)
 }
 
 /// `markbase fsck`: 0 clean, 1 damage found (repaired or not), 2 could

@@ -42,7 +42,11 @@ pub fn run(data_dir: &Path, a: &FuseArgs, action: Action) -> Result<()> {
         } => {
             let spec_for = |u: &str| spec(data_dir, u, manager::mountpoint_for(&base, u), &serving);
             let opts = manager::SuperviseOpts { metrics };
-            Ok(manager::supervise(data_dir, spec_for, &opts)?)
+            Ok(manager::supervise(
+                data_dir,
+                &manager::Mounts(spec_for),
+                &opts,
+            )?)
         }
         Action::MountMany {
             users,

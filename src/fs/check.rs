@@ -1,7 +1,7 @@
 //! Consistency of a library: what `markbase fsck` reports and repairs, and
 //! the recovery pass every mount runs in the background once it is up.
 //!
-//! The catalog checks itself ([`Catalog::check`]: SQLite's integrity check,
+//! The catalog checks itself ([`crate::catalog::Maintenance::check`]: SQLite's integrity check,
 //! names without inodes or folders, files deleted while open and never freed;
 //! format oddities are notes, not damage). This module adds what needs the
 //! content store beside it: a location inside the store whose file is gone

@@ -171,7 +171,7 @@ impl MarkBaseFs {
         &self.catalog
     }
 
-    /// The library's identity (see [`Catalog::library_id`]).
+    /// The library's identity (see [`crate::catalog::Namespace::library_id`]).
     pub fn library_id(&self) -> uuid::Uuid {
         self.catalog.library_id()
     }

@@ -47,8 +47,8 @@ impl MarkBaseFs {
 
     /// Has another process committed to the catalog since the last call?
     /// Then read every cached listing again, and owe every cached record a
-    /// second look ([`RecordSweep`]); and take that look at up to
-    /// [`RECORDS_PER_POLL`] records still owed one. The first call only
+    /// second look (`RecordSweep`); and take that look at up to
+    /// `RECORDS_PER_POLL` records still owed one. The first call only
     /// takes note of the version. Bumps the epoch first, so that a load
     /// racing with this is not cached. Returns the changes found (reported
     /// to the notifier too).
@@ -192,7 +192,7 @@ mod tests {
     use super::super::test_support::TestFs;
     use super::*;
     use crate::catalog::sqlite::{OpenOptions, SqliteCatalog};
-    use crate::catalog::{Catalog, ROOT_INO};
+    use crate::catalog::{Namespace, ROOT_INO};
 
     #[derive(Default)]
     struct Recorder(Mutex<Vec<Change>>);

@@ -65,3 +65,35 @@ impl DaemonCommand {
         a
     }
 }
+
+/// `markbase --data-dir D nfs --serve --user U --listen ADDR ...`: one
+/// user's NFS server for other machines (what `nfs --serve --all` starts
+/// per user).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServeCommand {
+    pub data_dir: PathBuf,
+    pub user: String,
+    pub listen: SocketAddr,
+    /// `--allow-clients`, as given.
+    pub allow_clients: Vec<String>,
+}
+
+impl ServeCommand {
+    /// The arguments, without the program.
+    pub fn args(&self) -> Vec<String> {
+        let mut a = vec![
+            "--data-dir".to_string(),
+            self.data_dir.to_string_lossy().into_owned(),
+            "nfs".into(),
+            "--serve".into(),
+            "--user".into(),
+            self.user.clone(),
+            "--listen".into(),
+            self.listen.to_string(),
+        ];
+        if !self.allow_clients.is_empty() {
+            a.extend(["--allow-clients".into(), self.allow_clients.join(",")]);
+        }
+        a
+    }
+}

@@ -284,17 +284,48 @@ fn census(mounted: &BTreeMap<String, PathBuf>, wanted: usize) -> String {
     s
 }
 
-/// `--mount --all --foreground`: mount every user, then stay: SIGHUP re-reads
-/// the users (new catalogs mounted, removed ones unmounted), SIGTERM/SIGINT
-/// unmount every mount (each daemon flushes its open files first) and return.
+/// What the supervisor keeps running for each user: mounts on this machine
+/// ([`Mounts`]: FUSE, or NFS through its own client) or NFS servers for other
+/// machines ([`super::servers::NfsServers`]). Each unit is a daemon of its
+/// own, known by its runtime record's key (a mount point, or a server's
+/// `nfs://ADDR/` name).
+pub trait Units {
+    /// Start these users' units, in parallel, and say how each went.
+    fn start(&self, users: &[String]) -> Vec<Mounted>;
+    /// Stop the units at these keys, in parallel (each flushes first).
+    fn stop(&self, keys: Vec<PathBuf>) -> Vec<(PathBuf, Result<(), MountError>)>;
+}
+
+/// Each user mounted on this machine, as the function makes its spec.
+pub struct Mounts<F>(pub F);
+
+impl<F: Fn(&str) -> Result<MountSpec, MountError>> Units for Mounts<F> {
+    fn start(&self, users: &[String]) -> Vec<Mounted> {
+        let specs = users
+            .iter()
+            .filter_map(|u| (self.0)(u).map_err(|e| tracing::error!("{u}: {e}")).ok())
+            .collect();
+        mount_many(specs)
+    }
+
+    fn stop(&self, keys: Vec<PathBuf>) -> Vec<(PathBuf, Result<(), MountError>)> {
+        unmount_many(keys)
+    }
+}
+
+/// Serve every user of `data_dir` through `units` (`fuse --mount --all
+/// --foreground`, `nfs --serve --all`), then stay: SIGHUP re-reads the
+/// users (new catalogs served, removed ones stopped), a unit whose daemon
+/// died is started again (an NFS one on its port), and SIGTERM/SIGINT stop
+/// every unit (each daemon flushes its open files first) and return.
 ///
-/// Under systemd (`Type=notify`) it reports READY=1 once every mount has
+/// Under systemd (`Type=notify`) it reports READY=1 once every unit has
 /// answered or failed, STATUS= with the count, RELOADING=1 around a SIGHUP,
 /// STOPPING=1, and WATCHDOG=1 every half `WatchdogSec` while the
 /// supervisor's own loop is alive.
 pub fn supervise(
     data_dir: &Path,
-    spec_for: impl Fn(&str) -> Result<MountSpec, MountError>,
+    units: &impl Units,
     opts: &SuperviseOpts,
 ) -> Result<(), MountError> {
     use sd_notify::NotifyState;
@@ -316,18 +347,14 @@ pub fn supervise(
         wanted.store(want.len(), std::sync::atomic::Ordering::Relaxed);
         let now = lock(mounted);
         let gone: Vec<String> = now.keys().filter(|u| !want.contains(u)).cloned().collect();
-        for (dir, r) in unmount_many(gone.iter().filter_map(|u| now.get(u).cloned()).collect()) {
+        for (dir, r) in units.stop(gone.iter().filter_map(|u| now.get(u).cloned()).collect()) {
             match r {
-                Ok(()) => tracing::info!("unmounted {} (catalog removed)", dir.display()),
-                Err(e) => tracing::error!("unmount {}: {e}", dir.display()),
+                Ok(()) => tracing::info!("stopped {} (catalog removed)", dir.display()),
+                Err(e) => tracing::error!("stop {}: {e}", dir.display()),
             }
         }
-        let specs: Vec<MountSpec> = want
-            .iter()
-            .filter(|u| !now.contains_key(*u))
-            .filter_map(|u| spec_for(u).map_err(|e| tracing::error!("{u}: {e}")).ok())
-            .collect();
-        let results = mount_many(specs);
+        let new: Vec<String> = want.into_iter().filter(|u| !now.contains_key(u)).collect();
+        let results = units.start(&new);
         let mut m = mounted.lock().unwrap_or_else(|e| e.into_inner());
         for u in gone {
             m.remove(&u);
@@ -335,10 +362,10 @@ pub fn supervise(
         for r in results {
             match r.result {
                 Ok(pid) => {
-                    tracing::info!(user = %r.user, pid, "mounted at {}", r.mountpoint.display());
+                    tracing::info!(user = %r.user, pid, "serving at {}", r.mountpoint.display());
                     m.insert(r.user, r.mountpoint);
                 }
-                Err(e) => tracing::error!(user = %r.user, "mount failed: {e}"),
+                Err(e) => tracing::error!(user = %r.user, "failed to start: {e}"),
             }
         }
     };
@@ -366,28 +393,25 @@ pub fn supervise(
     let restart = |mounted: &Mutex<BTreeMap<String, PathBuf>>| {
         let died: Vec<String> = lock(mounted)
             .into_iter()
-            .filter(|(_, mp)| daemon::read_record(mp).is_some_and(|r| !daemon::pid_alive(r.pid)))
+            .filter(|(_, key)| daemon::read_record(key).is_some_and(|r| !daemon::pid_alive(r.pid)))
             .map(|(u, _)| u)
             .collect();
         if died.is_empty() {
             return;
         }
-        let specs: Vec<MountSpec> = died
-            .iter()
-            .filter_map(|u| spec_for(u).map_err(|e| tracing::error!("{u}: {e}")).ok())
-            .collect();
-        for s in &specs {
-            tracing::warn!(user = %s.library.user, "its daemon died: starting it again");
+        for u in &died {
+            tracing::warn!(user = %u, "its daemon died: starting it again");
         }
-        let results = mount_many(specs);
+        let results = units.start(&died);
         let mut m = mounted.lock().unwrap_or_else(|e| e.into_inner());
         for r in results {
             match r.result {
                 Ok(pid) => {
-                    tracing::info!(user = %r.user, pid, "mounted again at {}", r.mountpoint.display());
+                    tracing::info!(user = %r.user, pid, "serving again at {}", r.mountpoint.display());
+                    m.insert(r.user, r.mountpoint);
                 }
                 Err(e) => {
-                    tracing::error!(user = %r.user, "mount failed again: {e}");
+                    tracing::error!(user = %r.user, "failed to start again: {e}");
                     m.remove(&r.user);
                 }
             }
@@ -416,13 +440,13 @@ pub fn supervise(
     };
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     notify(&[NotifyState::Stopping]);
-    tracing::info!(signal = sig, "unmounting every mount");
-    for (dir, r) in unmount_many(lock(&mounted).into_values().collect()) {
+    tracing::info!(signal = sig, "stopping every daemon");
+    for (dir, r) in units.stop(lock(&mounted).into_values().collect()) {
         match r {
             // A daemon of the same service may have stopped first
             // (systemd signals the whole group).
             Err(MountError::NotMounted(_)) => {}
-            Err(e) => tracing::error!("unmount {}: {e}", dir.display()),
+            Err(e) => tracing::error!("stop {}: {e}", dir.display()),
             Ok(()) => {}
         }
     }

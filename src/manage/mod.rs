@@ -4,11 +4,16 @@
 //!   (this binary again, in the foreground), and finding, flushing and
 //!   unmounting running mounts, whichever front end serves them;
 //! * [`manager`]: many users at once, and the supervisor that keeps every
-//!   user's daemon running (`fuse --mount --all --foreground`, the service);
+//!   user's daemon running, whatever it serves through ([`manager::Units`]:
+//!   `fuse --mount --all --foreground`, the service);
+//! * [`servers`]: NFS servers for other machines as such units
+//!   (`nfs --serve --all`);
 //! * [`service`]: the systemd unit or launchd agent that runs the supervisor;
-//! * [`argv`]: the command lines of the daemons and of the supervisor.
+//! * [`argv`]: the command lines of the daemons, the servers and the
+//!   supervisor.
 
 pub mod argv;
 pub mod manager;
 pub mod mount;
+pub mod servers;
 pub mod service;

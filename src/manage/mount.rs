@@ -542,7 +542,7 @@ fn unmount_nfs(abs: &Path) -> Result<(), MountError> {
 
 /// SIGTERM to the daemon `pid` serving `mp`, then wait up to 60 s for it to
 /// exit (it flushes first), or for `done` to say that waiting is over.
-fn stop_daemon(
+pub fn stop_daemon(
     pid: u32,
     mp: &Path,
     what: &str,

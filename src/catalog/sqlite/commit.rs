@@ -20,14 +20,13 @@
 //! replay that an open runs after a crash. Nothing answered is lost: it is
 //! in the journal until a commit holds it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 
 use crate::sync::unchecked::{Condvar, Mutex};
 
-use super::conn::Writer;
 use super::deferred::Log;
 use super::journal::{self, Op};
 use super::mutate::{
@@ -35,6 +34,7 @@ use super::mutate::{
     unlink_in,
 };
 use super::time::from_ns;
+use super::writer::{journal_seq, set_journal_seq, Writer, BATCH_MAX, HOLD_MAX};
 use super::xattr::{delete_xattr_in, put_xattr_in};
 use super::Shared;
 use crate::catalog::{
@@ -43,17 +43,6 @@ use crate::catalog::{
 
 /// Longest a change waits in the queue before the committer applies it.
 pub(super) const BATCH_WINDOW: Duration = Duration::from_millis(50);
-/// A batch is committed at once when it holds this many changes.
-pub(super) const BATCH_MAX: u64 = 2048;
-/// The longest the mount holds SQLite's write lock at a time: a batch is
-/// committed once it has been open this long, whatever is left to apply.
-pub(super) const HOLD_MAX: Duration = Duration::from_millis(20);
-/// After each batch the write lock is left free at least this long, and at
-/// least as long as the batch held it: another writer of the catalog (the
-/// MarkBase app, a second markbase process), sleeping in its busy handler,
-/// wakes to find it free. A change that needs SQLite meanwhile commits on
-/// its own at once rather than opening a batch.
-pub(super) const YIELD_MIN: Duration = Duration::from_millis(5);
 
 /// What applying an [`Op`] gave.
 pub(super) enum Applied {
@@ -108,6 +97,56 @@ impl Op {
         }
     }
 
+    pub(super) fn rename(m: &Move, replaced: Option<Ino>, now: i64) -> Op {
+        Op::Rename {
+            parent: m.parent,
+            name: m.name.to_string(),
+            ino: m.ino,
+            new_parent: m.new_parent,
+            new_name: m.new_name.to_string(),
+            replaced,
+            now,
+        }
+    }
+
+    pub(super) fn exchange(m: &Move, other: Ino, now: i64) -> Op {
+        Op::Exchange {
+            parent: m.parent,
+            name: m.name.to_string(),
+            ino: m.ino,
+            new_parent: m.new_parent,
+            new_name: m.new_name.to_string(),
+            other,
+            now,
+        }
+    }
+
+    /// The move a rename or an exchange record makes (any other record
+    /// makes none).
+    pub(super) fn moved(&self) -> Result<Move<'_>, CatalogError> {
+        match self {
+            Op::Rename {
+                parent,
+                name,
+                ino,
+                new_parent,
+                new_name,
+                ..
+            }
+            | Op::Exchange {
+                parent,
+                name,
+                ino,
+                new_parent,
+                new_name,
+                ..
+            } => Ok(Move::new(*parent, name, *ino, *new_parent, new_name)),
+            _ => Err(CatalogError::Backend(
+                "a journal record that moves nothing".into(),
+            )),
+        }
+    }
+
     pub(super) fn set_attrs(ino: Ino, a: &SetAttrs) -> Op {
         let ns = |t: Option<std::time::SystemTime>| t.map(super::time::to_ns);
         Op::SetAttrs {
@@ -120,88 +159,6 @@ impl Op {
             mtime: ns(a.mtime),
             ctime: ns(a.ctime),
         }
-    }
-}
-
-/// The journal's sequence number that the catalog's last commit holds.
-pub(super) fn journal_seq(conn: &Connection) -> Result<u64, CatalogError> {
-    let v: Option<String> = conn
-        .prepare_cached("SELECT value FROM mb_meta WHERE key='journal_seq'")?
-        .query_row([], |r| r.get(0))
-        .optional()?;
-    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
-}
-
-fn set_journal_seq(conn: &Connection, seq: u64) -> Result<(), CatalogError> {
-    conn.prepare_cached("INSERT OR REPLACE INTO mb_meta(key, value) VALUES('journal_seq', ?1)")?
-        .execute([seq.to_string()])?;
-    Ok(())
-}
-
-impl Writer {
-    /// Open a batch (take SQLite's write lock) unless one is open.
-    pub(super) fn begin(&mut self) -> Result<(), CatalogError> {
-        if self.conn.is_autocommit() {
-            self.conn.execute_batch("BEGIN IMMEDIATE")?;
-            self.held_since = Some(Instant::now());
-        }
-        Ok(())
-    }
-
-    /// Roll the open batch back (its changes are in the journal, or failed).
-    pub(super) fn rollback(&mut self) -> Result<(), CatalogError> {
-        self.held_since = None;
-        if !self.conn.is_autocommit() {
-            self.conn.execute_batch("ROLLBACK")?;
-        }
-        Ok(())
-    }
-
-    /// The batch was committed: leave the write lock free for
-    /// [`YIELD_MIN`], or as long as the batch held it, whichever is longer.
-    /// A change committed on its own while the lock is left free does not
-    /// extend the time.
-    fn released(&mut self) {
-        let held = self.held_since.take().map(|t| t.elapsed());
-        if self.guest || self.yielding() {
-            return;
-        }
-        let free = held.unwrap_or_default().max(YIELD_MIN);
-        self.free_until = Some(Instant::now() + free);
-    }
-
-    /// Commit the open batch, with the last applied record's number.
-    pub(super) fn commit(&mut self, unsettled: &AtomicU64) -> Result<(), CatalogError> {
-        if self.failed {
-            return Ok(());
-        }
-        if self.batch == 0 {
-            // The committer may have begun a batch that nothing joined.
-            if !self.conn.is_autocommit() {
-                self.conn.execute_batch("COMMIT")?;
-                self.released();
-            }
-            return Ok(());
-        }
-        crate::failpoint!("journal-before-commit");
-        // A guest's changes are in no journal: the number is the owner's.
-        let done = if self.guest {
-            Ok(())
-        } else {
-            set_journal_seq(&self.conn, self.applied)
-        }
-        .and_then(|()| Ok(self.conn.execute_batch("COMMIT")?));
-        if let Err(e) = done {
-            tracing::error!("committing a batch of {} changes: {e}", self.batch);
-            self.failed = true;
-            return Err(e);
-        }
-        self.released();
-        self.committed(self.batch);
-        unsettled.fetch_sub(self.batch, Ordering::AcqRel);
-        self.batch = 0;
-        crate::failpoint!("journal-after-commit");
-        Ok(())
     }
 }
 
@@ -478,41 +435,11 @@ impl Shared {
                 open,
                 now,
             } => Applied::Unlinked(unlink_in(tx, *parent, name, *ino, *open, *now)?),
-            Op::Rename {
-                parent,
-                name,
-                ino,
-                new_parent,
-                new_name,
-                replaced,
-                now,
-            } => {
-                let m = Move {
-                    parent: *parent,
-                    name,
-                    ino: *ino,
-                    new_parent: *new_parent,
-                    new_name,
-                };
-                Applied::Renamed(rename_in(tx, &m, *replaced, *now)?)
+            Op::Rename { replaced, now, .. } => {
+                Applied::Renamed(rename_in(tx, &op.moved()?, *replaced, *now)?)
             }
-            Op::Exchange {
-                parent,
-                name,
-                ino,
-                new_parent,
-                new_name,
-                other,
-                now,
-            } => {
-                let m = Move {
-                    parent: *parent,
-                    name,
-                    ino: *ino,
-                    new_parent: *new_parent,
-                    new_name,
-                };
-                exchange_in(tx, &m, *other, *now)?;
+            Op::Exchange { other, now, .. } => {
+                exchange_in(tx, &op.moved()?, *other, *now)?;
                 Applied::Done
             }
             Op::Link {

@@ -1,235 +1,29 @@
-//! Connections: one writer behind a mutex (journaled changes in batches,
-//! see `commit.rs`; the rest one IMMEDIATE transaction each, through
-//! [`Shared::write_after`]), a small pool of
-//! read-only readers (WAL: reads never wait for the writer), inode numbers
-//! reserved in batches, and checkpoints in a thread of their own.
+//! Connections: the writer (its state in `writer.rs`; journaled changes in
+//! batches, see `commit.rs`; the rest one IMMEDIATE transaction each,
+//! through [`Shared::write_after`]) and a small pool of read-only readers
+//! (WAL: reads never wait for the writer).
 //!
 //! `synchronous=NORMAL`: a commit survives a crash of the daemon;
-//! [`Shared::sync_wal`] makes commits survive power loss by syncing the
+//! [`Shared::sync`] makes commits survive power loss by syncing the
 //! WAL, which the file system core does on `fsync`. Checkpoints (copying the
 //! WAL back into the database, with two syncs) never run inside a request's
 //! commit: the writer counts committed changes and wakes the checkpointer every
-//! [`CHECKPOINT_EVERY`]; its own automatic checkpoint stays as a backstop at
-//! [`WAL_BACKSTOP_PAGES`] should the thread ever fall behind.
+//! [`super::writer::CHECKPOINT_EVERY`]; its own automatic checkpoint stays as
+//! a backstop at [`super::writer::WAL_BACKSTOP_PAGES`] should the thread ever
+//! fall behind.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 
-use crate::sync::unchecked::{Condvar, Mutex};
-
 use super::deferred::Log;
+use super::writer::Writer;
 use super::{Shared, SqliteCatalog};
 use crate::catalog::{CatalogError, Ino};
 
-pub(super) const INO_BATCH: u64 = 1024;
-pub(super) const FIRST_INO: u64 = 16;
 pub(super) const MAX_READERS: usize = 8;
-/// Commits between background checkpoints (a create or unlink writes ~10
-/// WAL pages: ~20 MiB of WAL between checkpoints; the fewer checkpoints,
-/// the more often one copies a hot page once for many commits).
-pub(super) const CHECKPOINT_EVERY: u64 = 512;
-/// The writer checkpoints by itself only past this many WAL pages (256 MiB).
-pub(super) const WAL_BACKSTOP_PAGES: i64 = 65_536;
-/// The WAL file is cut back to this size when it restarts.
-pub(super) const WAL_KEEP_BYTES: i64 = 64 << 20;
-/// Writer page cache (negative: KiB). Creates and unlinks touch pages all
-/// over the indexes of random node ids; SQLite's 2 MiB default re-reads them.
-pub(super) const WRITER_CACHE_KIB: i64 = 16_384;
-
-pub(super) struct Writer {
-    pub(super) conn: Connection,
-    /// Changes committed since the checkpointer was last woken.
-    pub(super) since_checkpoint: u64,
-    pub(super) checkpoints: Arc<Checkpoints>,
-    /// The journal's file (for a replay after a failed commit) and whether
-    /// this process is a guest without one (see `journal.rs`).
-    pub(super) journal_path: PathBuf,
-    pub(super) guest: bool,
-    /// Journaled changes in the open transaction (0: none open).
-    pub(super) batch: u64,
-    /// The last journal record applied to the connection (committed or in
-    /// the open batch): what a commit stores as `journal_seq`.
-    pub(super) applied: u64,
-    /// A commit failed: the journal is replayed before anything else.
-    pub(super) failed: bool,
-    /// When the open batch took SQLite's write lock.
-    pub(super) held_since: Option<std::time::Instant>,
-    /// Until then SQLite's write lock is left free for other writers (see
-    /// `commit::YIELD_MIN`): changes commit one by one, no batch is held.
-    pub(super) free_until: Option<std::time::Instant>,
-    /// Commits and the changes in them, for metrics (shared with readers).
-    pub(super) counts: Arc<CommitCounters>,
-}
-
-/// What [`Writer::committed`] counts; read without the writer's lock.
-#[derive(Default, Debug)]
-pub(super) struct CommitCounters {
-    pub(super) commits: std::sync::atomic::AtomicU64,
-    pub(super) changes: std::sync::atomic::AtomicU64,
-    /// WAL syncs made (`sync_wal`).
-    pub(super) syncs: std::sync::atomic::AtomicU64,
-}
-
-impl Writer {
-    /// Is the write lock being left free for other writers now?
-    pub(super) fn yielding(&self) -> bool {
-        self.free_until
-            .is_some_and(|t| std::time::Instant::now() < t)
-    }
-
-    /// `n` changes were committed: wake the checkpointer every
-    /// [`CHECKPOINT_EVERY`].
-    pub(super) fn committed(&mut self, n: u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.counts.commits.fetch_add(1, Relaxed);
-        self.counts.changes.fetch_add(n, Relaxed);
-        self.since_checkpoint += n;
-        if self.since_checkpoint >= CHECKPOINT_EVERY {
-            self.since_checkpoint = 0;
-            self.checkpoints.ask(false);
-        }
-    }
-}
-
-/// Reserve [`INO_BATCH`] inode numbers in the catalog: past its `next_ino`
-/// and past `floor` (what this process has handed out), whichever is higher,
-/// in a transaction of its own. The catalog's counter is read and moved in
-/// one statement under SQLite's write lock, so two processes on one library
-/// (a mount and an NFS server, two mounts) never get the same numbers; and a
-/// reservation is never part of a batch, whose rollback would give numbers
-/// already handed out back to the other process.
-fn reserve(w: &mut Writer, floor: u64) -> Result<(u64, u64), CatalogError> {
-    if !w.conn.is_autocommit() {
-        return Err(CatalogError::Backend(
-            "inode numbers reserved inside a batch".into(),
-        ));
-    }
-    let end: i64 = w
-        .conn
-        .prepare_cached(
-            "UPDATE mb_meta SET value = CAST(max(CAST(value AS INTEGER), ?1) + ?2 AS TEXT)
-             WHERE key='next_ino' RETURNING CAST(value AS INTEGER)",
-        )?
-        .query_row(params![floor as i64, INO_BATCH as i64], |r| r.get(0))?;
-    let end = end as u64;
-    Ok((end - INO_BATCH, end))
-}
-
-impl Log {
-    /// Reserve an inode number; a batch of them is reserved in its own
-    /// commit (after the open batch's): see [`reserve`].
-    pub(super) fn alloc_ino(
-        &mut self,
-        w: &mut Writer,
-        unsettled: &AtomicU64,
-    ) -> Result<Ino, CatalogError> {
-        if let Some(ino) = self.take_ino() {
-            return Ok(ino);
-        }
-        w.commit(unsettled)?;
-        (self.next_ino, self.end_ino) = reserve(w, self.end_ino.max(self.next_ino))?;
-        self.take_ino()
-            .ok_or_else(|| CatalogError::Backend("no inode numbers reserved".into()))
-    }
-
-    /// Keep inode numbers reserved ahead of creates: the committer's part,
-    /// between batches, so that a create rarely reserves (and commits) on
-    /// the request path. The numbers follow on from the ones in hand when no
-    /// other process reserved meanwhile; else they wait as the spare range.
-    pub(super) fn reserve_ahead(&mut self, w: &mut Writer) -> Result<(), CatalogError> {
-        if self.spare.is_some() || self.end_ino.saturating_sub(self.next_ino) >= INO_BATCH / 2 {
-            return Ok(());
-        }
-        let (start, end) = reserve(w, self.end_ino.max(self.next_ino))?;
-        if start == self.end_ino {
-            self.end_ino = end;
-        } else {
-            self.spare = Some((start, end));
-        }
-        Ok(())
-    }
-
-    /// The next reserved inode number, if one is left.
-    pub(super) fn take_ino(&mut self) -> Option<Ino> {
-        if self.next_ino >= self.end_ino {
-            (self.next_ino, self.end_ino) = self.spare.take()?;
-        }
-        self.next_ino += 1;
-        Some(self.next_ino - 1)
-    }
-}
-
-/// The writer's busy handler: while another writer of the catalog (the
-/// app, a second markbase process) holds the write lock, try again every
-/// 0.25-2 ms, for up to 10 s. SQLite's own handler sleeps 1, 2, 5, 10, 15,
-/// 20, 25 ms... between tries: a change of the mount would wait out a
-/// 25 ms sleep for a lock the app held for one.
-pub(super) fn busy_retry(tries: i32) -> bool {
-    /// Tries in all: the first few are shorter, the rest 2 ms each (10 s).
-    const TRIES: i32 = 5_003;
-    let wait = Duration::from_micros(250 << tries.clamp(0, 3));
-    if tries >= TRIES {
-        return false;
-    }
-    std::thread::sleep(wait);
-    true
-}
-
-/// The background checkpointer's mailbox.
-#[derive(Default)]
-pub(super) struct Checkpoints {
-    /// (checkpoints asked for, stop)
-    pub(super) state: Mutex<(u64, bool)>,
-    pub(super) wake: Condvar,
-}
-
-impl Checkpoints {
-    pub(super) fn ask(&self, stop: bool) {
-        let mut g = self.state.lock();
-        g.0 += 1;
-        g.1 |= stop;
-        self.wake.notify_one();
-    }
-
-    /// Run checkpoints on `path` until told to stop.
-    pub(super) fn run(&self, path: &Path) {
-        crate::platform::background_priority();
-        let mut conn: Option<Connection> = None;
-        let mut done = 0;
-        loop {
-            {
-                let mut g = self.state.lock();
-                while g.0 == done && !g.1 {
-                    self.wake.wait(&mut g);
-                }
-                if g.1 {
-                    return;
-                }
-                done = g.0;
-            }
-            if conn.is_none() {
-                conn = Connection::open_with_flags(
-                    path,
-                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
-                .and_then(|c| c.busy_timeout(Duration::from_millis(100)).map(|_| c))
-                .map_err(|e| tracing::warn!("checkpointer: {e}"))
-                .ok();
-            }
-            if let Some(c) = &conn {
-                // PASSIVE: copies what no reader still needs, waits for no one.
-                if let Err(e) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::debug!("checkpoint: {e}");
-                }
-            }
-        }
-    }
-}
 
 pub(super) struct PooledReader<'a> {
     pub(super) cat: &'a Shared,
@@ -368,12 +162,12 @@ impl Shared {
         )
     }
 
-    /// SQLite's `data_version` on the writer's connection: it moves when
+    /// SQLite's `outside_version` on the writer's connection: it moves when
     /// another connection commits, and this catalog's other connections
     /// only read (and checkpoint PASSIVE, which leaves it alone), so it moves
     /// for other processes' commits. When it moves, what was derived from
     /// the whole catalog (the cycle heads) is found again.
-    pub(super) fn data_version(&self) -> Result<u64, CatalogError> {
+    pub(super) fn outside_version(&self) -> Result<u64, CatalogError> {
         let v: i64 = self
             .writer
             .lock()
@@ -399,7 +193,7 @@ impl Shared {
     /// Everything of that ticket and the ones before is then durable, and a
     /// caller that waited on the lock meanwhile finds its ticket covered and
     /// returns without a sync of its own.
-    pub(super) fn sync_wal(&self) -> Result<(), CatalogError> {
+    pub(super) fn sync(&self) -> Result<(), CatalogError> {
         use std::sync::atomic::Ordering::SeqCst;
         let ticket = self.sync_asked.fetch_add(1, SeqCst) + 1;
         let mut wal = self.wal.lock();
@@ -426,7 +220,7 @@ impl Shared {
     }
 }
 
-/// The WAL as `sync_wal` keeps it.
+/// The WAL as `sync` keeps it.
 #[derive(Default)]
 pub(super) struct WalSync {
     file: Option<File>,

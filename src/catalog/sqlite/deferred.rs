@@ -28,16 +28,15 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
 use crate::sync::unchecked::MutexGuard;
 
-use super::commit::{BATCH_MAX, HOLD_MAX, YIELD_MIN};
-use super::conn::Writer;
 use super::journal::{self, Journal, Op};
 use super::mutate::{catalog_parent, created_record, place, Place};
 use super::time::to_ns;
+use super::writer::{reserve, Writer, BATCH_MAX, HOLD_MAX, INO_BATCH, YIELD_MIN};
 use super::Shared;
 use crate::catalog::{
     CatalogError, Ino, Kind, NewNode, NodeRecord, SetAttrs, Unlinked, UNFILED_INO,
@@ -344,7 +343,7 @@ impl Shared {
         Ok(())
     }
 
-    pub(super) fn create_node(
+    pub(super) fn create(
         &self,
         parent: Ino,
         name: &str,
@@ -382,7 +381,7 @@ impl Shared {
         Ok(record)
     }
 
-    pub(super) fn unlink_name(
+    pub(super) fn unlink(
         &self,
         parent: Ino,
         name: &str,
@@ -418,7 +417,7 @@ impl Shared {
 
     /// Set attributes: of a fresh node from the journal alone (its new
     /// record is [`with_attrs`] of the one the log keeps), else at once.
-    pub(super) fn update_attrs(&self, ino: Ino, a: &SetAttrs) -> Result<NodeRecord, CatalogError> {
+    pub(super) fn set_attrs(&self, ino: Ino, a: &SetAttrs) -> Result<NodeRecord, CatalogError> {
         if ino == UNFILED_INO {
             return Err(CatalogError::NotPermitted("Unfiled is virtual"));
         }
@@ -439,7 +438,7 @@ impl Shared {
 
     /// A closed (or synced) file's size and times: nothing to answer, so
     /// queued whenever a batch is open.
-    pub(super) fn commit_size(
+    pub(super) fn commit_file(
         &self,
         ino: Ino,
         size: u64,
@@ -498,5 +497,49 @@ fn touched(op: &Op) -> [Option<Ino>; 2] {
         Op::SetAttrs { ino, .. } | Op::CommitFile { ino, .. } => [Some(*ino), None],
         // Never queued; a read of anything waits for them.
         _ => [None, None],
+    }
+}
+
+impl Log {
+    /// Reserve an inode number; a batch of them is reserved in its own
+    /// commit (after the open batch's): see [`reserve`].
+    pub(super) fn alloc_ino(
+        &mut self,
+        w: &mut Writer,
+        unsettled: &AtomicU64,
+    ) -> Result<Ino, CatalogError> {
+        if let Some(ino) = self.take_ino() {
+            return Ok(ino);
+        }
+        w.commit(unsettled)?;
+        (self.next_ino, self.end_ino) = reserve(w, self.end_ino.max(self.next_ino))?;
+        self.take_ino()
+            .ok_or_else(|| CatalogError::Backend("no inode numbers reserved".into()))
+    }
+
+    /// Keep inode numbers reserved ahead of creates: the committer's part,
+    /// between batches, so that a create rarely reserves (and commits) on
+    /// the request path. The numbers follow on from the ones in hand when no
+    /// other process reserved meanwhile; else they wait as the spare range.
+    pub(super) fn reserve_ahead(&mut self, w: &mut Writer) -> Result<(), CatalogError> {
+        if self.spare.is_some() || self.end_ino.saturating_sub(self.next_ino) >= INO_BATCH / 2 {
+            return Ok(());
+        }
+        let (start, end) = reserve(w, self.end_ino.max(self.next_ino))?;
+        if start == self.end_ino {
+            self.end_ino = end;
+        } else {
+            self.spare = Some((start, end));
+        }
+        Ok(())
+    }
+
+    /// The next reserved inode number, if one is left.
+    pub(super) fn take_ino(&mut self) -> Option<Ino> {
+        if self.next_ino >= self.end_ino {
+            (self.next_ino, self.end_ino) = self.spare.take()?;
+        }
+        self.next_ino += 1;
+        Some(self.next_ino - 1)
     }
 }

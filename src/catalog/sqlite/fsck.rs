@@ -30,7 +30,7 @@ const HOMELESS_EDGES_COUNT: &str = "SELECT count(*) FROM mb_edges e
            OR EXISTS (SELECT 1 FROM file_nodes n WHERE n.node_id = i.node_id)))";
 
 impl Shared {
-    pub(super) fn content_files(&self) -> Result<Vec<ContentRef>, CatalogError> {
+    pub(super) fn content_refs(&self) -> Result<Vec<ContentRef>, CatalogError> {
         let r = self.reader()?;
         let mut st = r.prepare_cached(&format!(
             "SELECT location, file_uuid FROM file_locations
@@ -46,7 +46,15 @@ impl Shared {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    pub(super) fn trash_notes(&self) -> Result<(i64, Vec<PathBuf>), CatalogError> {
+    pub(super) fn clear_trash(&self, upto: i64) -> Result<(), CatalogError> {
+        self.write(|tx| {
+            tx.prepare_cached("DELETE FROM mb_trash WHERE id <= ?1")?
+                .execute([upto])?;
+            Ok(())
+        })
+    }
+
+    pub(super) fn trash(&self) -> Result<(i64, Vec<PathBuf>), CatalogError> {
         let r = self.reader()?;
         let mut st = r.prepare_cached("SELECT id, path FROM mb_trash ORDER BY id")?;
         let rows = st.query_map([], |row| {
@@ -62,7 +70,7 @@ impl Shared {
         Ok((upto, out))
     }
 
-    pub(super) fn self_check(&self) -> Result<CatalogCheck, CatalogError> {
+    pub(super) fn check(&self) -> Result<CatalogCheck, CatalogError> {
         let r = self.reader()?;
         let mut out = CatalogCheck::default();
         let lines: Vec<String> = r
@@ -146,7 +154,7 @@ impl Shared {
         Ok(out)
     }
 
-    pub(super) fn self_repair(&self) -> Result<Vec<String>, CatalogError> {
+    pub(super) fn repair(&self) -> Result<Vec<String>, CatalogError> {
         self.write(|tx| {
             let mut done = Vec::new();
             let n = tx.execute(
@@ -185,7 +193,7 @@ impl Shared {
         })
     }
 
-    pub(super) fn forget_location(&self, node_id: &str, path: &Path) -> Result<(), CatalogError> {
+    pub(super) fn drop_location(&self, node_id: &str, path: &Path) -> Result<(), CatalogError> {
         let p = path.to_string_lossy();
         self.write(|tx| {
             tx.execute(

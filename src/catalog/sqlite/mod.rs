@@ -20,7 +20,8 @@
 //! |---|---|
 //! | `schema.rs` | the v1 schema, the migrations |
 //! | `open.rs` | opening, and the checks that refuse a catalog untouched |
-//! | `conn.rs` | the writer, the reader pool, synchronous writes, inode batches, checkpoints, WAL sync |
+//! | `writer.rs` | the writer's state: its connection and batch, holding and yielding SQLite's write lock, the busy handler, inode batches, checkpoints |
+//! | `conn.rs` | the reader pool, one-off write transactions, `data_version`, WAL sync |
 //! | `journal.rs` | the metadata journal's records and file |
 //! | `commit.rs` | journaled changes: the batch, its commits, the committer, the replay |
 //! | `deferred.rs` | changes answered before SQLite applies them: creates and unlinks whose outcome is known |
@@ -32,8 +33,10 @@
 //! | `xattr.rs` | extended attributes |
 //! | `v1.rs` | writing a new v1 catalog, as the app would |
 //!
-//! This file holds the types and the [`Catalog`] implementation, one
-//! delegation per method, so that the trait's shape reads in one place.
+//! This file holds the types, and the [`Namespace`] and [`Maintenance`]
+//! implementations: each method is [`Shared`]'s of the same name (the
+//! committer thread shares that state), so the traits' shape reads in one
+//! place.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,8 +46,8 @@ use crate::sync::unchecked::Mutex;
 use rusqlite::Connection;
 
 use super::{
-    Catalog, CatalogCheck, CatalogError, ContentRef, DirEntry, Ino, Move, NewNode, NodeRecord,
-    Renamed, SetAttrs, SillyName, Unlinked, XattrSet,
+    CatalogCheck, CatalogError, CommitCounts, ContentRef, DirEntry, Ino, Maintenance, Move,
+    Namespace, NewNode, NodeRecord, Renamed, SetAttrs, SillyName, Unlinked, XattrSet,
 };
 
 mod commit;
@@ -61,12 +64,13 @@ mod schema;
 mod tests;
 mod time;
 mod v1;
+mod writer;
 mod xattr;
 
-use conn::{Checkpoints, Writer};
 pub use schema::{SCHEMA_VERSION, V1_SCHEMA};
 pub use time::{format_iso, from_ns, parse_iso, to_ns};
 pub use v1::V1Writer;
+use writer::{Checkpoints, Writer};
 
 /// The `node_id` of the root's own `mb_inodes` row (the root has no `file_nodes` row).
 const ROOT_NODE_ID: &str = "(root)";
@@ -115,7 +119,7 @@ pub struct Shared {
     uid: u32,
     gid: u32,
     /// The WAL, opened for syncing, and the last sync ticket a sync covered
-    /// (`conn.rs`, `sync_wal`).
+    /// (`conn.rs`, `sync`).
     wal: Mutex<conn::WalSync>,
     /// Sync tickets handed out.
     sync_asked: std::sync::atomic::AtomicU64,
@@ -132,7 +136,7 @@ pub struct Shared {
     /// The library's identity (`mb_meta.library_id`).
     library_id: uuid::Uuid,
     /// Commits and changes committed (the writer counts them).
-    counts: Arc<conn::CommitCounters>,
+    counts: Arc<writer::CommitCounters>,
 }
 
 impl Shared {
@@ -142,21 +146,21 @@ impl Shared {
     }
 }
 
-impl Catalog for SqliteCatalog {
+impl Namespace for SqliteCatalog {
     fn get(&self, ino: Ino) -> Result<NodeRecord, CatalogError> {
-        self.node(ino)
+        self.shared.get(ino)
     }
 
     fn get_many(&self, inos: &[Ino]) -> Vec<Result<NodeRecord, CatalogError>> {
-        self.nodes(inos)
+        self.shared.get_many(inos)
     }
 
     fn list(&self, dir: Ino) -> Result<Vec<DirEntry>, CatalogError> {
-        self.children(dir)
+        self.shared.list(dir)
     }
 
     fn parent_of(&self, dir: Ino) -> Result<Ino, CatalogError> {
-        self.parent(dir)
+        self.shared.parent_of(dir)
     }
 
     fn create(
@@ -166,7 +170,7 @@ impl Catalog for SqliteCatalog {
         new: &NewNode,
         now: SystemTime,
     ) -> Result<NodeRecord, CatalogError> {
-        self.create_node(parent, name, new, now)
+        self.shared.create(parent, name, new, now)
     }
 
     fn unlink(
@@ -177,7 +181,7 @@ impl Catalog for SqliteCatalog {
         open: bool,
         now: SystemTime,
     ) -> Result<Unlinked, CatalogError> {
-        self.unlink_name(parent, name, ino, open, now)
+        self.shared.unlink(parent, name, ino, open, now)
     }
 
     fn rename(
@@ -186,11 +190,11 @@ impl Catalog for SqliteCatalog {
         replaced: Option<Ino>,
         now: SystemTime,
     ) -> Result<Renamed, CatalogError> {
-        self.rename_entry(m, replaced, now)
+        self.shared.rename(m, replaced, now)
     }
 
     fn exchange(&self, m: &Move, other: Ino, now: SystemTime) -> Result<(), CatalogError> {
-        self.exchange_entries(m, other, now)
+        self.shared.exchange(m, other, now)
     }
 
     fn link(
@@ -200,11 +204,11 @@ impl Catalog for SqliteCatalog {
         new_name: &str,
         now: SystemTime,
     ) -> Result<NodeRecord, CatalogError> {
-        self.link_node(ino, new_parent, new_name, now)
+        self.shared.link(ino, new_parent, new_name, now)
     }
 
     fn set_attrs(&self, ino: Ino, attrs: &SetAttrs) -> Result<NodeRecord, CatalogError> {
-        self.update_attrs(ino, attrs)
+        self.shared.set_attrs(ino, attrs)
     }
 
     fn commit_file(
@@ -214,43 +218,23 @@ impl Catalog for SqliteCatalog {
         mtime: SystemTime,
         ctime: SystemTime,
     ) -> Result<(), CatalogError> {
-        self.commit_size(ino, size, mtime, ctime)
+        self.shared.commit_file(ino, size, mtime, ctime)
     }
 
     fn correct_sizes(&self, sizes: &[(Ino, u64)]) -> Result<(), CatalogError> {
-        self.fix_sizes(sizes)
+        self.shared.correct_sizes(sizes)
     }
 
     fn purge(&self, ino: Ino) -> Result<(), CatalogError> {
-        self.purge_node(ino)
-    }
-
-    fn leftovers(&self) -> Result<Vec<(Ino, Option<PathBuf>)>, CatalogError> {
-        self.unlinked_open()
-    }
-
-    fn silly_renamed(&self) -> Result<Vec<SillyName>, CatalogError> {
-        self.silly_names()
-    }
-
-    fn trash(&self) -> Result<(i64, Vec<PathBuf>), CatalogError> {
-        self.trash_notes()
-    }
-
-    fn clear_trash(&self, upto: i64) -> Result<(), CatalogError> {
-        self.write(|tx| {
-            tx.prepare_cached("DELETE FROM mb_trash WHERE id <= ?1")?
-                .execute([upto])?;
-            Ok(())
-        })
+        self.shared.purge(ino)
     }
 
     fn get_xattr(&self, ino: Ino, name: &str) -> Result<Vec<u8>, CatalogError> {
-        self.xattr(ino, name)
+        self.shared.get_xattr(ino, name)
     }
 
     fn list_xattrs(&self, ino: Ino) -> Result<Vec<String>, CatalogError> {
-        self.xattr_names(ino)
+        self.shared.list_xattrs(ino)
     }
 
     fn set_xattr(
@@ -261,52 +245,70 @@ impl Catalog for SqliteCatalog {
         how: XattrSet,
         now: SystemTime,
     ) -> Result<(), CatalogError> {
-        self.put_xattr(ino, name, value, how, now)
+        self.shared.set_xattr(ino, name, value, how, now)
     }
 
     fn remove_xattr(&self, ino: Ino, name: &str, now: SystemTime) -> Result<(), CatalogError> {
-        self.delete_xattr(ino, name, now)
-    }
-
-    fn usage(&self) -> Result<u64, CatalogError> {
-        self.content_bytes()
-    }
-
-    fn content_refs(&self) -> Result<Vec<ContentRef>, CatalogError> {
-        self.content_files()
-    }
-
-    fn check(&self) -> Result<CatalogCheck, CatalogError> {
-        self.self_check()
-    }
-
-    fn repair(&self) -> Result<Vec<String>, CatalogError> {
-        self.self_repair()
-    }
-
-    fn drop_location(&self, node_id: &str, path: &Path) -> Result<(), CatalogError> {
-        self.forget_location(node_id, path)
+        self.shared.remove_xattr(ino, name, now)
     }
 
     fn sync(&self) -> Result<(), CatalogError> {
-        self.sync_wal()
-    }
-
-    fn outside_version(&self) -> Result<u64, CatalogError> {
-        self.data_version()
+        self.shared.sync()
     }
 
     fn library_id(&self) -> uuid::Uuid {
-        self.library_id
+        self.shared.library_id
     }
 
-    fn commits(&self) -> crate::catalog::CommitCounts {
+    fn outside_version(&self) -> Result<u64, CatalogError> {
+        self.shared.outside_version()
+    }
+
+    fn commits(&self) -> CommitCounts {
         use std::sync::atomic::Ordering::Relaxed;
-        crate::catalog::CommitCounts {
+        CommitCounts {
             commits: self.counts.commits.load(Relaxed),
             changes: self.counts.changes.load(Relaxed),
             syncs_asked: self.sync_asked.load(Relaxed),
             syncs: self.counts.syncs.load(Relaxed),
         }
+    }
+}
+
+impl Maintenance for SqliteCatalog {
+    fn leftovers(&self) -> Result<Vec<(Ino, Option<PathBuf>)>, CatalogError> {
+        self.shared.leftovers()
+    }
+
+    fn silly_renamed(&self) -> Result<Vec<SillyName>, CatalogError> {
+        self.shared.silly_renamed()
+    }
+
+    fn trash(&self) -> Result<(i64, Vec<PathBuf>), CatalogError> {
+        self.shared.trash()
+    }
+
+    fn clear_trash(&self, upto: i64) -> Result<(), CatalogError> {
+        self.shared.clear_trash(upto)
+    }
+
+    fn usage(&self) -> Result<u64, CatalogError> {
+        self.shared.usage()
+    }
+
+    fn content_refs(&self) -> Result<Vec<ContentRef>, CatalogError> {
+        self.shared.content_refs()
+    }
+
+    fn check(&self) -> Result<CatalogCheck, CatalogError> {
+        self.shared.check()
+    }
+
+    fn repair(&self) -> Result<Vec<String>, CatalogError> {
+        self.shared.repair()
+    }
+
+    fn drop_location(&self, node_id: &str, path: &Path) -> Result<(), CatalogError> {
+        self.shared.drop_location(node_id, path)
     }
 }

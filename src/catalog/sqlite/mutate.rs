@@ -360,16 +360,15 @@ pub(super) fn purge_in(conn: &Connection, ino: Ino) -> Result<(), CatalogError> 
     Ok(())
 }
 
-/// Move the name (`parent`, `name`) of `ino` to (`new_parent`, `new_name`),
-/// which the caller has made free.
-pub(super) fn move_edge(
-    conn: &Connection,
-    parent: Ino,
-    name: &str,
-    ino: Ino,
-    new_parent: Ino,
-    new_name: &str,
-) -> Result<(), CatalogError> {
+/// Make the move `mv` (its destination the caller has made free).
+pub(super) fn move_edge(conn: &Connection, mv: &Move) -> Result<(), CatalogError> {
+    let Move {
+        parent,
+        name,
+        ino,
+        new_parent,
+        new_name,
+    } = *mv;
     let m = meta(conn, ino)?;
     let dest = place(conn, new_parent)?;
     if matches!(dest, Place::Unfiled) {
@@ -537,21 +536,14 @@ pub(super) fn rename_in(
     replaced: Option<Ino>,
     now_ns: i64,
 ) -> Result<Renamed, CatalogError> {
-    let Move {
-        parent,
-        name,
-        ino,
-        new_parent,
-        new_name,
-    } = *m;
     let replaced = match replaced {
-        Some(old) => Some(unlink_in(tx, new_parent, new_name, old, true, now_ns)?),
+        Some(old) => Some(unlink_in(tx, m.new_parent, m.new_name, old, true, now_ns)?),
         None => None,
     };
-    move_edge(tx, parent, name, ino, new_parent, new_name)?;
-    touch_dir(tx, parent, now_ns)?;
-    touch_dir(tx, new_parent, now_ns)?;
-    set_times(tx, ino, None, Some(now_ns))?;
+    move_edge(tx, m)?;
+    touch_dir(tx, m.parent, now_ns)?;
+    touch_dir(tx, m.new_parent, now_ns)?;
+    set_times(tx, m.ino, None, Some(now_ns))?;
     Ok(Renamed { replaced })
 }
 
@@ -562,21 +554,18 @@ pub(super) fn exchange_in(
     other: Ino,
     now_ns: i64,
 ) -> Result<(), CatalogError> {
-    let Move {
-        parent,
-        name,
-        ino,
-        new_parent,
-        new_name,
-    } = *m;
+    let (parent, new_parent) = (m.parent, m.new_parent);
     let tmp = format!(".mb-exchange-{}", uuid::Uuid::new_v4());
-    move_edge(tx, parent, name, ino, parent, &tmp)?;
-    move_edge(tx, new_parent, new_name, other, parent, name)?;
-    move_edge(tx, parent, &tmp, ino, new_parent, new_name)?;
+    move_edge(tx, &Move::new(parent, m.name, m.ino, parent, &tmp))?;
+    move_edge(
+        tx,
+        &Move::new(new_parent, m.new_name, other, parent, m.name),
+    )?;
+    move_edge(tx, &Move::new(parent, &tmp, m.ino, new_parent, m.new_name))?;
     for d in [parent, new_parent] {
         touch_dir(tx, d, now_ns)?;
     }
-    for i in [ino, other] {
+    for i in [m.ino, other] {
         set_times(tx, i, None, Some(now_ns))?;
     }
     Ok(())
@@ -643,45 +632,29 @@ impl Shared {
         }
     }
 
-    pub(super) fn rename_entry(
+    pub(super) fn rename(
         &self,
         m: &Move,
         replaced: Option<Ino>,
         now: SystemTime,
     ) -> Result<Renamed, CatalogError> {
         self.reshaped_by(&[m.parent, m.new_parent]);
-        let op = Op::Rename {
-            parent: m.parent,
-            name: m.name.to_string(),
-            ino: m.ino,
-            new_parent: m.new_parent,
-            new_name: m.new_name.to_string(),
-            replaced,
-            now: to_ns(now),
-        };
-        self.journal_op(&op)?.renamed()
+        self.journal_op(&Op::rename(m, replaced, to_ns(now)))?
+            .renamed()
     }
 
-    pub(super) fn exchange_entries(
+    pub(super) fn exchange(
         &self,
         m: &Move,
         other: Ino,
         now: SystemTime,
     ) -> Result<(), CatalogError> {
         self.reshaped_by(&[m.parent, m.new_parent]);
-        self.journal_op(&Op::Exchange {
-            parent: m.parent,
-            name: m.name.to_string(),
-            ino: m.ino,
-            new_parent: m.new_parent,
-            new_name: m.new_name.to_string(),
-            other,
-            now: to_ns(now),
-        })
-        .map(|_| ())
+        self.journal_op(&Op::exchange(m, other, to_ns(now)))
+            .map(|_| ())
     }
 
-    pub(super) fn link_node(
+    pub(super) fn link(
         &self,
         ino: Ino,
         new_parent: Ino,
@@ -697,7 +670,7 @@ impl Shared {
         .record()
     }
 
-    pub(super) fn fix_sizes(&self, sizes: &[(Ino, u64)]) -> Result<(), CatalogError> {
+    pub(super) fn correct_sizes(&self, sizes: &[(Ino, u64)]) -> Result<(), CatalogError> {
         self.write(|tx| {
             for (ino, size) in sizes {
                 tx.prepare_cached(
@@ -710,7 +683,7 @@ impl Shared {
         })
     }
 
-    pub(super) fn purge_node(&self, ino: Ino) -> Result<(), CatalogError> {
+    pub(super) fn purge(&self, ino: Ino) -> Result<(), CatalogError> {
         self.journal_op(&Op::Purge { ino }).map(|_| ())
     }
 }

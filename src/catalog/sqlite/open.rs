@@ -14,14 +14,14 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
-use super::commit::{journal_seq, Committer};
-use super::conn::{
-    busy_retry, Checkpoints, CommitCounters, Writer, FIRST_INO, WAL_BACKSTOP_PAGES, WAL_KEEP_BYTES,
-    WRITER_CACHE_KIB,
-};
+use super::commit::Committer;
 use super::deferred::Log;
 use super::journal::{self, Journal, Replayed};
 use super::schema::{library_id, table_exists, SCHEMA_VERSION, V1_SCHEMA};
+use super::writer::{
+    busy_retry, journal_seq, Checkpoints, CommitCounters, Writer, FIRST_INO, WAL_BACKSTOP_PAGES,
+    WAL_KEEP_BYTES, WRITER_CACHE_KIB,
+};
 use super::{OpenOptions, Shared, SqliteCatalog};
 use crate::catalog::CatalogError;
 

@@ -293,7 +293,7 @@ pub(super) const ORPHAN: &str = "n.parent_id IS NOT NULL AND NOT EXISTS
 pub(super) type CatalogChild = (Option<i64>, Kind, String);
 
 impl Shared {
-    pub(super) fn node(&self, ino: Ino) -> Result<NodeRecord, CatalogError> {
+    pub(super) fn get(&self, ino: Ino) -> Result<NodeRecord, CatalogError> {
         // Unfiled's record is the root's.
         let r = self.reader_for(&[ino, ROOT_INO])?;
         self.record(&r, ino)
@@ -301,7 +301,7 @@ impl Shared {
 
     /// One read transaction for all of them: each statement outside one
     /// would take and drop the WAL read lock (two `fcntl`s) by itself.
-    pub(super) fn nodes(&self, inos: &[Ino]) -> Vec<Result<NodeRecord, CatalogError>> {
+    pub(super) fn get_many(&self, inos: &[Ino]) -> Vec<Result<NodeRecord, CatalogError>> {
         let r = match self.reader_for(inos) {
             Ok(r) => r,
             Err(e) => {
@@ -320,7 +320,7 @@ impl Shared {
         out
     }
 
-    pub(super) fn children(&self, dir: Ino) -> Result<Vec<DirEntry>, CatalogError> {
+    pub(super) fn list(&self, dir: Ino) -> Result<Vec<DirEntry>, CatalogError> {
         let mut raw: Vec<RawChild<CatalogChild>> = Vec::new();
         {
             let r = self.reader_for(&[dir])?;
@@ -440,7 +440,7 @@ impl Shared {
             .collect())
     }
 
-    pub(super) fn parent(&self, dir: Ino) -> Result<Ino, CatalogError> {
+    pub(super) fn parent_of(&self, dir: Ino) -> Result<Ino, CatalogError> {
         if dir == ROOT_INO || dir == UNFILED_INO {
             return Ok(ROOT_INO);
         }
@@ -477,7 +477,7 @@ impl Shared {
         }
     }
 
-    pub(super) fn unlinked_open(&self) -> Result<Vec<(Ino, Option<PathBuf>)>, CatalogError> {
+    pub(super) fn leftovers(&self) -> Result<Vec<(Ino, Option<PathBuf>)>, CatalogError> {
         let r = self.reader()?;
         let mut st = r.prepare_cached("SELECT ino, content FROM mb_inodes WHERE unlinked=1")?;
         let rows = st.query_map([], |row| {
@@ -493,7 +493,7 @@ impl Shared {
             .collect())
     }
 
-    pub(super) fn silly_names(&self) -> Result<Vec<SillyName>, CatalogError> {
+    pub(super) fn silly_renamed(&self) -> Result<Vec<SillyName>, CatalogError> {
         let r = self.reader()?;
         let mut st = r.prepare_cached(
             "SELECT e.parent, e.name, i.ctime_ns FROM mb_edges e JOIN mb_inodes i ON i.ino = e.ino
@@ -511,7 +511,7 @@ impl Shared {
         Ok(out)
     }
 
-    pub(super) fn content_bytes(&self) -> Result<u64, CatalogError> {
+    pub(super) fn usage(&self) -> Result<u64, CatalogError> {
         let r = self.reader()?;
         let n: i64 = r
             .prepare_cached(

@@ -8,8 +8,8 @@ use std::time::SystemTime;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::conn::FIRST_INO;
 use super::time::{format_iso, to_ns};
+use super::writer::FIRST_INO;
 use super::{Shared, ROOT_NODE_ID};
 use crate::catalog::{CatalogError, ROOT_INO};
 

@@ -12,7 +12,7 @@ use super::Shared;
 use crate::catalog::{CatalogError, Ino, XattrSet};
 
 impl Shared {
-    pub(super) fn xattr(&self, ino: Ino, name: &str) -> Result<Vec<u8>, CatalogError> {
+    pub(super) fn get_xattr(&self, ino: Ino, name: &str) -> Result<Vec<u8>, CatalogError> {
         let r = self.reader_for(&[ino])?;
         let v: Option<Vec<u8>> = r
             .prepare_cached("SELECT value FROM mb_xattrs WHERE ino=?1 AND name=?2")?
@@ -21,14 +21,14 @@ impl Shared {
         v.ok_or(CatalogError::NoAttr)
     }
 
-    pub(super) fn xattr_names(&self, ino: Ino) -> Result<Vec<String>, CatalogError> {
+    pub(super) fn list_xattrs(&self, ino: Ino) -> Result<Vec<String>, CatalogError> {
         let r = self.reader_for(&[ino])?;
         let mut st = r.prepare_cached("SELECT name FROM mb_xattrs WHERE ino=?1 ORDER BY name")?;
         let rows = st.query_map([ino as i64], |row| row.get(0))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    pub(super) fn put_xattr(
+    pub(super) fn set_xattr(
         &self,
         ino: Ino,
         name: &str,
@@ -47,7 +47,7 @@ impl Shared {
         .map(|_| ())
     }
 
-    pub(super) fn delete_xattr(
+    pub(super) fn remove_xattr(
         &self,
         ino: Ino,
         name: &str,
