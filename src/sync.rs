@@ -22,9 +22,10 @@ pub use shuttle::sync::atomic::AtomicU64;
 
 /// Locks shared with threads that shuttle cannot schedule: the catalog's
 /// committer and checkpointer, the content store's pool thread, a daemon's
-/// signal and mount threads. They are parking_lot's in every build (a
-/// shuttle lock taken outside a shuttle test panics), so what they guard is
-/// checked by the stress, crash and differential tests, not by shuttle.
+/// signal and mount threads, the supervisor's table of units, the built-in
+/// tests' watchers. They are parking_lot's in every build (a shuttle lock
+/// taken outside a shuttle test panics), so what they guard is checked by
+/// the stress, crash and differential tests, not by shuttle.
 pub mod unchecked {
     pub use parking_lot::{Condvar, Mutex, MutexGuard};
 }

@@ -328,15 +328,15 @@ pub fn supervise(
     units: &impl Units,
     opts: &SuperviseOpts,
 ) -> Result<(), MountError> {
+    use crate::sync::unchecked::Mutex;
     use sd_notify::NotifyState;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
     let mut signals =
         signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
             .map_err(|e| MountError::Io("signal handlers".into(), e))?;
     let mounted: Arc<Mutex<BTreeMap<String, PathBuf>>> = Arc::default();
     let wanted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let lock =
-        |m: &Mutex<BTreeMap<String, PathBuf>>| m.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let lock = |m: &Mutex<BTreeMap<String, PathBuf>>| m.lock().clone();
     if let Some(addr) = opts.metrics {
         let m = mounted.clone();
         crate::daemon::metrics::serve(addr, move || samples(&lock(&m)))
@@ -355,7 +355,7 @@ pub fn supervise(
         }
         let new: Vec<String> = want.into_iter().filter(|u| !now.contains_key(u)).collect();
         let results = units.start(&new);
-        let mut m = mounted.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = mounted.lock();
         for u in gone {
             m.remove(&u);
         }
@@ -403,7 +403,7 @@ pub fn supervise(
             tracing::warn!(user = %u, "its daemon died: starting it again");
         }
         let results = units.start(&died);
-        let mut m = mounted.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = mounted.lock();
         for r in results {
             match r.result {
                 Ok(pid) => {

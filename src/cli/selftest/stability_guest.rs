@@ -17,11 +17,12 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use markbase::platform::nfs_client::linux_mount_tuning;
+use markbase::sync::unchecked::Mutex;
 
 use crate::cli::selftest::stability::{watch, Sample, StabilityOpts, Summary};
 
@@ -113,7 +114,7 @@ pub fn run(o: &StabilityOpts<'_>, tmp: &Path) -> Result<Summary> {
         let found = found.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
-                let mut f = found.lock().unwrap_or_else(|e| e.into_inner());
+                let mut f = found.lock();
                 if line.starts_with("{\"mounts\"") {
                     f.0 = serde_json::from_str(&line).ok();
                     continue;
@@ -155,7 +156,7 @@ pub fn run(o: &StabilityOpts<'_>, tmp: &Path) -> Result<Summary> {
         let _ = r.join();
     }
     drop(served);
-    let (summary, tail) = std::mem::take(&mut *found.lock().unwrap_or_else(|e| e.into_inner()));
+    let (summary, tail) = std::mem::take(&mut *found.lock());
     let Some(mut s) = summary else {
         bail!(
             "the guest's soak gave no report ({status}); its console's last lines:\n{}",
