@@ -29,6 +29,14 @@ the targets:
   rm-rf          the copied sequence
   git-clone      a local repository of 5,000 files (git clone --no-local)
   git-status     in that clone
+  render         an image-sequence render: --render-frames frames of
+                 --render-mib MiB each (default 300 x 12 MiB; an editor's is
+                 10,000), each opened, written in 64 KiB pieces and closed as
+                 ffmpeg's image2 muxer does, the last one fsynced
+  app-ls-f-50k / app-ls-l-50k   a folder of --app-entries frames the MarkBase
+                 app wrote (rows inserted with SQLite, benches/big_folder.py),
+                 on a fresh mount with caches dropped, against as many empty
+                 files in one folder of the disk (markbase only)
 
 and the markbase daemon's memory: idle on a 12,659-node library after a full
 walk, and its peak during the sequential write. Figures are medians of --runs.
@@ -148,7 +156,7 @@ def make_sources(tmp, frames):
     return src
 
 
-def workloads(directory, src):
+def workloads(directory, src, render=None):
     """Seconds of each real workload in `directory`."""
     times = {}
 
@@ -166,7 +174,48 @@ def workloads(directory, src):
     timed("git-clone", "git", "clone", "-q", "--no-local", os.path.join(src, "repo"), os.path.join(base, "clone"))
     timed("git-status", "git", "status", "--porcelain", cwd=os.path.join(base, "clone"))
     sh("rm", "-rf", base, check=False)
+    if render:
+        frames, mib = render
+        seq = tempfile.mkdtemp(prefix="render-", dir=directory)
+        try:
+            times["render"] = render_sequence(seq, frames, mib)
+        except OSError as e:
+            print(f"render in {directory}: {e}: n/a", file=sys.stderr)
+            times["render"] = None
+        shutil.rmtree(seq, ignore_errors=True)
     return times
+
+
+def render_sequence(folder, frames, mib, piece=64 << 10):
+    """Seconds to write `frames` frames of `mib` MiB, one file each, as an
+    image-sequence muxer does (open, write in pieces, close; the last frame
+    fsynced so the figure includes getting the bytes down)."""
+    block = os.urandom(piece)
+    per_frame = (mib << 20) // piece
+    t = time.perf_counter()
+    for i in range(frames):
+        fd = os.open(os.path.join(folder, f"frame_{i:07}.dpx"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            for _ in range(per_frame):
+                os.write(fd, block)
+            if i == frames - 1:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    return time.perf_counter() - t
+
+
+def app_folder(entries, runs):
+    """The app-written folder's listing times through a fresh mount against
+    the disk, from benches/big_folder.py (seconds, medians of its runs)."""
+    out = sh(sys.executable, os.path.join(ROOT, "benches", "big_folder.py"), "--entries", str(entries),
+             "--runs", str(runs), "--json", check=False)
+    if out.returncode != 0:
+        print(f"app folder: {out.stderr.strip()[-200:]}: n/a", file=sys.stderr)
+        return None
+    med = json.loads(out.stdout)["median_ms"]
+    return {side: {"app-ls-f-50k": med[side]["ls -f"] / 1000, "app-ls-l-50k": med[side]["ls -l"] / 1000}
+            for side in ("disk", "markbase")}
 
 
 class Rss(threading.Thread):
@@ -329,6 +378,10 @@ def main():
     ap.add_argument("--workloads", action="store_true",
                     help="metadata rows, the 50,000-file folder and the real workloads instead of fio")
     ap.add_argument("--frames", type=int, default=10_000, help="frames of the cp -r sequence (256 KiB each)")
+    ap.add_argument("--render-frames", type=int, default=300, help="frames of the render row (0: leave it out)")
+    ap.add_argument("--render-mib", type=int, default=12, help="MiB per rendered frame")
+    ap.add_argument("--app-entries", type=int, default=50_000,
+                    help="entries of the app-written folder rows (0: leave them out)")
     a = ap.parse_args()
     # passthrough_ll keeps a descriptor per inode it knows: a 50,000-file
     # folder needs more than the default 1,024 (children inherit this).
@@ -365,7 +418,8 @@ def main():
                     if a.workloads:
                         for k, v in big_folder(t.work).items():
                             r.setdefault(k, []).append(v)
-                        for k, v in workloads(t.work, src).items():
+                        render = (a.render_frames, a.render_mib) if a.render_frames else None
+                        for k, v in workloads(t.work, src, render).items():
                             r.setdefault(k, []).append(v)
                     print(f"run {run + 1}/{a.runs}: {t.name} done", file=sys.stderr)
                     continue
@@ -392,6 +446,12 @@ def main():
     finally:
         teardown(targets, exe)
         shutil.rmtree(tmp, ignore_errors=True)
+    if a.workloads and a.app_entries and "markbase" in results:
+        # Its own library, mounts and disk folder: run after ours are gone.
+        app = app_folder(a.app_entries, a.runs)
+        for side, target in (("disk", "native"), ("markbase", "markbase")):
+            for k, v in (app or {}).get(side, {}).items():
+                results[target][k] = [v]
     med = {n: {k: (statistics.median([x for x in v if x is not None]) if any(x is not None for x in v) else None)
                for k, v in r.items()} for n, r in results.items()}
     if a.json:
@@ -399,7 +459,8 @@ def main():
         return
     names = [t.name for t in targets]
     units = {"seq-write": "MB/s", "seq-read": "MB/s", "direct-write": "MB/s", "direct-read": "MB/s",
-             "untar": "s", "cp-r": "s", "rm-rf": "s", "git-clone": "s", "git-status": "s"}
+             "untar": "s", "cp-r": "s", "rm-rf": "s", "git-clone": "s", "git-status": "s", "render": "s",
+             "app-ls-f-50k": "s", "app-ls-l-50k": "s"}
     print(f"size {a.size}, medians of {a.runs} runs; ratio = target / native "
           "(rates: higher is better; seconds: lower is better)")
     head = f"{'workload':<14}{'native':>10}" + "".join(f"{n:>24}" for n in names[1:])
