@@ -6,7 +6,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
@@ -83,5 +83,138 @@ fn fsx(extra: &[&str]) {
     assert!(
         out.status.success() && all.contains("All operations completed A-OK"),
         "fsx {extra:?}:\n{all}"
+    );
+}
+
+/// Set-ID bits through the mount go as they do on the disk under it: the
+/// daemon takes them away itself (`HANDLE_KILLPRIV_V2`) on a write, a
+/// truncation or an `O_TRUNC` open by another user, and on any chown; root
+/// keeps them through a write or truncation, and an explicit chmod or a
+/// utimes leaves them alone. Each case runs in a folder of the disk and in
+/// the mount, and the modes must agree.
+#[test]
+fn set_id_bits_go_as_on_the_disk() {
+    set_id_bits(&[]);
+}
+
+#[test]
+fn set_id_bits_go_as_on_the_disk_without_passthrough() {
+    set_id_bits(&["--no-passthrough"]);
+}
+
+fn set_id_bits(extra: &[&str]) {
+    use std::os::unix::fs::MetadataExt;
+    let lib = TestLib::empty("setid");
+    std::fs::set_permissions(lib.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut args = vec!["--allow-other"];
+    args.extend_from_slice(extra);
+    let m = lib.mount(&args);
+    let disk = lib.tmp.path().join("disk");
+    let mounted = m.path("setid");
+    // As nobody: append a byte, truncate, open with O_TRUNC.
+    let nobody = |script: &str, p: &Path| {
+        let out = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "sh",
+                "-c",
+                script,
+                "sh",
+            ])
+            .arg(p)
+            .output()
+            .expect("setpriv");
+        assert_success(&out);
+    };
+    // A case: its name, the file's mode before, and what is done to it.
+    type Case<'a> = (&'a str, u32, &'a dyn Fn(&Path));
+    let cases: [Case; 10] = [
+        ("write", 0o6777, &|p| nobody("printf x >> \"$1\"", p)),
+        ("write, not group-executable", 0o6767, &|p| {
+            nobody("printf x >> \"$1\"", p)
+        }),
+        ("write by root", 0o6777, &|p| {
+            std::fs::write(p, b"x").unwrap()
+        }),
+        ("truncate", 0o6777, &|p| nobody("truncate -s 0 \"$1\"", p)),
+        ("truncate by root", 0o6777, &|p| {
+            std::fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_len(0)
+                .unwrap()
+        }),
+        ("O_TRUNC", 0o6777, &|p| nobody(": > \"$1\"", p)),
+        ("chown by root", 0o6777, &|p| {
+            std::os::unix::fs::chown(p, Some(0), Some(0)).unwrap()
+        }),
+        ("chown, not group-executable", 0o6767, &|p| {
+            std::os::unix::fs::chown(p, Some(0), Some(0)).unwrap()
+        }),
+        ("utimes", 0o6777, &|p| {
+            std::fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(std::time::SystemTime::UNIX_EPOCH)
+                .unwrap()
+        }),
+        ("chmod", 0o6777, &|p| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o6755)).unwrap()
+        }),
+    ];
+    let mut differ = Vec::new();
+    for (i, (name, mode, act)) in cases.iter().enumerate() {
+        let mut modes = Vec::new();
+        for dir in [&disk, &mounted] {
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+            let p = dir.join(format!("f{i}"));
+            std::fs::write(&p, b"0123").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode)).unwrap();
+            act(&p);
+            modes.push(std::fs::metadata(&p).unwrap().mode() & 0o7777);
+        }
+        if modes[0] != modes[1] {
+            differ.push(format!(
+                "{name}: {mode:o} became {:o} on the disk, {:o} in the mount",
+                modes[0], modes[1]
+            ));
+        }
+    }
+    assert!(differ.is_empty(), "{extra:?}:\n{}", differ.join("\n"));
+}
+
+/// With `HANDLE_KILLPRIV_V2` the kernel asks for `security.capability` once
+/// per file, not before every write: a frame written in 64 KiB pieces (as an
+/// image-sequence muxer does) costs a handful of requests, not one per piece.
+/// Counted from the daemon's own request counters, not timed.
+#[test]
+fn a_file_written_in_pieces_is_not_asked_for_its_capabilities_per_piece() {
+    let lib = TestLib::empty("pieces");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let m = lib.mount(&["--metrics", &addr]);
+    let url = format!("http://{addr}/metrics");
+    let xattrs = |m: &std::collections::BTreeMap<String, f64>| {
+        m.get("markbase_requests_total{op=xattr,user=pieces}")
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let before = xattrs(&scrape(&url));
+    let piece = vec![7u8; 64 << 10];
+    for frame in 0..4 {
+        let mut f = std::fs::File::create(m.path(&format!("frame_{frame}.dpx"))).unwrap();
+        for _ in 0..32 {
+            std::io::Write::write_all(&mut f, &piece).unwrap();
+        }
+    }
+    let asked = xattrs(&scrape(&url)) - before;
+    assert!(
+        asked <= 8.0,
+        "{asked} extended-attribute requests for 4 files of 32 writes each"
     );
 }

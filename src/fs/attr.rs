@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use super::files::{backing_now, OpenFile};
 use super::namespace::check_name;
-use super::{Attr, FsError, FsResult, MarkBaseFs, SetAttrReq, TimeSet};
+use super::{Attr, Caller, DropSetId, FsError, FsResult, MarkBaseFs, SetAttrReq, TimeSet};
 use crate::catalog::{Ino, Kind, NodeRecord, SetAttrs};
 
 /// How many entries' records a lookup that misses the cache reads with its
@@ -258,6 +258,12 @@ impl MarkBaseFs {
             ctime: Some(now),
             size: None,
         };
+        if req.mode.is_none() && rec.kind != Kind::Dir {
+            let perm = without_setid(rec.perm, rec.gid, req.drop_setid);
+            if perm != rec.perm {
+                set.perm = Some(perm);
+            }
+        }
         let open = self.open.lock().get(&ino).cloned();
         if let Some(size) = req.size {
             if rec.kind == Kind::Dir {
@@ -327,11 +333,40 @@ impl MarkBaseFs {
         Ok(self.attr_of(&rec))
     }
 
+    /// Takes the set-ID bits away that a write by `caller`, without
+    /// `CAP_FSETID`, does (FUSE's `WRITE_KILL_SUIDGID`), before the write.
+    pub fn drop_setid_for_write(&self, ino: Ino, caller: Caller) -> FsResult<()> {
+        let why = DropSetId::By(caller);
+        let req = SetAttrReq {
+            drop_setid: why,
+            ..Default::default()
+        };
+        let rec = self.record(ino)?;
+        if without_setid(rec.perm, rec.gid, why) != rec.perm {
+            self.setattr(ino, &req)?;
+        }
+        Ok(())
+    }
+
     pub(super) fn missing(&self, rec: &NodeRecord) -> FsError {
         FsError::MissingContent {
             ino: rec.ino,
             node_id: rec.node_id.clone(),
         }
+    }
+}
+
+/// `perm` less the set-ID bits `why` takes away (see [`DropSetId`]).
+fn without_setid(perm: u16, file_gid: u32, why: DropSetId) -> u16 {
+    const SUID: u16 = 0o4000;
+    const SGID: u16 = 0o2000;
+    const GROUP_EXEC: u16 = 0o010;
+    match why {
+        DropSetId::Keep => perm,
+        DropSetId::By(c) if perm & GROUP_EXEC != 0 || (c.uid != 0 && c.gid != file_gid) => {
+            perm & !(SUID | SGID)
+        }
+        DropSetId::By(_) => perm & !SUID,
     }
 }
 
@@ -432,5 +467,46 @@ mod tests {
         assert_eq!(t.fs.getattr(f.ino).map(|a| a.size).ok(), Some(9));
         t.fs.flush_size_fixes().expect("fixes");
         assert_eq!(t.fs.catalog().get(f.ino).map(|r| r.size).ok(), Some(9));
+    }
+
+    #[test]
+    fn set_id_bits_go_as_a_local_file_systems_vfs_takes_them() {
+        let root = DropSetId::By(Caller { uid: 0, gid: 0 });
+        let member = DropSetId::By(Caller { uid: 7, gid: 50 });
+        let other = DropSetId::By(Caller { uid: 7, gid: 60 });
+        // Set-user-ID always goes; set-group-ID goes with group-execute.
+        assert_eq!(without_setid(0o6777, 50, root), 0o0777);
+        assert_eq!(without_setid(0o6777, 50, member), 0o0777);
+        // Without group-execute it is a lock mark: kept for root and the
+        // file's group, taken from anyone else.
+        assert_eq!(without_setid(0o6767, 50, root), 0o2767);
+        assert_eq!(without_setid(0o6767, 50, member), 0o2767);
+        assert_eq!(without_setid(0o6767, 50, other), 0o0767);
+        assert_eq!(without_setid(0o6777, 50, DropSetId::Keep), 0o6777);
+    }
+
+    #[test]
+    fn a_write_by_another_takes_set_id_bits_and_a_mode_given_wins() {
+        let t = TestFs::new();
+        let f = t.file("f", b"x");
+        let mode = |m| SetAttrReq {
+            mode: Some(m),
+            ..Default::default()
+        };
+        t.fs.setattr(f.ino, &mode(0o6755)).expect("chmod");
+        let perm = |t: &TestFs| t.fs.getattr(f.ino).map(|a| a.perm).ok();
+        let someone = Caller {
+            uid: 4242,
+            gid: 4242,
+        };
+        t.fs.drop_setid_for_write(f.ino, someone).expect("write");
+        assert_eq!(perm(&t), Some(0o0755));
+        // A chmod's own mode is the caller's word, whatever drop_setid says.
+        let req = SetAttrReq {
+            drop_setid: DropSetId::By(someone),
+            ..mode(0o6755)
+        };
+        t.fs.setattr(f.ino, &req).expect("chmod");
+        assert_eq!(perm(&t), Some(0o6755));
     }
 }

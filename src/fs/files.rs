@@ -210,6 +210,7 @@ impl MarkBaseFs {
                 ino,
                 &SetAttrReq {
                     size: Some(0),
+                    drop_setid: flags.drop_setid,
                     ..Default::default()
                 },
             ) {
@@ -482,8 +483,8 @@ mod tests {
         let t = TestFs::new();
         let f = t.file("f", b"old bytes");
         let flags = OpenFlags {
-            write: true,
             truncate: true,
+            ..OpenFlags::WRITE
         };
         let fh = t.fs.open(f.ino, flags).expect("open");
         assert_eq!(t.fs.getattr(f.ino).map(|a| a.size).ok(), Some(0));

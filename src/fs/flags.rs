@@ -7,7 +7,7 @@
 //! errno the local file system gives for it (EINVAL), before anything
 //! changes.
 
-use super::{FsError, FsResult};
+use super::{DropSetId, FsError, FsResult};
 use crate::catalog::Kind;
 
 pub use crate::catalog::XattrSet;
@@ -19,6 +19,9 @@ pub struct OpenFlags {
     pub write: bool,
     /// Truncate to 0 at open (`O_TRUNC`, with FUSE_ATOMIC_O_TRUNC the core's to do).
     pub truncate: bool,
+    /// What the truncation takes from set-ID bits (a caller without
+    /// `CAP_FSETID`, where the front end leaves that to the core).
+    pub drop_setid: DropSetId,
 }
 
 impl OpenFlags {
@@ -26,11 +29,13 @@ impl OpenFlags {
     pub const READ: OpenFlags = OpenFlags {
         write: false,
         truncate: false,
+        drop_setid: DropSetId::Keep,
     };
     /// Read and write.
     pub const WRITE: OpenFlags = OpenFlags {
         write: true,
         truncate: false,
+        drop_setid: DropSetId::Keep,
     };
 
     /// From `open(2)` flags; access modes and `O_TRUNC` only, the rest is
@@ -40,6 +45,7 @@ impl OpenFlags {
         OpenFlags {
             write,
             truncate: write && flags & libc::O_TRUNC != 0,
+            drop_setid: DropSetId::Keep,
         }
     }
 }

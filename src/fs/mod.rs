@@ -92,7 +92,7 @@ pub use notify::{Change, Notifier};
 use quota::Quota;
 pub use stateless::{permitted, Access, DirPage, MAX_LEASES};
 pub use stats::{Counters, Stats};
-pub use types::{Attr, Caller, FsConfig, NameForm, SetAttrReq, TimeSet};
+pub use types::{Attr, Caller, DropSetId, FsConfig, NameForm, SetAttrReq, TimeSet};
 pub use xattr::{linux_names, stored_name, xattr_from_kernel, xattrs_for_kernel, STATS_XATTR};
 
 /// The file system.

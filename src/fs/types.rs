@@ -27,7 +27,7 @@ pub struct Attr {
 }
 
 /// Who asks.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Caller {
     pub uid: u32,
     pub gid: u32,
@@ -49,6 +49,25 @@ pub struct SetAttrReq {
     pub size: Option<u64>,
     pub atime: Option<TimeSet>,
     pub mtime: Option<TimeSet>,
+    /// Set where the front end leaves taking set-ID bits away to the core
+    /// (FUSE's `HANDLE_KILLPRIV_V2`) and this change must: a chown, or a
+    /// write or truncation by a caller without `CAP_FSETID`. See
+    /// [`DropSetId`]. Ignored when `mode` is given (the caller's word).
+    pub drop_setid: DropSetId,
+}
+
+/// Taking set-user-ID and set-group-ID bits off a file, as a local file
+/// system's VFS does (`file_remove_privs`, `setattr_should_drop_sgid`):
+/// set-user-ID always; set-group-ID where the file is group-executable or
+/// the caller is neither root nor in the file's group. Directories keep
+/// theirs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DropSetId {
+    /// Nothing to take away.
+    #[default]
+    Keep,
+    /// Take them away, for this caller.
+    By(Caller),
 }
 
 /// Cache sizes and lifetimes.

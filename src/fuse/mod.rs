@@ -28,7 +28,7 @@ use fuser::BackingId;
 use crate::catalog::DirEntry;
 use crate::fs::flags::{AllocMode, OpenFlags as CoreOpenFlags, RenameMode, Whence, XattrSet};
 use crate::fs::metrics::Op;
-use crate::fs::{FsError, FsResult, MarkBaseFs, SetAttrReq};
+use crate::fs::{Caller, DropSetId, FsError, FsResult, MarkBaseFs, SetAttrReq};
 
 mod reply;
 pub mod session;
@@ -44,6 +44,11 @@ pub struct FuseAdapter {
     fs: Arc<MarkBaseFs>,
     /// Asked for by the user; in force once the kernel agreed at init.
     passthrough: AtomicBool,
+    /// `HANDLE_KILLPRIV_V2` agreed at init: the kernel then checks a file
+    /// for `security.capability` once per inode instead of before every
+    /// write (it marks the mount `SB_NOSEC`), and leaves taking set-ID bits
+    /// away on write, truncation and chown to us ([`Self::drop_setid`]).
+    killpriv: AtomicBool,
     backing: Mutex<Backing>,
     /// The listing generation last handed to the kernel, by directory: the
     /// kernel keeps listings it read (FOPEN_CACHE_DIR) and drops them itself
@@ -69,6 +74,7 @@ impl FuseAdapter {
         FuseAdapter {
             fs,
             passthrough: AtomicBool::new(passthrough),
+            killpriv: AtomicBool::new(false),
             backing: Mutex::new(Backing::default()),
             listed: Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(LISTED_DIRS).unwrap_or(std::num::NonZeroUsize::MIN),
@@ -160,6 +166,41 @@ impl FuseAdapter {
     }
 }
 
+/// Which change a request that may take set-ID bits away is, as the kernel
+/// sends it with `HANDLE_KILLPRIV_V2` in force: it then leaves out the mode
+/// it would have computed and sends a chown as it is (`chown(f, -1, -1)` as
+/// a bare ctime), a truncation with its size, and, where a write through
+/// kernel passthrough must take the bits away (`file_remove_privs`), a
+/// SETATTR with nothing in it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SetIdChange {
+    None,
+    Chown,
+    Truncate,
+    Write,
+}
+
+impl FuseAdapter {
+    /// What `change` takes from set-ID bits; nothing unless
+    /// `HANDLE_KILLPRIV_V2` is in force (the kernel otherwise sends the new
+    /// mode itself). Root stands for `CAP_FSETID`, which keeps the bits
+    /// through a truncation.
+    fn drop_setid(&self, req: &Request, change: SetIdChange) -> DropSetId {
+        if !self.killpriv.load(Ordering::Relaxed) {
+            return DropSetId::Keep;
+        }
+        let caller = Caller {
+            uid: req.uid(),
+            gid: req.gid(),
+        };
+        match change {
+            SetIdChange::Chown | SetIdChange::Write => DropSetId::By(caller),
+            SetIdChange::Truncate if caller.uid != 0 => DropSetId::By(caller),
+            SetIdChange::Truncate | SetIdChange::None => DropSetId::Keep,
+        }
+    }
+}
+
 impl Filesystem for FuseAdapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         for cap in [
@@ -170,6 +211,10 @@ impl Filesystem for FuseAdapter {
         ] {
             let _ = config.add_capabilities(cap);
         }
+        let killpriv = config
+            .add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2)
+            .is_ok();
+        self.killpriv.store(killpriv, Ordering::Relaxed);
         let _ = config.set_max_write(1 << 20);
         if self.passthrough.load(Ordering::Relaxed) {
             let ok = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
@@ -230,7 +275,7 @@ impl Filesystem for FuseAdapter {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -238,7 +283,7 @@ impl Filesystem for FuseAdapter {
         size: Option<u64>,
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
-        _ctime: Option<SystemTime>,
+        ctime: Option<SystemTime>,
         _fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
@@ -246,6 +291,17 @@ impl Filesystem for FuseAdapter {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let times = atime.is_some() || mtime.is_some();
+        let change = if uid.or(gid).is_some() || (ctime.is_some() && size.is_none() && !times) {
+            SetIdChange::Chown
+        } else if size.is_some() {
+            SetIdChange::Truncate
+        } else if ctime.is_none() && !times {
+            SetIdChange::Write
+        } else {
+            SetIdChange::None
+        };
+        let drop_setid = self.drop_setid(req, change);
         let req = SetAttrReq {
             mode,
             uid,
@@ -253,6 +309,7 @@ impl Filesystem for FuseAdapter {
             size,
             atime: atime.map(time),
             mtime: mtime.map(time),
+            drop_setid,
         };
         self.answer(Op::Setattr, ino.0, reply, || self.fs.setattr(ino.0, &req));
     }
@@ -348,12 +405,16 @@ impl Filesystem for FuseAdapter {
         });
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let mut flags = CoreOpenFlags::from_raw(flags.0);
+        if flags.truncate {
+            flags.drop_setid = self.drop_setid(req, SetIdChange::Truncate);
+        }
         self.answer_with(
             Op::Open,
             ino.0,
             reply,
-            || self.fs.open(ino.0, CoreOpenFlags::from_raw(flags.0)),
+            || self.fs.open(ino.0, flags),
             |reply, fh| match self.backing_for(fh, |f| reply.open_backing(f)) {
                 Some(id) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id),
                 None => reply.opened(FileHandle(fh), FopenFlags::empty()),
@@ -377,17 +438,24 @@ impl Filesystem for FuseAdapter {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         self.answer(Op::Write, ino.0, reply, || {
+            if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+                let caller = Caller {
+                    uid: req.uid(),
+                    gid: req.gid(),
+                };
+                self.fs.drop_setid_for_write(ino.0, caller)?;
+            }
             self.fs.write(fh.0, offset, data)
         });
     }

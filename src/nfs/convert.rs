@@ -193,6 +193,7 @@ pub fn setattr_req(s: &sattr3) -> SetAttrReq {
             set_mtime::SET_TO_SERVER_TIME => Some(TimeSet::Now),
             set_mtime::SET_TO_CLIENT_TIME(t) => Some(TimeSet::At(systime(t))),
         },
+        ..Default::default()
     }
 }
 
