@@ -39,6 +39,17 @@ use reply::{attr, caller, kind, time, Answer, Reply, TTL};
 /// Entries whose attributes `readdirplus` fetches at once.
 const READDIRPLUS_CHUNK: usize = 128;
 
+/// How a file is opened for the kernel: without FLUSH (`FOPEN_NOFLUSH`).
+/// The kernel otherwise sends a FLUSH at every `close(2)` and waits for it;
+/// a tar of small files pays that round trip per file. Nothing needs it
+/// here: writes reach the content file before `write(2)` returns (kernel
+/// passthrough, or our WRITE without the writeback cache), so there is no
+/// late write error for `close(2)` to report, POSIX locks are the kernel's,
+/// and the size and times kept in memory are committed at RELEASE (which the
+/// kernel sends when the last reference goes, `close(2)` not waiting for
+/// it) or `fsync(2)`; GETATTR answers from that memory until then.
+const FILE_OPEN: FopenFlags = FopenFlags::FOPEN_NOFLUSH;
+
 /// The `fuser::Filesystem` over a [`MarkBaseFs`].
 pub struct FuseAdapter {
     fs: Arc<MarkBaseFs>,
@@ -416,8 +427,8 @@ impl Filesystem for FuseAdapter {
             reply,
             || self.fs.open(ino.0, flags),
             |reply, fh| match self.backing_for(fh, |f| reply.open_backing(f)) {
-                Some(id) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id),
-                None => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Some(id) => reply.opened_passthrough(FileHandle(fh), FILE_OPEN, &id),
+                None => reply.opened(FileHandle(fh), FILE_OPEN),
             },
         );
     }
@@ -677,16 +688,10 @@ impl Filesystem for FuseAdapter {
                     &attr(&a),
                     Generation(0),
                     FileHandle(fh),
-                    FopenFlags::empty(),
+                    FILE_OPEN,
                     &id,
                 ),
-                None => reply.created(
-                    &TTL,
-                    &attr(&a),
-                    Generation(0),
-                    FileHandle(fh),
-                    FopenFlags::empty(),
-                ),
+                None => reply.created(&TTL, &attr(&a), Generation(0), FileHandle(fh), FILE_OPEN),
             },
         );
     }
