@@ -337,7 +337,10 @@ def ensure_tools(names):
         print(f"installing {' '.join(missing)} ...", file=sys.stderr)
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         subprocess.run(["apt-get", "update", "-qq"], env=env, stdout=subprocess.DEVNULL)
-        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], env=env, stdout=subprocess.DEVNULL)
+        # Keep config files already there (as scripts/lib/apt.sh: the tests
+        # write /etc/fuse.conf, and dpkg would ask with no one to answer).
+        keep = ["-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"]
+        subprocess.run(["apt-get", "install", "-y", "-qq", *keep, *missing], env=env, stdout=subprocess.DEVNULL)
     for k in wanted:
         lacking = [x for x, _ in NEEDS[k] if not have(x)]
         if not lacking:
