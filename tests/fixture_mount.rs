@@ -422,6 +422,51 @@ fn xattrs_follow_macos_expectations() {
     assert_eq!(len, 60_000);
 }
 
+/// `ls -l` asks for every entry's SELinux label; the mount says it keeps
+/// none (EOPNOTSUPP, as NFSv3 or vfat) rather than "none set" (ENODATA),
+/// so `ls` asks once per mount, not once per entry: a GETXATTR is a round
+/// trip to the daemon. Counted from the daemon's request counters.
+#[test]
+fn ls_l_asks_for_selinux_labels_once_not_per_entry() {
+    let lib = TestLib::empty("label");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let m = lib.mount(&["--metrics", &addr]);
+    let dir = m.path("frames");
+    fs::create_dir(&dir).unwrap();
+    for i in 0..200 {
+        fs::write(dir.join(format!("frame_{i:04}.exr")), b"x").unwrap();
+    }
+    assert_eq!(
+        get_xattr(
+            &dir.join("frame_0000.exr"),
+            "security.selinux",
+            &mut [0u8; 64]
+        ),
+        -1
+    );
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::EOPNOTSUPP)
+    );
+    let url = format!("http://{addr}/metrics");
+    let xattrs = || {
+        metric(
+            &scrape(&url),
+            "markbase_requests_total{op=xattr,user=label}",
+        )
+    };
+    let before = xattrs();
+    let out = std::process::Command::new("ls")
+        .arg("-l")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 201);
+    let asked = xattrs() - before;
+    assert!(asked <= 4.0, "{asked} GETXATTRs for ls -l of 200 entries");
+}
+
 /// What Finder writes besides FinderInfo and resource forks: the quarantine
 /// flag on downloads, files past 4 GiB (written sparse here), and F_FULLFSYNC
 /// (which macFUSE hands on as fsync: fsync must commit the size).

@@ -5,8 +5,9 @@
 //! knows live wherever their `file_locations` say, but a mount only ever
 //! opens a location that is inside the user's allowed roots (the content
 //! store and the user's media roots), absolute, free of `.`/`..`, and reached
-//! through no symlink (checked by canonicalising it); anything else counts as
-//! missing and is never opened. The store deletes only files inside its own
+//! through no symlink (its folder checked by canonicalising it, remembered
+//! for [`CHECKED_FOLDER_TTL`], and the file itself by `lstat`); anything else
+//! counts as missing and is never opened. The store deletes only files inside its own
 //! root: unlinking a catalog file whose bytes sit in a media root removes the
 //! catalog entry, not the media file.
 //!
@@ -41,6 +42,15 @@ pub const POOL_MAX: usize = 16_384;
 const DISCARD_NOW: u64 = 1 << 20;
 /// The refill thread keeps at least this many ready.
 pub const POOL_LOW: usize = 256;
+
+/// How long a media folder found reached through no symlink is trusted
+/// without walking it again. Canonicalising a path reads every component
+/// (`readlink` each): eight system calls per file of a folder the app wrote,
+/// 400,000 for a 50,000-frame folder's first listing, where one walk of the
+/// folder serves them all.
+pub const CHECKED_FOLDER_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+/// Folders remembered at most (the table is emptied when full).
+const CHECKED_FOLDERS: usize = 4_096;
 
 /// Empty content files ready for reuse (names are numbers).
 #[derive(Debug)]
@@ -185,6 +195,9 @@ pub struct ContentStore {
     allowed: Vec<PathBuf>,
     /// Fan-out folders known to exist (256 at most).
     fans: crate::sync::Mutex<std::collections::HashSet<String>>,
+    /// Folders outside the store found allowed and reached through no
+    /// symlink, with when ([`CHECKED_FOLDER_TTL`]).
+    checked: crate::sync::Mutex<std::collections::HashMap<PathBuf, std::time::Instant>>,
     pool: Arc<Pool>,
 }
 
@@ -209,6 +222,7 @@ impl ContentStore {
         Ok(ContentStore {
             allowed,
             fans: Default::default(),
+            checked: Default::default(),
             pool: Arc::new(Pool {
                 dir: root.join(".pool"),
                 free: Mutex::new(None),
@@ -317,14 +331,38 @@ impl ContentStore {
                     _ => None,
                 };
             }
-            match p.canonicalize() {
-                Ok(c) if c == p => match std::fs::metadata(&c) {
-                    Ok(m) if m.is_file() => Some((c, m)),
-                    _ => None,
-                },
+            // Elsewhere: the folder reached through no symlink (walked once
+            // in a while), the file itself no symlink (its lstat).
+            if !self.folder_is_plain(p.parent()?) {
+                return None;
+            }
+            match std::fs::symlink_metadata(p) {
+                Ok(m) if m.is_file() => Some((p.to_path_buf(), m)),
                 _ => None,
             }
         })
+    }
+
+    /// Is `dir` (absolute, without `.` or `..`) its own canonical path,
+    /// as found within the last [`CHECKED_FOLDER_TTL`]?
+    fn folder_is_plain(&self, dir: &Path) -> bool {
+        let now = std::time::Instant::now();
+        if let Some(at) = self.checked.lock().get(dir) {
+            if now.duration_since(*at) < CHECKED_FOLDER_TTL {
+                return true;
+            }
+        }
+        let plain = dir.canonicalize().is_ok_and(|c| c == dir);
+        let mut checked = self.checked.lock();
+        if plain {
+            if checked.len() >= CHECKED_FOLDERS {
+                checked.clear();
+            }
+            checked.insert(dir.to_path_buf(), now);
+        } else {
+            checked.remove(dir);
+        }
+        plain
     }
 
     /// Does the store own `p` (so that it may delete it)?
@@ -525,6 +563,22 @@ mod tests {
             store.resolve([media.join("link.mov").as_path()]).is_none(),
             "through a symlink"
         );
+        // A symlinked folder, asked for after a plain one was checked.
+        std::fs::create_dir(media.join("real")).unwrap();
+        std::fs::write(media.join("real/c.mov"), b"x").unwrap();
+        std::os::unix::fs::symlink(&other, media.join("linked")).unwrap();
+        assert!(store
+            .resolve([media.join("real/c.mov").as_path()])
+            .is_some());
+        assert!(
+            store
+                .resolve([media.join("linked/b.mov").as_path()])
+                .is_none(),
+            "through a symlinked folder"
+        );
+        assert!(store
+            .resolve([media.join("real/c.mov").as_path()])
+            .is_some());
         let dotdot = media.join("../other/b.mov");
         assert!(store.resolve([dotdot.as_path()]).is_none(), "with ..");
         assert!(store.resolve([Path::new("relative.mov")]).is_none());

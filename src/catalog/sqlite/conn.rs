@@ -24,6 +24,15 @@ use super::{Shared, SqliteCatalog};
 use crate::catalog::{CatalogError, Ino};
 
 pub(super) const MAX_READERS: usize = 8;
+/// How much of the catalog a reader maps (`PRAGMA mmap_size`) instead of
+/// reading page by page into a cache of its own. A reader's page cache is
+/// small (SQLite's 2 MB), one per pooled reader, and emptied whenever a
+/// commit changed the WAL; the rows of a folder the app wrote lie in random
+/// order on disk (random-UUID keys), so the first listing of a 50,000-entry
+/// folder read 70,000 pages with `pread`. Mapped, a page is read once into
+/// the system's page cache and shared by every reader. Address space, not
+/// memory: the catalog's size at most.
+const READER_MMAP_BYTES: i64 = 1 << 30;
 
 pub(super) struct PooledReader<'a> {
     pub(super) cat: &'a Shared,
@@ -98,6 +107,7 @@ impl Shared {
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
                 c.busy_timeout(Duration::from_secs(10))?;
+                c.pragma_update(None, "mmap_size", READER_MMAP_BYTES)?;
                 c
             }
         };
