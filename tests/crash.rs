@@ -310,6 +310,50 @@ fn sigkill_mid_bursts_of_small_file_changes_loses_nothing_that_returned() {
     assert!(ops > 200, "the bursts did too little ({ops} nodes)");
 }
 
+/// What `tar x` does to each file (create, write, utimensat, fchown,
+/// fchmod, close), killed right after the last file closed, before any
+/// batch could commit (they commit 50 ms after their first change): every
+/// SETATTR was answered from the metadata journal alone, and each comes
+/// back from its replay at the next mount, with the bytes and the size
+/// (whose commit waits for RELEASE, which `close(2)` does not wait for).
+#[test]
+fn sigkill_after_tar_like_files_keeps_their_modes_owners_and_times() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let lib = TestLib::empty("tarkill");
+    let when = std::time::UNIX_EPOCH + Duration::from_secs(1_500_000_000);
+    for round in 0..3u32 {
+        let m = lib.mount(&[]);
+        let dir = m.dir.join(format!("t{round}"));
+        fs::create_dir(&dir).unwrap();
+        for i in 0..40u32 {
+            let mut f = fs::File::create(dir.join(format!("f{i:03}"))).unwrap();
+            f.write_all(&stream(u64::from(i), 100 + i as usize))
+                .unwrap();
+            f.set_modified(when + Duration::from_secs(u64::from(i)))
+                .unwrap();
+            std::os::unix::fs::fchown(&f, Some(1000 + i), Some(2000 + i)).unwrap();
+            f.set_permissions(fs::Permissions::from_mode(0o600 + i % 8))
+                .unwrap();
+        }
+        kill_and_clean(m, &lib, "tarkill");
+        let m = lib.mount(&[]);
+        for i in 0..40u32 {
+            let p = m.dir.join(format!("t{round}/f{i:03}"));
+            let md = fs::metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let what = p.display();
+            assert_eq!(md.mode() & 0o7777, 0o600 + i % 8, "{what}: mode");
+            assert_eq!((md.uid(), md.gid()), (1000 + i, 2000 + i), "{what}: owner");
+            assert_eq!(md.mtime(), 1_500_000_000 + i64::from(i), "{what}: mtime");
+            assert_eq!(md.len(), 100 + u64::from(i), "{what}: size");
+            assert!(
+                fs::read(&p).unwrap() == stream(u64::from(i), 100 + i as usize),
+                "{what}: bytes"
+            );
+        }
+        drop(m);
+    }
+}
+
 /// The fail points of the journal's commit path: the daemon aborts there
 /// after some changes; what returned is all there at the next mount.
 #[test]
