@@ -290,7 +290,9 @@ pub(super) fn shape_of(conn: &Connection) -> Result<Found, CatalogError> {
 pub(super) const ORPHAN: &str = "n.parent_id IS NOT NULL AND NOT EXISTS
     (SELECT 1 FROM file_nodes p WHERE p.node_id = n.parent_id AND p.node_type = 'folder')";
 
-pub(super) type CatalogChild = (Option<i64>, Kind, String);
+/// A catalog child's inode (none yet: one is assigned) and kind; its node
+/// id is the [`RawChild`]'s.
+pub(super) type CatalogChild = (Option<i64>, Kind);
 
 impl Shared {
     pub(super) fn get(&self, ino: Ino) -> Result<NodeRecord, CatalogError> {
@@ -342,18 +344,14 @@ impl Shared {
                      FROM file_nodes n LEFT JOIN mb_inodes i ON i.node_id = n.node_id WHERE {sql}"
                 ))?;
                 let map = |row: &rusqlite::Row<'_>| -> rusqlite::Result<RawChild<CatalogChild>> {
-                    let node_id: String = row.get(0)?;
                     let claimed: bool = row.get(5)?;
+                    let kind = row.get_ref(2)?.as_str().ok().and_then(Kind::from_code);
                     Ok(RawChild {
                         label: row.get::<_, Option<String>>(1)?.unwrap_or_default(),
                         priority: if claimed { 0 } else { 1 },
                         created_at: row.get(3)?,
-                        node_id: node_id.clone(),
-                        payload: (
-                            row.get(4)?,
-                            Kind::from_code(&row.get::<_, String>(2)?).unwrap_or(Kind::File),
-                            node_id,
-                        ),
+                        node_id: row.get(0)?,
+                        payload: (row.get(4)?, kind.unwrap_or(Kind::File)),
                     })
                 };
                 let mut rows = match &key {
@@ -367,7 +365,7 @@ impl Shared {
                     seen.reserve(rows.len());
                     rows.iter()
                         .map(|c| {
-                            let id = c.payload.2.as_str();
+                            let id = c.node_id.as_str();
                             (heads.is_empty() || !heads.contains(id)) && seen.insert(id)
                         })
                         .collect()
@@ -401,7 +399,6 @@ impl Shared {
                         payload: (
                             Some(row.get(1)?),
                             Kind::from_code(&row.get::<_, String>(2)?).unwrap_or(Kind::File),
-                            String::new(),
                         ),
                     })
                 })?
@@ -413,14 +410,14 @@ impl Shared {
                     priority: 2,
                     created_at: String::new(),
                     node_id: String::new(),
-                    payload: (Some(UNFILED_INO as i64), Kind::Dir, String::new()),
+                    payload: (Some(UNFILED_INO as i64), Kind::Dir),
                 });
             }
         }
         let missing: Vec<String> = raw
             .iter()
             .filter(|c| c.payload.0.is_none())
-            .map(|c| c.payload.2.clone())
+            .map(|c| c.node_id.clone())
             .collect();
         if !missing.is_empty() {
             let inos = self.assign_inos(&missing)?;
@@ -431,7 +428,7 @@ impl Shared {
         }
         Ok(names::render(raw)
             .into_iter()
-            .map(|(name, disambiguated, (ino, kind, _))| DirEntry {
+            .map(|(name, disambiguated, (ino, kind))| DirEntry {
                 name,
                 ino: ino.unwrap_or(0) as Ino,
                 kind,
