@@ -184,13 +184,17 @@ def workloads(directory, src, render=None):
     sh("rm", "-rf", base, check=False)
     if render:
         frames, mib = render
-        seq = tempfile.mkdtemp(prefix="render-", dir=directory)
+        seq = None
         try:
+            # In the try: a peer out of descriptors (passthrough_ll keeps one
+            # per inode it knows) fails here already.
+            seq = tempfile.mkdtemp(prefix="render-", dir=directory)
             times["render"] = render_sequence(seq, frames, mib)
         except OSError as e:
             print(f"render in {directory}: {e}: n/a", file=sys.stderr)
             times["render"] = None
-        shutil.rmtree(seq, ignore_errors=True)
+        if seq:
+            shutil.rmtree(seq, ignore_errors=True)
     return times
 
 
