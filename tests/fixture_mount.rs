@@ -467,6 +467,46 @@ fn ls_l_asks_for_selinux_labels_once_not_per_entry() {
     assert!(asked <= 4.0, "{asked} GETXATTRs for ls -l of 200 entries");
 }
 
+/// `ls -f` reads a big folder with plain READDIR past its first chunk
+/// (`READDIRPLUS_AUTO`), and the kernel keeps that listing without dentries
+/// or attributes; an `ls -l` served from it would LOOKUP every entry. The
+/// mount drops such a listing at the next open, so `ls -l` reads it again
+/// with READDIRPLUS: a handful of LOOKUPs, not one per entry. Counted from
+/// the daemon's request counters on a fresh mount (no dentries yet).
+#[test]
+fn ls_l_after_ls_f_of_a_big_folder_looks_up_no_entry() {
+    let lib = TestLib::empty("lsf");
+    let m = lib.mount(&[]);
+    fs::create_dir(m.path("seq")).unwrap();
+    for i in 0..2_000 {
+        fs::write(m.path(&format!("seq/frame_{i:05}.dpx")), b"x").unwrap();
+    }
+    let dir = m.dir.clone();
+    m.unmount();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let m = lib.mount_at(&dir, &["--metrics", &addr]);
+    let url = format!("http://{addr}/metrics");
+    let lookups = || metric(&scrape(&url), "markbase_requests_total{op=lookup,user=lsf}");
+    let ls = |flag: &str| {
+        let out = std::process::Command::new("ls")
+            .arg(flag)
+            .arg(m.path("seq"))
+            .output()
+            .unwrap();
+        assert_success(&out);
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    assert_eq!(ls("-f"), 2_002, "names, . and ..");
+    let before = lookups();
+    assert_eq!(ls("-l"), 2_001, "total and the entries");
+    let asked = lookups() - before;
+    assert!(
+        asked <= 10.0,
+        "{asked} LOOKUPs for ls -l after ls -f of 2,000 entries"
+    );
+    assert_eq!(ls("-l"), 2_001);
+}
+
 /// What Finder writes besides FinderInfo and resource forks: the quarantine
 /// flag on downloads, files past 4 GiB (written sparse here), and F_FULLFSYNC
 /// (which macFUSE hands on as fsync: fsync must commit the size).

@@ -61,11 +61,25 @@ pub struct FuseAdapter {
     /// away on write, truncation and chown to us ([`Self::drop_setid`]).
     killpriv: AtomicBool,
     backing: Mutex<Backing>,
-    /// The listing generation last handed to the kernel, by directory: the
-    /// kernel keeps listings it read (FOPEN_CACHE_DIR) and drops them itself
-    /// on changes made through the mount; a listing the core reloaded from
-    /// the catalog it must drop on our word.
-    listed: Mutex<lru::LruCache<u64, u64>>,
+    /// What the kernel keeps of each directory's listing (FOPEN_CACHE_DIR):
+    /// it drops a kept listing itself on changes made through the mount; one
+    /// the core reloaded from the catalog, or one read without attributes,
+    /// it must drop on our word. See [`Listed`].
+    listed: Mutex<lru::LruCache<u64, Listed>>,
+}
+
+/// A directory's listing as last handed to the kernel.
+#[derive(Clone, Copy)]
+struct Listed {
+    /// The core's listing generation it came from.
+    generation: u64,
+    /// Read past its first chunk with plain READDIR (`READDIRPLUS_AUTO`
+    /// chooses that when nobody stats the entries between chunks: `ls -f`).
+    /// The kernel then keeps names without dentries or attributes, and an
+    /// `ls -l` served from that listing sends one LOOKUP per entry (49,817
+    /// for a 50,000-frame folder). So it is dropped at the next open, and
+    /// read again with READDIRPLUS.
+    names_only: bool,
 }
 
 /// Directories whose listing generation the adapter remembers.
@@ -514,7 +528,15 @@ impl Filesystem for FuseAdapter {
         let open = || {
             let fh = self.fs.opendir(ino.0)?;
             let gen = self.fs.dir_handle(fh)?.generation();
-            let keep = self.listed.lock().put(ino.0, gen) == Some(gen);
+            let mut listed = self.listed.lock();
+            let keep = listed
+                .peek(&ino.0)
+                .is_some_and(|l| l.generation == gen && !l.names_only);
+            let fresh = Listed {
+                generation: gen,
+                names_only: false,
+            };
+            listed.put(ino.0, fresh);
             Ok((fh, keep))
         };
         self.answer_with(Op::Opendir, ino.0, reply, open, |reply, (fh, keep)| {
@@ -540,9 +562,16 @@ impl Filesystem for FuseAdapter {
     ) {
         let list = || self.fs.dir_handle(fh.0);
         self.answer_with(Op::Readdir, ino.0, reply, list, |mut reply, d| {
+            let mut added = false;
             for (i, e) in d.entries_from(offset as usize).enumerate() {
                 if reply.add(INodeNo(e.ino), offset + i as u64 + 1, kind(e.kind), &e.name) {
                     break;
+                }
+                added = true;
+            }
+            if added && offset > 0 {
+                if let Some(l) = self.listed.lock().get_mut(&ino.0) {
+                    l.names_only = true;
                 }
             }
             reply.ok();
