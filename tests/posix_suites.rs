@@ -30,13 +30,19 @@ fn pjdfstest_passes_without_passthrough() {
     pjdfstest(&["--no-passthrough"]);
 }
 
-fn pjdfstest(extra: &[&str]) {
-    let lib = TestLib::empty("pjd");
-    // pjdfstest switches to other users, who must reach the mount point.
+/// A library of `user` mounted with `--allow-other` and `extra`, its mount
+/// point reachable by other users (the suites switch to them).
+fn mount_for_other_users(user: &str, extra: &[&str]) -> (TestLib, Mounted) {
+    let lib = TestLib::empty(user);
     std::fs::set_permissions(lib.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut args = vec!["--allow-other"];
     args.extend_from_slice(extra);
     let m = lib.mount(&args);
+    (lib, m)
+}
+
+fn pjdfstest(extra: &[&str]) {
+    let (_lib, m) = mount_for_other_users("pjd", extra);
     let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/pjdfstest.toml");
     let out = Command::new(tool("pjdfstest"))
         .arg("-c")
@@ -104,11 +110,7 @@ fn set_id_bits_go_as_on_the_disk_without_passthrough() {
 
 fn set_id_bits(extra: &[&str]) {
     use std::os::unix::fs::MetadataExt;
-    let lib = TestLib::empty("setid");
-    std::fs::set_permissions(lib.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut args = vec!["--allow-other"];
-    args.extend_from_slice(extra);
-    let m = lib.mount(&args);
+    let (lib, m) = mount_for_other_users("setid", extra);
     let disk = lib.tmp.path().join("disk");
     let mounted = m.path("setid");
     // As nobody: append a byte, truncate, open with O_TRUNC.

@@ -28,7 +28,7 @@ use fuser::BackingId;
 use crate::catalog::DirEntry;
 use crate::fs::flags::{AllocMode, OpenFlags as CoreOpenFlags, RenameMode, Whence, XattrSet};
 use crate::fs::metrics::Op;
-use crate::fs::{Caller, DropSetId, FsError, FsResult, MarkBaseFs, SetAttrReq};
+use crate::fs::{DropSetId, FsError, FsResult, MarkBaseFs, SetAttrReq};
 
 mod reply;
 pub mod session;
@@ -214,10 +214,7 @@ impl FuseAdapter {
         if !self.killpriv.load(Ordering::Relaxed) {
             return DropSetId::Keep;
         }
-        let caller = Caller {
-            uid: req.uid(),
-            gid: req.gid(),
-        };
+        let caller = caller(req);
         match change {
             SetIdChange::Chown | SetIdChange::Write => DropSetId::By(caller),
             SetIdChange::Truncate if caller.uid != 0 => DropSetId::By(caller),
@@ -475,11 +472,7 @@ impl Filesystem for FuseAdapter {
     ) {
         self.answer(Op::Write, ino.0, reply, || {
             if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
-                let caller = Caller {
-                    uid: req.uid(),
-                    gid: req.gid(),
-                };
-                self.fs.drop_setid_for_write(ino.0, caller)?;
+                self.fs.drop_setid_for_write(ino.0, caller(req))?;
             }
             self.fs.write(fh.0, offset, data)
         });
