@@ -177,6 +177,17 @@ pub struct CatalogCheck {
     pub notes: Vec<String>,
 }
 
+/// How far [`Maintenance::check`] looks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckDepth {
+    /// The rows: what a live mount's background pass repairs. Cheap enough
+    /// to run beside a mount's first listings.
+    Rows,
+    /// The rows and every page of the database file (SQLite's
+    /// `integrity_check`, which reads the whole file): `markbase fsck`.
+    Pages,
+}
+
 /// Errors of the catalog layer.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -423,8 +434,8 @@ pub trait Maintenance: Send + Sync {
     /// named or unlinked-but-open inodes.
     fn content_refs(&self) -> Result<Vec<ContentRef>, CatalogError>;
     /// What is wrong inside the catalog (damage) and what is odd but rendered
-    /// as the format documents (notes).
-    fn check(&self) -> Result<CatalogCheck, CatalogError>;
+    /// as the format documents (notes), looking as far as `depth`.
+    fn check(&self, depth: CheckDepth) -> Result<CatalogCheck, CatalogError>;
     /// Repair what [`Maintenance::check`] calls damage, except leftovers (the file
     /// system core frees those); returns what was done.
     fn repair(&self) -> Result<Vec<String>, CatalogError>;

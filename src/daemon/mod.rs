@@ -277,6 +277,8 @@ fn spawn_recovery(fs: Arc<MarkBaseFs>, lost_found: PathBuf) {
     let _ = std::thread::Builder::new()
         .name("markbase-recovery".into())
         .spawn(move || {
+            // Behind the mount's first requests, not beside them.
+            crate::platform::background_priority();
             let opts = crate::fs::check::CheckOpts {
                 repair: true,
                 offline: false,

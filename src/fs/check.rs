@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::{FsResult, MarkBaseFs};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, CheckDepth};
 
 /// How to check.
 #[derive(Clone, Debug)]
@@ -55,7 +55,13 @@ impl MarkBaseFs {
     /// Check the library, and repair it if asked.
     pub fn check(&self, o: &CheckOpts) -> FsResult<CheckReport> {
         let cat: &dyn Catalog = self.catalog.as_ref();
-        let found = cat.check()?;
+        // SQLite's page check reads the whole file: `fsck`'s, not a live
+        // pass's (which would only compete with the mount's first listings).
+        let found = cat.check(if o.offline {
+            CheckDepth::Pages
+        } else {
+            CheckDepth::Rows
+        })?;
         let mut r = CheckReport {
             damage: found.damage,
             notes: found.notes,

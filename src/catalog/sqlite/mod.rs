@@ -46,8 +46,8 @@ use crate::sync::unchecked::Mutex;
 use rusqlite::Connection;
 
 use super::{
-    CatalogCheck, CatalogError, CommitCounts, ContentRef, DirEntry, Ino, Maintenance, Move,
-    Namespace, NewNode, NodeRecord, Renamed, SetAttrs, SillyName, Unlinked, XattrSet,
+    CatalogCheck, CatalogError, CheckDepth, CommitCounts, ContentRef, DirEntry, Ino, Maintenance,
+    Move, Namespace, NewNode, NodeRecord, Renamed, SetAttrs, SillyName, Unlinked, XattrSet,
 };
 
 mod commit;
@@ -300,8 +300,8 @@ impl Maintenance for SqliteCatalog {
         self.shared.content_refs()
     }
 
-    fn check(&self) -> Result<CatalogCheck, CatalogError> {
-        self.shared.check()
+    fn check(&self, depth: CheckDepth) -> Result<CatalogCheck, CatalogError> {
+        self.shared.check(depth)
     }
 
     fn repair(&self) -> Result<Vec<String>, CatalogError> {

@@ -7,7 +7,7 @@
 use super::journal::{self, Op};
 use super::writer::journal_seq;
 use super::{OpenOptions, SqliteCatalog};
-use crate::catalog::{Kind, Maintenance, Move, Namespace, NewNode, SetAttrs, ROOT_INO};
+use crate::catalog::{CheckDepth, Kind, Maintenance, Move, Namespace, NewNode, SetAttrs, ROOT_INO};
 use rusqlite::Connection;
 use std::time::SystemTime;
 
@@ -123,7 +123,7 @@ fn an_open_replays_what_was_journaled_but_not_committed_exactly_once() {
     std::fs::write(&jp, &bytes).unwrap();
     let cat = open(&p);
     assert_eq!(names(&cat), ["b.mov", "c.mov"]);
-    let check = cat.check().unwrap();
+    let check = cat.check(CheckDepth::Pages).unwrap();
     assert!(check.damage.is_empty(), "{:?}", check.damage);
     assert!(
         check.notes.iter().any(|n| n.contains("torn last record")),
@@ -249,7 +249,7 @@ fn a_queued_change_that_no_longer_applies_is_left_out_and_the_rest_applied() {
     drop(cat);
     let cat = open(&p);
     assert_eq!(names(&cat), ["a.mov", "c.mov", "e.mov", "x.mov"]);
-    let check = cat.check().unwrap();
+    let check = cat.check(CheckDepth::Pages).unwrap();
     assert!(check.damage.is_empty(), "{:?}", check.damage);
 }
 
@@ -302,7 +302,7 @@ fn two_openers_of_one_catalog_never_get_the_same_inode_numbers() {
     drop(owner);
     let cat = open(&p);
     assert_eq!(cat.list(ROOT_INO).unwrap().len(), 3000);
-    let check = cat.check().unwrap();
+    let check = cat.check(CheckDepth::Pages).unwrap();
     assert!(check.damage.is_empty(), "{:?}", check.damage);
 }
 
@@ -357,7 +357,7 @@ fn the_committer_leaves_the_write_lock_free_between_batches() {
     );
     drop(cat);
     let cat = open(&p);
-    let check = cat.check().unwrap();
+    let check = cat.check(CheckDepth::Pages).unwrap();
     assert!(check.damage.is_empty(), "{:?}", check.damage);
 }
 
