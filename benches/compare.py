@@ -54,6 +54,30 @@ def sh(*cmd, check=True, **kw):
     return subprocess.run(cmd, check=check, capture_output=True, text=True, **kw)
 
 
+def warn_if_no_journal(directory):
+    """ext4 without a journal does not reuse an inode for up to 5 minutes
+    after it was deleted (for a better chance of recovery after a crash):
+    each new file scans past every recently deleted one in its block group
+    (`recently_deleted()` in fs/ext4/ialloc.c).
+    Creates then slow down run after run, most for whoever makes all its
+    files in one folder (our content pool), and the create rows swing tenfold.
+    Say so; a journaled file system (a loop-mounted ext4 will do) is steady."""
+    dev = os.stat(directory).st_dev
+    name = f"{os.major(dev)}:{os.minor(dev)}"
+    for line in open("/proc/self/mountinfo"):
+        f = line.split()
+        if f[2] != name:
+            continue
+        fstype, source = f[f.index("-") + 1], f[f.index("-") + 2]
+        base = os.path.basename(source)
+        journals = os.listdir("/proc/fs/jbd2") if os.path.isdir("/proc/fs/jbd2") else []
+        if fstype == "ext4" and not any(j.startswith(base + "-") for j in journals):
+            print(f"note: {directory} is on ext4 without a journal ({source}): creates slow down run after run "
+                  "(inodes deleted in the last minutes are skipped one by one); for steady figures use --dir "
+                  "on a journaled file system, e.g. a loop-mounted ext4 (docs/benchmarks.md)", file=sys.stderr)
+        return
+
+
 def drop_caches():
     os.sync()
     with open("/proc/sys/vm/drop_caches", "w") as f:
@@ -175,16 +199,28 @@ def workloads(directory, src, render=None):
         if done.returncode != 0:
             print(f"{key} in {directory}: {done.stderr.strip()[-200:]}: n/a", file=sys.stderr)
 
+    def fresh_start():
+        # Each workload that makes a new tree starts with the kernel holding
+        # no inode of the last one: passthrough_ll keeps a descriptor per
+        # inode the kernel knows, and ran out of them (20,000 here) in every
+        # workload after the untar. The sources are read back in, so that
+        # every target copies from a warm page cache as before.
+        drop_caches()
+        warm(src)
+
     base = tempfile.mkdtemp(prefix="work-", dir=directory)
     timed("untar", "tar", "-xf", os.path.join(src, "tree.tar"), "-C", base)
+    fresh_start()
     timed("cp-r", "cp", "-r", os.path.join(src, "sequence"), os.path.join(base, "sequence"))
     timed("rm-rf", "rm", "-rf", os.path.join(base, "sequence"))
+    fresh_start()
     timed("git-clone", "git", "clone", "-q", "--no-local", os.path.join(src, "repo"), os.path.join(base, "clone"))
     timed("git-status", "git", "status", "--porcelain", cwd=os.path.join(base, "clone"))
     sh("rm", "-rf", base, check=False)
     if render:
         frames, mib = render
         seq = None
+        fresh_start()
         try:
             # In the try: a peer out of descriptors (passthrough_ll keeps one
             # per inode it knows) fails here already.
@@ -196,6 +232,18 @@ def workloads(directory, src, render=None):
         if seq:
             shutil.rmtree(seq, ignore_errors=True)
     return times
+
+
+def warm(tree):
+    """Read every file under `tree` (into the page cache)."""
+    for root, _, files in os.walk(tree):
+        for f in files:
+            try:
+                with open(os.path.join(root, f), "rb") as fh:
+                    while fh.read(1 << 20):
+                        pass
+            except OSError:
+                pass
 
 
 def render_sequence(folder, frames, mib, piece=64 << 10):
@@ -217,11 +265,11 @@ def render_sequence(folder, frames, mib, piece=64 << 10):
     return time.perf_counter() - t
 
 
-def app_folder(entries, runs):
+def app_folder(entries, runs, directory):
     """The app-written folder's listing times through a fresh mount against
     the disk, from benches/big_folder.py (seconds, medians of its runs)."""
     out = sh(sys.executable, os.path.join(ROOT, "benches", "big_folder.py"), "--entries", str(entries),
-             "--runs", str(runs), "--json", check=False)
+             "--runs", str(runs), "--dir", directory, "--json", check=False)
     if out.returncode != 0:
         print(f"app folder: {out.stderr.strip()[-200:]}: n/a", file=sys.stderr)
         return None
@@ -411,6 +459,7 @@ def main():
         names.append("markbase-base")
     ensure_tools(names)
     tmp = tempfile.mkdtemp(prefix="markbase-bench-", dir=a.dir or "/var/tmp")
+    warn_if_no_journal(tmp)
     targets, exe = setup(tmp, names, a.base_bin)
     src = make_sources(tmp, a.frames) if a.workloads else None
     direct_size = a.size
@@ -463,7 +512,7 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
     if a.workloads and a.app_entries and "markbase" in results:
         # Its own library, mounts and disk folder: run after ours are gone.
-        app = app_folder(a.app_entries, a.runs)
+        app = app_folder(a.app_entries, a.runs, a.dir or "/var/tmp")
         for side, target in (("disk", "native"), ("markbase", "markbase")):
             for k, v in (app or {}).get(side, {}).items():
                 results[target][k] = [v]
