@@ -11,6 +11,7 @@
 //! gid = 20
 //! quota = "2TB"                         # bytes of file content (or a number)
 //! backend = "auto"                      # auto, kernel, nfs, fuse-t, fuse-t-smb, fskit
+//! smb_users = ["warren", "@editors"]    # Samba accounts of `markbase share`
 //! ```
 //!
 //! With no file, the defaults work: the media root `<data-dir>/media/<user>/`,
@@ -55,6 +56,10 @@ pub struct UserSettings {
     pub quota: Option<u64>,
     #[serde(default, deserialize_with = "de_backend")]
     pub backend: Option<BackendChoice>,
+    /// Samba accounts (or `@group`s) that may connect to the user's share
+    /// (`markbase share`); none: an account named as the user.
+    #[serde(default)]
+    pub smb_users: Vec<String>,
 }
 
 impl UserSettings {
@@ -138,6 +143,11 @@ pub fn user_settings(data_dir: &Path, user: &str) -> Result<UserSettings, Config
         gid: u.gid.or(d.gid),
         quota: u.quota.or(d.quota),
         backend: u.backend.or(d.backend),
+        smb_users: if u.smb_users.is_empty() {
+            d.smb_users
+        } else {
+            u.smb_users
+        },
     })
 }
 
@@ -154,7 +164,7 @@ mod tests {
         );
         std::fs::write(
             t.path().join("markbase.toml"),
-            "[defaults]\nread_only = true\nmedia_roots = [\"/m\"]\n[users.a]\nread_only = false\nuid = 7\nmedia_roots = [\"/a\"]\n",
+            "[defaults]\nread_only = true\nmedia_roots = [\"/m\"]\nsmb_users = [\"@editors\"]\n[users.a]\nread_only = false\nuid = 7\nmedia_roots = [\"/a\"]\nsmb_users = [\"ann\"]\n",
         )
         .unwrap();
         let a = user_settings(t.path(), "a").unwrap();
@@ -164,7 +174,10 @@ mod tests {
             a.media_roots,
             vec![PathBuf::from("/m"), PathBuf::from("/a")]
         );
-        assert_eq!(user_settings(t.path(), "b").unwrap().read_only, Some(true));
+        assert_eq!(a.smb_users, ["ann"]);
+        let b = user_settings(t.path(), "b").unwrap();
+        assert_eq!(b.read_only, Some(true));
+        assert_eq!(b.smb_users, ["@editors"]);
         std::fs::write(
             t.path().join("markbase.toml"),
             "[users.a]\nquota_typo = 1\n",

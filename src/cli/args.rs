@@ -38,6 +38,10 @@ pub enum Command {
     /// Serve libraries over NFSv3 (for macOS's own NFS client, and other
     /// machines): in the foreground, until SIGTERM or Ctrl-C.
     Nfs(NfsArgs),
+    /// Share the users' mounts with a studio's Macs over SMB3: write the
+    /// configuration of a Samba of our own, one share per user
+    /// (MarkBase_<user>, on the mounts of `fuse --mount --all --dir DIR`).
+    Share(ShareArgs),
     /// Check a user's library (catalog and content store); exit 1 on damage.
     Fsck {
         /// The user whose library (users/<user>.sqlite) to check.
@@ -228,6 +232,34 @@ pub struct NfsArgs {
     /// (with --user).
     #[arg(long, value_name = "ADDR", conflicts_with = "all")]
     pub metrics: Option<std::net::SocketAddr>,
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("who").required(true).args(["all", "users"])))]
+pub struct ShareArgs {
+    /// Every users/*.sqlite.
+    #[arg(long)]
+    pub all: bool,
+    /// These users (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub users: Vec<String>,
+    /// Where the mounts are: each user's at DIR/MarkBase_<user>.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// The port Samba listens on (445 is SMB's own).
+    #[arg(long, default_value_t = 445)]
+    pub smb_port: u16,
+    /// Other machines allowed to connect (CIDR or address, comma-separated);
+    /// loopback always is.
+    #[arg(long, value_delimiter = ',')]
+    pub allow_clients: Vec<String>,
+    /// Samba's own folder: its accounts, locks, logs and smb.conf
+    /// [default: <data-dir>/samba].
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Print the configuration instead of writing <state-dir>/smb.conf.
+    #[arg(long)]
+    pub print: bool,
 }
 
 /// The NFS client of `--test --stability --backend nfs`'s workers.

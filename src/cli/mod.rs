@@ -4,7 +4,7 @@
 //!   command line asks for, decided once, with flags an action does not
 //!   use refused;
 //! * `fuse_cmd.rs` (mount, unmount, status, tests), `commands.rs` (`nfs`,
-//!   `fsck`), `service_cli.rs`, `status.rs`, `cli_docs.rs` (completions,
+//!   `share`, `fsck`), `service_cli.rs`, `status.rs`, `cli_docs.rs` (completions,
 //!   man pages): each runs its action and says what happened;
 //! * `selftest/`: the built-in tests and benchmarks (`fuse --test`).
 
@@ -75,6 +75,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<ExitCode> {
             ok(fuse_cmd::run(&cli.data_dir, &args, action))
         }
         Command::Nfs(args) => ok(commands::nfs(&cli.data_dir, args)),
+        Command::Share(args) => ok(commands::share(&cli.data_dir, &args)),
         Command::Fsck {
             user,
             repair,

@@ -8,6 +8,8 @@
 //!   `fuse --mount --all --foreground`, the service);
 //! * [`servers`]: NFS servers for other machines as such units
 //!   (`nfs --serve --all`);
+//! * [`share`]: the Samba configuration that shares every user's mount
+//!   with a studio's Macs over SMB3 (`markbase share`);
 //! * [`service`]: the systemd unit or launchd agent that runs the supervisor;
 //! * [`argv`]: the command lines of the daemons, the servers and the
 //!   supervisor.
@@ -17,3 +19,4 @@ pub mod manager;
 pub mod mount;
 pub mod servers;
 pub mod service;
+pub mod share;

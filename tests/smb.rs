@@ -1,0 +1,341 @@
+//! A studio server: two users' FUSE mounts shared by a real Samba (`smbd`,
+//! with the configuration `markbase share` writes) on a loopback port, and
+//! driven with `smbclient` over SMB3: the tree, 1 GiB in and out byte for
+//! byte, rename, delete, mkdir, a Finder info stream, and one user's share
+//! closed to the other user's account.
+//!
+//! Needs Samba (`apt-get install samba smbclient`; `.ci/run` installs it)
+//! and root (mounts with --allow-other, Samba's accounts).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const PASSWORD: &str = "markbase-test";
+
+/// `smbd` serving a configuration, stopped (with every process it started)
+/// when dropped.
+struct Smbd {
+    child: Child,
+    conf: PathBuf,
+    port: u16,
+}
+
+impl Smbd {
+    fn start(conf: &Path, port: u16) -> Smbd {
+        use std::os::unix::process::CommandExt;
+        let smbd = installed("smbd")
+            .or_else(|| Some(PathBuf::from("/usr/sbin/smbd")).filter(|p| p.is_file()))
+            .expect("smbd is not installed: apt-get install samba smbclient");
+        let child = Command::new(smbd)
+            .args(["--foreground", "--no-process-group", "--configfile"])
+            .arg(conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // A process group of its own, so that drop stops its helpers too.
+            .process_group(0)
+            .spawn()
+            .expect("start smbd");
+        let s = Smbd {
+            child,
+            conf: conf.to_path_buf(),
+            port,
+        };
+        let until = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < until, "smbd did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s
+    }
+
+    /// Run `commands` in `share` as `account`.
+    fn client(&self, share: &str, account: &str, commands: &str) -> Output {
+        Command::new(installed("smbclient").expect("smbclient is not installed"))
+            .arg(format!("//127.0.0.1/{share}"))
+            .args(["-p", &self.port.to_string(), "-m", "SMB3", "-U"])
+            .arg(format!("{account}%{PASSWORD}"))
+            .arg("--configfile")
+            .arg(&self.conf)
+            .args(["-c", commands])
+            .output()
+            .expect("run smbclient")
+    }
+
+    /// As [`Smbd::client`], and it must succeed.
+    fn ok(&self, share: &str, account: &str, commands: &str) -> String {
+        let out = self.client(share, account, commands);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && !text.contains("NT_STATUS_"),
+            "smbclient {share} {commands:?}: {text}"
+        );
+        text
+    }
+}
+
+impl Drop for Smbd {
+    fn drop(&mut self) {
+        let pgid = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
+        let _ = nix::sys::signal::kill(pgid, nix::sys::signal::SIGTERM);
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = nix::sys::signal::kill(pgid, nix::sys::signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// A Samba account for `account` (a system account) in `conf`'s database.
+fn add_account(conf: &Path, account: &str) {
+    let mut c = Command::new(installed("smbpasswd").expect("smbpasswd is not installed"))
+        .arg("-c")
+        .arg(conf)
+        .args(["-a", "-s", account])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run smbpasswd");
+    c.stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{PASSWORD}\n{PASSWORD}\n").as_bytes())
+        .expect("password");
+    let out = c.wait_with_output().expect("smbpasswd");
+    assert_success(&out);
+}
+
+/// Two users' libraries (alice: account root; bob: account nobody),
+/// mounted with --allow-other under one folder and shared by smbd. Fields
+/// drop in order: Samba stops, then the mounts go, then the folder.
+struct Studio {
+    smbd: Smbd,
+    _mounts: MountBase,
+    base: PathBuf,
+    lib: TestLib,
+}
+
+fn studio() -> Studio {
+    let lib = TestLib::fixture("alice", Some(60), false);
+    make_library(&lib.data, "bob", Some(60), false);
+    std::fs::write(
+        lib.data.join("markbase.toml"),
+        "[users.alice]\nsmb_users = [\"root\"]\n[users.bob]\nsmb_users = [\"nobody\"]\n",
+    )
+    .expect("markbase.toml");
+    let base = lib.tmp.path().join("drives");
+    std::fs::create_dir_all(&base).expect("mkdir");
+    let mounts = MountBase { dir: base.clone() };
+    let b = base.to_string_lossy().into_owned();
+    assert_success(&lib.markbase(&["fuse", "--mount", "--all", "--allow-other", "--dir", &b]));
+    let port = free_port();
+    let state = lib.tmp.path().join("samba");
+    let out = lib.markbase(&[
+        "share",
+        "--all",
+        "--dir",
+        &b,
+        "--smb-port",
+        &port.to_string(),
+        "--state-dir",
+        &state.to_string_lossy(),
+    ]);
+    assert_success(&out);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("MarkBase_alice, MarkBase_bob"), "{said}");
+    let conf = state.join("smb.conf");
+    for account in ["root", "nobody"] {
+        add_account(&conf, account);
+    }
+    let smbd = Smbd::start(&conf, port);
+    Studio {
+        smbd,
+        _mounts: mounts,
+        base,
+        lib,
+    }
+}
+
+impl Studio {
+    fn drive(&self, user: &str) -> PathBuf {
+        self.base.join(format!("MarkBase_{user}"))
+    }
+}
+
+/// Write `len` bytes of a seeded stream to `path`, in pieces.
+fn write_stream(path: &Path, seed: u64, len: usize) {
+    let mut f = std::fs::File::create(path).expect("create");
+    let piece = 64 << 20;
+    let mut left = len;
+    let mut n = 0;
+    while left > 0 {
+        let k = left.min(piece);
+        f.write_all(&stream(seed + n, k)).expect("write");
+        left -= k;
+        n += 1;
+    }
+}
+
+/// Are two files the same bytes? (Read side by side, in pieces.)
+fn same_bytes(a: &Path, b: &Path) -> bool {
+    let (mut fa, mut fb) = (
+        std::fs::File::open(a).expect("open a"),
+        std::fs::File::open(b).expect("open b"),
+    );
+    let (mut ba, mut bb) = (vec![0u8; 8 << 20], vec![0u8; 8 << 20]);
+    loop {
+        let na = read_full(&mut fa, &mut ba);
+        let nb = read_full(&mut fb, &mut bb);
+        if na != nb || ba[..na] != bb[..nb] {
+            return false;
+        }
+        if na == 0 {
+            return true;
+        }
+    }
+}
+
+fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> usize {
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read(&mut buf[got..]).expect("read") {
+            0 => break,
+            n => got += n,
+        }
+    }
+    got
+}
+
+#[test]
+fn a_studio_share_lists_copies_renames_and_keeps_users_apart() {
+    let s = studio();
+    let alice = s.drive("alice");
+
+    // The tree lists: every top-level name of the mount, over SMB.
+    let listing = s.smbd.ok("MarkBase_alice", "root", "ls");
+    let names: Vec<String> = std::fs::read_dir(&alice)
+        .expect("read the mount")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.is_empty());
+    for n in &names {
+        assert!(listing.contains(n.as_str()), "{n} not in {listing}");
+    }
+
+    // 1 GiB in, byte for byte in the mount, and out again.
+    let local = s.lib.tmp.path().join("big.in");
+    write_stream(&local, 7, 1 << 30);
+    s.smbd.ok(
+        "MarkBase_alice",
+        "root",
+        &format!("put {} big.mov", local.display()),
+    );
+    assert!(
+        same_bytes(&local, &alice.join("big.mov")),
+        "1 GiB in differs"
+    );
+    let back = s.lib.tmp.path().join("big.out");
+    s.smbd.ok(
+        "MarkBase_alice",
+        "root",
+        &format!("get big.mov {}", back.display()),
+    );
+    assert!(same_bytes(&local, &back), "1 GiB out differs");
+    std::fs::remove_file(&local).expect("rm");
+    std::fs::remove_file(&back).expect("rm");
+
+    // mkdir, rename into it, delete, rmdir: each seen through the mount.
+    s.smbd.ok(
+        "MarkBase_alice",
+        "root",
+        "mkdir Cuts; rename big.mov Cuts\\take1.mov",
+    );
+    assert!(alice.join("Cuts").is_dir());
+    assert!(!alice.join("big.mov").exists());
+    assert_eq!(
+        std::fs::metadata(alice.join("Cuts/take1.mov"))
+            .expect("renamed file")
+            .len(),
+        1 << 30
+    );
+    s.smbd
+        .ok("MarkBase_alice", "root", "del Cuts\\take1.mov; rmdir Cuts");
+    assert!(!alice.join("Cuts").exists());
+
+    // One user's share is closed to the other's account, both ways.
+    let out = s.smbd.client("MarkBase_alice", "nobody", "ls");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("NT_STATUS_ACCESS_DENIED"),
+        "nobody reached alice's share: {text}"
+    );
+    let out = s.smbd.client("MarkBase_bob", "root", "ls");
+    assert!(!out.status.success(), "root reached bob's share");
+    s.smbd.ok("MarkBase_bob", "nobody", "ls");
+}
+
+#[test]
+fn a_finder_info_stream_is_kept_as_the_files_extended_attribute() {
+    let s = studio();
+    let alice = s.drive("alice");
+    std::fs::write(alice.join("clip.mov"), b"frames").expect("write");
+    // An AfpInfo as a Mac sends it: "AFP\0", version 0x100, backup time
+    // "never", then the Finder info (type 'MooV', creator 'TVOD', a colour
+    // label in its flags).
+    let mut afp = vec![0u8; 60];
+    afp[..4].copy_from_slice(b"AFP\0");
+    afp[4..8].copy_from_slice(&0x0000_0100u32.to_be_bytes());
+    afp[12..16].copy_from_slice(&0x8000_0000u32.to_be_bytes());
+    afp[16..20].copy_from_slice(b"MooV");
+    afp[20..24].copy_from_slice(b"TVOD");
+    afp[24] = 0x0c;
+    let local = s.lib.tmp.path().join("afp.in");
+    std::fs::write(&local, &afp).expect("write");
+    s.smbd.ok(
+        "MarkBase_alice",
+        "root",
+        &format!("put {} clip.mov:AFP_AfpInfo", local.display()),
+    );
+    let back = s.lib.tmp.path().join("afp.out");
+    s.smbd.ok(
+        "MarkBase_alice",
+        "root",
+        &format!("get clip.mov:AFP_AfpInfo {}", back.display()),
+    );
+    assert_eq!(std::fs::read(&back).expect("read"), afp);
+    // Through the FUSE mount: an extended attribute of the file.
+    let names = xattr_names(&alice.join("clip.mov"));
+    assert!(
+        names.iter().any(|n| n.contains("AFP_AfpInfo")),
+        "no AfpInfo attribute: {names:?}"
+    );
+}
+
+/// The extended attribute names of `p`.
+fn xattr_names(p: &Path) -> Vec<String> {
+    let out = Command::new("getfattr")
+        .args(["--absolute-names", "-d", "-m", "-"])
+        .arg(p)
+        .output()
+        .expect("getfattr (apt-get install attr)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(n, _)| n.to_string()))
+        .collect()
+}
