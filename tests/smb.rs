@@ -1,8 +1,9 @@
 //! A studio server: two users' FUSE mounts shared by a real Samba (`smbd`,
 //! with the configuration `markbase share` writes) on a loopback port, and
 //! driven with `smbclient` over SMB3: the tree, 1 GiB in and out byte for
-//! byte, rename, delete, mkdir, a Finder info stream, and one user's share
-//! closed to the other user's account.
+//! byte, rename, delete, mkdir, one user's share closed to the other user's
+//! account; the Finder info and tags as streams over SMB and as
+//! `com.apple.*` attributes through the mount, and a Mac's `:` in names.
 //!
 //! Needs Samba (`apt-get install samba smbclient`; `.ci/run` installs it)
 //! and root (mounts with --allow-other, Samba's accounts).
@@ -291,7 +292,7 @@ fn a_studio_share_lists_copies_renames_and_keeps_users_apart() {
 }
 
 #[test]
-fn a_finder_info_stream_is_kept_as_the_files_extended_attribute() {
+fn finder_info_tags_and_mac_names_are_the_same_over_smb_and_through_the_mount() {
     let s = studio();
     let alice = s.drive("alice");
     std::fs::write(alice.join("clip.mov"), b"frames").expect("write");
@@ -319,23 +320,51 @@ fn a_finder_info_stream_is_kept_as_the_files_extended_attribute() {
         &format!("get clip.mov:AFP_AfpInfo {}", back.display()),
     );
     assert_eq!(std::fs::read(&back).expect("read"), afp);
-    // Through the FUSE mount: an extended attribute of the file.
-    let names = xattr_names(&alice.join("clip.mov"));
-    assert!(
-        names.iter().any(|n| n.contains("AFP_AfpInfo")),
-        "no AfpInfo attribute: {names:?}"
+    // Through the FUSE mount: the file's Finder info, as macOS names it.
+    let clip = alice.join("clip.mov");
+    assert_eq!(xattr(&clip, "user.com.apple.FinderInfo"), afp[16..48]);
+
+    // Tags set through the mount read over SMB as their stream (a Mac
+    // sends the `:` in the stream's name as U+F022), and the other way.
+    let tags = b"bplist00\xa1\x01TRed\n6".to_vec();
+    assert_eq!(
+        set_xattr(&clip, "user.com.apple.metadata:_kMDItemUserTags", &tags),
+        0
     );
+    let stream = "clip.mov:com.apple.metadata\u{f022}_kMDItemUserTags";
+    let got = s.lib.tmp.path().join("tags.out");
+    s.smbd.ok(
+        "MarkBase_alice",
+        "root",
+        &format!("get {stream} {}", got.display()),
+    );
+    assert_eq!(std::fs::read(&got).expect("read"), tags);
+    let blue = b"bplist00\xa1\x01UBlue\n4".to_vec();
+    let local = s.lib.tmp.path().join("tags.in");
+    std::fs::write(&local, &blue).expect("write");
+    s.smbd.ok(
+        "MarkBase_alice",
+        "root",
+        &format!("put {} {stream}", local.display()),
+    );
+    assert_eq!(
+        xattr(&clip, "user.com.apple.metadata:_kMDItemUserTags"),
+        blue
+    );
+
+    // A name typed on a Mac with a `:` is the same name in the mount.
+    s.smbd.ok(
+        "MarkBase_alice",
+        "root",
+        &format!("put {} Scene\u{f022}Take.mov", local.display()),
+    );
+    assert!(alice.join("Scene:Take.mov").is_file());
 }
 
-/// The extended attribute names of `p`.
-fn xattr_names(p: &Path) -> Vec<String> {
-    let out = Command::new("getfattr")
-        .args(["--absolute-names", "-d", "-m", "-"])
-        .arg(p)
-        .output()
-        .expect("getfattr (apt-get install attr)");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once('=').map(|(n, _)| n.to_string()))
-        .collect()
+/// The value of `p`'s extended attribute `name` (empty if none).
+fn xattr(p: &Path, name: &str) -> Vec<u8> {
+    let mut buf = vec![0u8; 64 << 10];
+    let n = get_xattr(p, name, &mut buf);
+    buf.truncate(n.max(0) as usize);
+    buf
 }

@@ -16,7 +16,7 @@
 //! | `attr.rs` | getattr, lookup, readlink, setattr |
 //! | `namespace.rs` | mkdir, mknod, symlink, create, unlink, rmdir, rename, link; name rules |
 //! | `files.rs` | open files: open, read, write, flush, fsync, release, fallocate, lseek |
-//! | `xattr.rs` | extended attributes (and a Mac's `com.apple.*` as `user.com.apple.*` on Linux) |
+//! | `xattr.rs`, `streams.rs` | extended attributes (and a Mac's `com.apple.*` as `user.com.apple.*` on Linux, and as Samba's `user.DosStream.*` streams) |
 //! | `appledouble.rs`, `mac_metadata.rs` | AppleDouble `._name` files, read and written, kept in step with `name`'s attributes |
 //! | `notify.rs` | changes made behind the core's back: found, dropped from the caches, reported to the front ends |
 //! | `stateless.rs` | for front ends without open and close (NFS): I/O by inode on leased handles, cookie-addressed folder pages, exclusive create, permission checks |
@@ -76,6 +76,7 @@ mod notify;
 pub mod quota;
 mod stateless;
 mod stats;
+mod streams;
 #[cfg(test)]
 mod test_support;
 mod types;

@@ -5,15 +5,18 @@
 //! labels, [`SELINUX_XATTR`]); macOS's
 //! `com.apple.FinderInfo` must be exactly 32 bytes (ERANGE otherwise, as
 //! Apple's file systems answer). The root's `user.markbase.stats` is not
-//! stored: it reports the mount's counters.
+//! stored: it reports the mount's counters. Samba's `user.DosStream.*`
+//! names of a Mac's metadata are the `com.apple.*` attributes they carry
+//! ([`super::streams`]).
 
 use std::ffi::OsStr;
 use std::io;
 use std::time::SystemTime;
 
 use super::flags::XattrSet;
+use super::streams::{self, Stream};
 use super::{FsError, FsResult, MarkBaseFs};
-use crate::catalog::{Ino, ROOT_INO, UNFILED_INO};
+use crate::catalog::{CatalogError, Ino, ROOT_INO, UNFILED_INO};
 
 /// SELinux's label, which this file system does not keep (as NFSv3 or vfat):
 /// EOPNOTSUPP, never ENODATA. `ls -l` asks for it before every entry it
@@ -99,7 +102,14 @@ impl MarkBaseFs {
         if !self.record(ino)?.has_xattrs {
             return Err(FsError::NoAttr);
         }
-        Ok(self.catalog.get_xattr(ino, n)?)
+        let stored = self.catalog.get_xattr(ino, n);
+        match (streams::parse(n), stored) {
+            // A stream not whole yet is kept under its own name.
+            (Some(s), Err(CatalogError::NoAttr)) => {
+                Ok(s.stream_bytes(&self.catalog.get_xattr(ino, s.attr())?))
+            }
+            (_, stored) => Ok(stored?),
+        }
     }
 
     /// The names of an inode's extended attributes, each followed by a NUL.
@@ -108,7 +118,13 @@ impl MarkBaseFs {
         if !self.record(ino)?.has_xattrs {
             return Ok(out);
         }
-        for n in self.catalog.list_xattrs(ino)? {
+        let names = self.catalog.list_xattrs(ino)?;
+        let aliases = names
+            .iter()
+            .filter_map(|n| streams::stream_name(n))
+            .filter(|a| !names.contains(a))
+            .collect::<Vec<_>>();
+        for n in names.iter().chain(&aliases) {
             out.extend_from_slice(n.as_bytes());
             out.push(0);
         }
@@ -129,17 +145,50 @@ impl MarkBaseFs {
             return Err(FsError::Perm("Unfiled is virtual"));
         }
         self.record(ino)?;
-        self.catalog
-            .set_xattr(ino, n, value, how, SystemTime::now())?;
+        let now = SystemTime::now();
+        match streams::parse(n) {
+            Some(s) => self.set_stream(ino, n, s, value, how, now)?,
+            None => self.catalog.set_xattr(ino, n, value, how, now)?,
+        }
         self.changed(&[], &[ino]);
         Ok(())
+    }
+
+    /// Samba's stream `n` set to `value`: the attribute it carries, or,
+    /// while it does not make one yet, `n` itself.
+    fn set_stream(
+        &self,
+        ino: Ino,
+        n: &str,
+        s: Stream<'_>,
+        value: &[u8],
+        how: XattrSet,
+        now: SystemTime,
+    ) -> Result<(), CatalogError> {
+        let Some(attr) = s.attr_bytes(value) else {
+            return self.catalog.set_xattr(ino, n, value, how, now);
+        };
+        // Kept under its own name until now: the stream is there already.
+        let held = match self.catalog.remove_xattr(ino, n, now) {
+            Ok(()) => true,
+            Err(CatalogError::NoAttr) => false,
+            Err(e) => return Err(e),
+        };
+        let how = if held { XattrSet::ANY } else { how };
+        self.catalog.set_xattr(ino, s.attr(), &attr, how, now)
     }
 
     /// Remove an extended attribute (ENODATA if it is not set); as
     /// [`MarkBaseFs::setxattr`].
     pub fn removexattr(&self, ino: Ino, name: &OsStr) -> FsResult<()> {
         let n = Self::check_xattr_name(name)?;
-        self.catalog.remove_xattr(ino, n, SystemTime::now())?;
+        let now = SystemTime::now();
+        match (self.catalog.remove_xattr(ino, n, now), streams::parse(n)) {
+            (Err(CatalogError::NoAttr), Some(s)) => {
+                self.catalog.remove_xattr(ino, s.attr(), now)?
+            }
+            (r, _) => r?,
+        }
         self.changed(&[], &[ino]);
         Ok(())
     }
@@ -191,6 +240,57 @@ mod tests {
         t.fs.removexattr(f.ino, os("user.a")).expect("remove");
         assert_eq!(errno(t.fs.getxattr(f.ino, os("user.a"))), libc::ENODATA);
         assert_eq!(errno(t.fs.removexattr(f.ino, os("user.a"))), libc::ENODATA);
+    }
+
+    #[test]
+    fn sambas_streams_are_the_mac_attributes_they_carry() {
+        let t = TestFs::new();
+        let f = t.file("clip.mov", b"");
+        let afp_name = os("user.DosStream.AFP_AfpInfo:$DATA");
+        // fruit makes the stream with one NUL, then writes a whole AfpInfo.
+        t.fs.setxattr(f.ino, afp_name, &[0], XattrSet::CREATE)
+            .expect("placeholder");
+        assert_eq!(t.fs.getxattr(f.ino, afp_name).ok(), Some(vec![0]));
+        let mut finder = [0u8; 32];
+        finder[..8].copy_from_slice(b"MooVTVOD");
+        let mut afp = vec![0u8; 61];
+        afp[..4].copy_from_slice(b"AFP\0");
+        afp[4..8].copy_from_slice(&0x100u32.to_be_bytes());
+        afp[16..48].copy_from_slice(&finder);
+        t.fs.setxattr(f.ino, afp_name, &afp, XattrSet::ANY)
+            .expect("whole");
+        assert_eq!(
+            t.fs.getxattr(f.ino, os("com.apple.FinderInfo")).ok(),
+            Some(finder.to_vec())
+        );
+        let back = t.fs.getxattr(f.ino, afp_name).expect("stream");
+        assert_eq!(&back[16..48], &finder);
+        assert_eq!(back.len(), 61);
+        // Tags set as a Mac attribute read as their stream, and back.
+        let tags = os("com.apple.metadata:_kMDItemUserTags");
+        let tags_stream = os("user.DosStream.com.apple.metadata:_kMDItemUserTags:$DATA");
+        t.fs.setxattr(f.ino, tags, b"bplist00", XattrSet::ANY)
+            .expect("tags");
+        assert_eq!(
+            t.fs.getxattr(f.ino, tags_stream).ok(),
+            Some(b"bplist00\0".to_vec())
+        );
+        t.fs.setxattr(f.ino, tags_stream, b"bplist01\0", XattrSet::ANY)
+            .expect("tags over SMB");
+        assert_eq!(t.fs.getxattr(f.ino, tags).ok(), Some(b"bplist01".to_vec()));
+        let list = t.fs.listxattr(f.ino).expect("list");
+        let names: Vec<&[u8]> = list.split(|&c| c == 0).filter(|n| !n.is_empty()).collect();
+        assert_eq!(
+            names,
+            [
+                &b"com.apple.FinderInfo"[..],
+                b"com.apple.metadata:_kMDItemUserTags",
+                b"user.DosStream.AFP_AfpInfo:$DATA",
+                b"user.DosStream.com.apple.metadata:_kMDItemUserTags:$DATA",
+            ]
+        );
+        t.fs.removexattr(f.ino, tags_stream).expect("remove");
+        assert_eq!(errno(t.fs.getxattr(f.ino, tags)), libc::ENODATA);
     }
 
     #[test]

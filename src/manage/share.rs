@@ -14,11 +14,15 @@
 //! * `vfs objects = catia fruit streams_xattr`: `fruit` speaks Apple's SMB
 //!   extensions (AAPL create context, resource forks, Finder info); named
 //!   streams (tags, colour labels, quarantine) are stored by
-//!   `streams_xattr` as extended attributes of the file in the mount, so
-//!   they land in the catalog's xattr store; `catia` maps the characters a
-//!   Mac sends in the private-use area (for `:` `*` `?` `"` `<` `>` `|` `\`)
+//!   `streams_xattr` as extended attributes of the file in the mount, which
+//!   the core keeps under macOS's own `com.apple.*` names
+//!   (`crate::fs` `streams.rs`); `catia` maps the characters a
+//!   Mac sends in the private-use area (U+F001-U+F027 for control
+//!   characters and `"` `*` `:` `<` `>` `?` `\` `|`, which NTFS refuses)
 //!   back to themselves, so a name typed on a Mac is the same name in the
-//!   mount.
+//!   mount ([`MAC_CHARACTERS`]: `vfs_fruit`'s own table, which
+//!   `fruit:encoding = native` would set, but its manual says that option
+//!   does not fully work with `fruit:metadata = stream`).
 //! * `fruit:metadata = stream`: the Finder info travels as the
 //!   `AFP_AfpInfo` stream, kept like any stream (the default, `netatalk`,
 //!   would keep it in netatalk's own format).
@@ -46,6 +50,15 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+
+/// The characters a Mac's SMB client sends in Unicode's private-use area,
+/// and what they stand for (as `vfs_fruit` maps them).
+pub const MAC_CHARACTERS: &str = "0x01:0xf001,0x02:0xf002,0x03:0xf003,0x04:0xf004,\
+0x05:0xf005,0x06:0xf006,0x07:0xf007,0x08:0xf008,0x09:0xf009,0x0a:0xf00a,0x0b:0xf00b,\
+0x0c:0xf00c,0x0d:0xf00d,0x0e:0xf00e,0x0f:0xf00f,0x10:0xf010,0x11:0xf011,0x12:0xf012,\
+0x13:0xf013,0x14:0xf014,0x15:0xf015,0x16:0xf016,0x17:0xf017,0x18:0xf018,0x19:0xf019,\
+0x1a:0xf01a,0x1b:0xf01b,0x1c:0xf01c,0x1d:0xf01d,0x1e:0xf01e,0x1f:0xf01f,0x22:0xf020,\
+0x2a:0xf021,0x3a:0xf022,0x3c:0xf023,0x3e:0xf024,0x3f:0xf025,0x5c:0xf026,0x7c:0xf027";
 
 /// What every share of one configuration has in common.
 #[derive(Clone, Debug)]
@@ -150,7 +163,7 @@ pub fn samba_config(o: &ShareOptions, shares: &[Share]) -> Result<String, ShareE
    ea support = yes
    use sendfile = yes
    vfs objects = catia fruit streams_xattr
-   catia:mappings = 0x22:0xf022, 0x2a:0xf02a, 0x2f:0xf02f, 0x3a:0xf03a, 0x3c:0xf03c, 0x3e:0xf03e, 0x3f:0xf03f, 0x5c:0xf05c, 0x7c:0xf07c
+   catia:mappings = {catia}
    fruit:metadata = stream
    fruit:resource = file
    fruit:locking = none
@@ -163,6 +176,7 @@ pub fn samba_config(o: &ShareOptions, shares: &[Share]) -> Result<String, ShareE
 ",
         port = o.port,
         allow = allow.join(" "),
+        catia = MAC_CHARACTERS,
     );
     for s in shares {
         let name = share_name(plain("user", &s.user)?);
