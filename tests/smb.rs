@@ -175,6 +175,23 @@ impl Studio {
     fn drive(&self, user: &str) -> PathBuf {
         self.base.join(format!("MarkBase_{user}"))
     }
+
+    /// Write `bytes` to `remote` (a file or `file:stream`) in alice's share,
+    /// over SMB.
+    fn put_alice(&self, bytes: &[u8], remote: &str) {
+        let local = self.lib.tmp.path().join("put.in");
+        std::fs::write(&local, bytes).expect("write");
+        let put = format!("put {} {remote}", local.display());
+        self.smbd.ok("MarkBase_alice", "root", &put);
+    }
+
+    /// Read `remote` (a file or `file:stream`) from alice's share, over SMB.
+    fn get_alice(&self, remote: &str) -> Vec<u8> {
+        let local = self.lib.tmp.path().join("get.out");
+        let get = format!("get {remote} {}", local.display());
+        self.smbd.ok("MarkBase_alice", "root", &get);
+        std::fs::read(&local).expect("read")
+    }
 }
 
 /// Write `len` bytes of a seeded stream to `path`, in pieces.
@@ -306,20 +323,8 @@ fn finder_info_tags_forks_and_mac_names_are_the_same_over_smb_and_through_the_mo
     afp[16..20].copy_from_slice(b"MooV");
     afp[20..24].copy_from_slice(b"TVOD");
     afp[24] = 0x0c;
-    let local = s.lib.tmp.path().join("afp.in");
-    std::fs::write(&local, &afp).expect("write");
-    s.smbd.ok(
-        "MarkBase_alice",
-        "root",
-        &format!("put {} clip.mov:AFP_AfpInfo", local.display()),
-    );
-    let back = s.lib.tmp.path().join("afp.out");
-    s.smbd.ok(
-        "MarkBase_alice",
-        "root",
-        &format!("get clip.mov:AFP_AfpInfo {}", back.display()),
-    );
-    assert_eq!(std::fs::read(&back).expect("read"), afp);
+    s.put_alice(&afp, "clip.mov:AFP_AfpInfo");
+    assert_eq!(s.get_alice("clip.mov:AFP_AfpInfo"), afp);
     // Through the FUSE mount: the file's Finder info, as macOS names it.
     let clip = alice.join("clip.mov");
     assert_eq!(xattr(&clip, "user.com.apple.FinderInfo"), afp[16..48]);
@@ -332,21 +337,9 @@ fn finder_info_tags_forks_and_mac_names_are_the_same_over_smb_and_through_the_mo
         0
     );
     let stream = "clip.mov:com.apple.metadata\u{f022}_kMDItemUserTags";
-    let got = s.lib.tmp.path().join("tags.out");
-    s.smbd.ok(
-        "MarkBase_alice",
-        "root",
-        &format!("get {stream} {}", got.display()),
-    );
-    assert_eq!(std::fs::read(&got).expect("read"), tags);
+    assert_eq!(s.get_alice(stream), tags);
     let blue = b"bplist00\xa1\x01UBlue\n4".to_vec();
-    let local = s.lib.tmp.path().join("tags.in");
-    std::fs::write(&local, &blue).expect("write");
-    s.smbd.ok(
-        "MarkBase_alice",
-        "root",
-        &format!("put {} {stream}", local.display()),
-    );
+    s.put_alice(&blue, stream);
     assert_eq!(
         xattr(&clip, "user.com.apple.metadata:_kMDItemUserTags"),
         blue
@@ -360,30 +353,16 @@ fn finder_info_tags_forks_and_mac_names_are_the_same_over_smb_and_through_the_mo
     let forked = alice.join("fork.mov");
     std::fs::write(&forked, b"x").expect("write");
     let fork: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
-    std::fs::write(&local, &fork).expect("write");
-    s.smbd.ok(
-        "MarkBase_alice",
-        "root",
-        &format!("put {} fork.mov:AFP_Resource", local.display()),
-    );
+    s.put_alice(&fork, "fork.mov:AFP_Resource");
     assert_eq!(xattr(&forked, "user.com.apple.ResourceFork"), fork);
     let other = alice.join("other.mov");
     std::fs::write(&other, b"x").expect("write");
     let rsrc = b"RSRC".repeat(500);
     assert_eq!(set_xattr(&other, "user.com.apple.ResourceFork", &rsrc), 0);
-    s.smbd.ok(
-        "MarkBase_alice",
-        "root",
-        &format!("get other.mov:AFP_Resource {}", got.display()),
-    );
-    assert_eq!(std::fs::read(&got).expect("read"), rsrc);
+    assert_eq!(s.get_alice("other.mov:AFP_Resource"), rsrc);
 
     // A name typed on a Mac with a `:` is the same name in the mount.
-    s.smbd.ok(
-        "MarkBase_alice",
-        "root",
-        &format!("put {} Scene\u{f022}Take.mov", local.display()),
-    );
+    s.put_alice(&blue, "Scene\u{f022}Take.mov");
     assert!(alice.join("Scene:Take.mov").is_file());
 }
 

@@ -62,18 +62,11 @@ pub fn share(data_dir: &std::path::Path, a: &ShareArgs) -> Result<()> {
         bail!("no users in {}", data_dir.join("users").display());
     }
     markbase::nfs::AllowList::parse(&a.allow_clients)?;
-    let absolute = |p: &std::path::Path| -> Result<std::path::PathBuf> {
-        Ok(if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            std::env::current_dir()?.join(p)
-        })
-    };
-    let state_dir = absolute(
+    let state_dir = mount::absolute(
         &a.state_dir
             .clone()
             .unwrap_or_else(|| data_dir.join("samba")),
-    )?;
+    );
     let mut shares = Vec::new();
     for user in &users {
         Library::new(data_dir, user)?;
@@ -95,7 +88,7 @@ pub fn share(data_dir: &std::path::Path, a: &ShareArgs) -> Result<()> {
         });
     }
     let opts = ShareOptions {
-        mounts_dir: absolute(&a.dir)?,
+        mounts_dir: mount::absolute(&a.dir),
         port: a.smb_port,
         allow: a.allow_clients.clone(),
         state_dir: state_dir.clone(),

@@ -72,10 +72,10 @@ impl Stream<'_> {
     pub(super) fn attr_bytes(self, stream: &[u8]) -> Option<Vec<u8>> {
         match self {
             // Its own reserved bytes end in zeros: 60 bytes, and the NUL or not.
-            Stream::AfpInfo => match stream.len() {
-                AFP_INFO_LEN | 61 => finder_info(&stream[..AFP_INFO_LEN]).map(|f| f.to_vec()),
-                _ => None,
-            },
+            Stream::AfpInfo if stream.len() == AFP_INFO_LEN || stream.len() == AFP_INFO_LEN + 1 => {
+                finder_info(&stream[..AFP_INFO_LEN]).map(|f| f.to_vec())
+            }
+            Stream::AfpInfo => None,
             Stream::Attr(_) => Some(stream.strip_suffix(&[0]).unwrap_or(stream).to_vec()),
         }
     }

@@ -86,9 +86,10 @@ pub struct Share {
     pub read_only: bool,
 }
 
-/// The share's name for `user`.
+/// The share's name for `user`: the name a Mac shows the drive under, as
+/// for its other backends.
 pub fn share_name(user: &str) -> String {
-    format!("MarkBase_{user}")
+    crate::platform::macos::volume_name(user)
 }
 
 /// A name Samba reads back as written (no line break, `#`, `;` or `]`,
@@ -180,7 +181,7 @@ pub fn samba_config(o: &ShareOptions, shares: &[Share]) -> Result<String, ShareE
     );
     for s in shares {
         let name = share_name(plain("user", &s.user)?);
-        let path = path_text(&o.mounts_dir.join(&name))?;
+        let path = path_text(&super::manager::mountpoint_for(&o.mounts_dir, &s.user))?;
         let valid = s
             .valid_users
             .iter()
