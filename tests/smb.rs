@@ -345,21 +345,30 @@ fn finder_info_tags_forks_and_mac_names_are_the_same_over_smb_and_through_the_mo
         blue
     );
 
-    // A resource fork over SMB: fruit keeps it in `._fork.mov` through the
-    // mount, which the core reads as the file's com.apple.ResourceFork; one
-    // set through the mount reads over SMB. (On a file that has other Mac
-    // attributes already, fruit refuses the `._name` the core made: issue
-    // 28's next step.)
-    let forked = alice.join("fork.mov");
-    std::fs::write(&forked, b"x").expect("write");
+    // A resource fork over SMB, on a file with Finder info and tags: fruit
+    // keeps it in `._clip.mov` through the mount, which the core reads as
+    // the file's com.apple.ResourceFork; the other attributes stay as they
+    // were (fruit finds nothing in `._clip.mov` to convert).
     let fork: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
-    s.put_alice(&fork, "fork.mov:AFP_Resource");
-    assert_eq!(xattr(&forked, "user.com.apple.ResourceFork"), fork);
+    s.put_alice(&fork, "clip.mov:AFP_Resource");
+    assert_eq!(s.get_alice("clip.mov:AFP_Resource"), fork);
+    assert_eq!(xattr(&clip, "user.com.apple.ResourceFork"), fork);
+    assert_eq!(xattr(&clip, "user.com.apple.FinderInfo"), afp[16..48]);
+    assert_eq!(
+        xattr(&clip, "user.com.apple.metadata:_kMDItemUserTags"),
+        blue
+    );
+    assert_eq!(s.get_alice("clip.mov:AFP_AfpInfo"), afp);
+    // One set through the mount reads over SMB; fruit removes a fork by
+    // removing `._name`, and the file's fork goes with it.
     let other = alice.join("other.mov");
     std::fs::write(&other, b"x").expect("write");
     let rsrc = b"RSRC".repeat(500);
     assert_eq!(set_xattr(&other, "user.com.apple.ResourceFork", &rsrc), 0);
     assert_eq!(s.get_alice("other.mov:AFP_Resource"), rsrc);
+    std::fs::remove_file(alice.join("._clip.mov")).expect("rm ._clip.mov");
+    assert_eq!(xattr(&clip, "user.com.apple.ResourceFork"), b"");
+    assert_eq!(xattr(&clip, "user.com.apple.FinderInfo"), afp[16..48]);
 
     // A name typed on a Mac with a `:` is the same name in the mount.
     s.put_alice(&blue, "Scene\u{f022}Take.mov");

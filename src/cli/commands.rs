@@ -240,7 +240,11 @@ fn check(
             );
         }
     }
-    let fs = markbase::daemon::open_library(&lib, markbase::fs::NameForm::AsGiven)?;
+    let fs = markbase::daemon::open_library(
+        &lib,
+        markbase::fs::NameForm::AsGiven,
+        markbase::fs::AppleDoubleView::default(),
+    )?;
     let report = fs.check(&markbase::fs::check::CheckOpts {
         repair,
         offline: true,

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::catalog::sqlite::{OpenOptions, SqliteCatalog};
-use crate::fs::{FsConfig, MarkBaseFs, NameForm};
+use crate::fs::{AppleDoubleView, FsConfig, MarkBaseFs, NameForm};
 use crate::library::Library;
 use crate::store::ContentStore;
 
@@ -65,6 +65,12 @@ pub trait FrontEnd {
     /// NFC), and Spotlight is kept out of the library. Elsewhere a name is
     /// kept byte for byte, as ext4 keeps it.
     fn serves_macs(&self) -> bool;
+
+    /// Do its clients keep extended attributes themselves (FUSE's
+    /// `getxattr`)? Then the core's `._name` files hold a resource fork
+    /// alone, as Samba's `vfs_fruit` wants them on a FUSE mount; if not
+    /// (NFSv3), they hold every Mac attribute ([`AppleDoubleView`]).
+    fn keeps_xattrs(&self) -> bool;
 
     /// What the runtime record calls this front end (`--status`'s backend).
     fn backend(&self) -> &'static str;
@@ -108,7 +114,12 @@ pub fn run<F: FrontEnd>(
     } else {
         NameForm::AsGiven
     };
-    let fs = open_library(library, names)?;
+    let appledouble = if front.keeps_xattrs() {
+        AppleDoubleView::ResourceFork
+    } else {
+        AppleDoubleView::Everything
+    };
+    let fs = open_library(library, names, appledouble)?;
     // Inodes a killed daemon left unlinked but open (a removed file still
     // open, or leased by an NFS client) are freed before the first request.
     match fs.recover() {
@@ -150,8 +161,13 @@ pub fn run<F: FrontEnd>(
 }
 
 /// Open a user's library as a file system core (for a mount, or `fsck`),
-/// storing new names in the spelling `names` (the front end's choice).
-pub fn open_library(library: &Library, names: NameForm) -> Result<Arc<MarkBaseFs>, DaemonError> {
+/// storing new names in the spelling `names` and showing `._name` files as
+/// `appledouble` says (the front end's choices).
+pub fn open_library(
+    library: &Library,
+    names: NameForm,
+    appledouble: AppleDoubleView,
+) -> Result<Arc<MarkBaseFs>, DaemonError> {
     let path = library.existing_catalog()?;
     let settings = crate::config::user_settings(&library.data_dir, &library.user)?;
     let owner = settings.owner();
@@ -172,6 +188,7 @@ pub fn open_library(library: &Library, names: NameForm) -> Result<Arc<MarkBaseFs
         FsConfig {
             quota: settings.quota,
             names,
+            appledouble,
             ..FsConfig::default()
         },
     )))

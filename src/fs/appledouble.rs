@@ -18,6 +18,10 @@
 //!      then the attributes' values, at the offsets their entries give
 //! ```
 //!
+//! Samba's `vfs_fruit` writes a shorter layout, for the resource fork alone
+//! ([`build_fork`]): the filler "Netatalk        ", the Finder info entry
+//! 32 bytes long at 50, the fork at 82. Both parse the same way.
+//!
 //! The Finder info is `com.apple.FinderInfo` and the resource fork
 //! `com.apple.ResourceFork`, as macOS names them through `getxattr(2)`;
 //! the others keep their own names (`com.apple.metadata:_kMDItemUserTags`,
@@ -31,6 +35,9 @@ pub const RESOURCE_FORK: &str = "com.apple.ResourceFork";
 const MAGIC: u32 = 0x0005_1607;
 const VERSION: u32 = 0x0002_0000;
 const FILLER: &[u8; 16] = b"Mac OS X        ";
+/// Samba's filler: `vfs_fruit` moves the Finder info and attributes out of
+/// a file with the Mac's filler (into streams), and leaves one with this.
+const SAMBA_FILLER: &[u8; 16] = b"Netatalk        ";
 const ID_RESOURCE: u32 = 2;
 const ID_FINDER_INFO: u32 = 9;
 const FINDER_INFO_LEN: usize = 32;
@@ -194,6 +201,30 @@ pub fn build(attrs: &[(String, Vec<u8>)]) -> Vec<u8> {
     b
 }
 
+/// The AppleDouble file of a resource fork alone, laid out as Samba's
+/// `vfs_fruit` writes one (its `ad_init` for a `._` file): Finder info all
+/// zero (fruit keeps it in a stream), the fork at 82. fruit reads and
+/// writes the fork in it and converts nothing.
+pub fn build_fork(fork: &[u8]) -> Vec<u8> {
+    let fork_at = FINDER_INFO_AT + FINDER_INFO_LEN;
+    let mut b = Vec::with_capacity(fork_at + fork.len());
+    b.extend_from_slice(&MAGIC.to_be_bytes());
+    b.extend_from_slice(&VERSION.to_be_bytes());
+    b.extend_from_slice(SAMBA_FILLER);
+    b.extend_from_slice(&2u16.to_be_bytes());
+    for (id, off, len) in [
+        (ID_FINDER_INFO, FINDER_INFO_AT, FINDER_INFO_LEN),
+        (ID_RESOURCE, fork_at, fork.len()),
+    ] {
+        for v in [id, off as u32, len as u32] {
+            b.extend_from_slice(&v.to_be_bytes());
+        }
+    }
+    b.resize(fork_at, 0);
+    b.extend_from_slice(fork);
+    b
+}
+
 /// Is `name` one an AppleDouble file carries (the Mac's own attributes)?
 pub fn is_mac_attribute(name: &str) -> bool {
     name.starts_with("com.apple.")
@@ -286,6 +317,20 @@ mod tests {
         let attrs = parse(&b).expect("parse");
         assert_eq!(build(&attrs), b, "byte for byte the Mac's layout");
         assert_eq!(parse(&build(&attrs)), Ok(attrs));
+    }
+
+    #[test]
+    fn a_fork_alone_is_laid_out_as_samba_lays_it_out() {
+        let fork = b"\x00\x00\x01\x00resource fork bytes".to_vec();
+        let b = build_fork(&fork);
+        assert_eq!(&b[8..24], b"Netatalk        ");
+        // fruit's checks: Finder info at 50, 32 long; the fork at 82.
+        assert_eq!(&b[24..26], &[0, 2]);
+        assert_eq!(&b[26..38], &[0, 0, 0, 9, 0, 0, 0, 50, 0, 0, 0, 32]);
+        assert_eq!(&b[38..50], &[0, 0, 0, 2, 0, 0, 0, 82, 0, 0, 0, 23]);
+        assert_eq!(b.len(), 82 + fork.len());
+        assert_eq!(parse(&b), Ok(vec![(RESOURCE_FORK.to_string(), fork)]));
+        assert_eq!(parse(&build_fork(&[])), Ok(vec![]));
     }
 
     #[test]

@@ -93,7 +93,9 @@ pub use notify::{Change, Notifier};
 use quota::Quota;
 pub use stateless::{permitted, Access, DirPage, MAX_LEASES};
 pub use stats::{Counters, Stats};
-pub use types::{Attr, Caller, DropSetId, FsConfig, NameForm, SetAttrReq, TimeSet};
+pub use types::{
+    AppleDoubleView, Attr, Caller, DropSetId, FsConfig, NameForm, SetAttrReq, TimeSet,
+};
 pub use xattr::{linux_names, stored_name, xattr_from_kernel, xattrs_for_kernel, STATS_XATTR};
 
 /// The file system.
@@ -121,6 +123,8 @@ pub struct MarkBaseFs {
     size_fixes: Mutex<HashMap<Ino, u64>>,
     quota: Option<Quota>,
     names: NameForm,
+    /// What `._name` files hold (`mac_metadata.rs`).
+    appledouble: AppleDoubleView,
     /// `._name` inodes as found (`mac_metadata.rs`).
     doubles: Mutex<mac_metadata::Doubles>,
     memory: memory::MemoryGuard,
@@ -157,6 +161,7 @@ impl MarkBaseFs {
             size_fixes: Mutex::new(HashMap::new()),
             quota: cfg.quota.map(Quota::new),
             names: cfg.names,
+            appledouble: cfg.appledouble,
             doubles: Mutex::new(Default::default()),
             memory: memory::MemoryGuard::from_env(),
             notifier: Mutex::new(None),

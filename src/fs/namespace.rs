@@ -257,9 +257,14 @@ impl MarkBaseFs {
     /// Remove a name that is not a folder (EISDIR). The inode goes with its
     /// last name, or at its last release if it is open. Takes `parent`'s
     /// lock; edits its cached listing, drops the inode's cached attributes.
-    /// EPERM on `Unfiled`.
+    /// EPERM on `Unfiled`. A `._name` removed may take `name`'s resource
+    /// fork with it ([`MarkBaseFs::double_unlinked`]).
     pub fn unlink(&self, parent: Ino, name: &OsStr) -> FsResult<()> {
-        self.remove(parent, name, false)
+        self.remove(parent, name, false)?;
+        if let Some(file) = name.to_str() {
+            self.double_unlinked(parent, file);
+        }
+        Ok(())
     }
 
     /// Remove an empty folder (ENOTEMPTY, ENOTDIR); as [`MarkBaseFs::unlink`].

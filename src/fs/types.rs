@@ -90,6 +90,8 @@ pub struct FsConfig {
     pub quota: Option<u64>,
     /// The spelling a new name is stored in.
     pub names: NameForm,
+    /// What a `._name` file says about `name`.
+    pub appledouble: AppleDoubleView,
 }
 
 /// The Unicode spelling a new name is stored in. Either way a name finds its
@@ -107,6 +109,23 @@ pub enum NameForm {
     Nfc,
 }
 
+/// What the core's `._name` files hold (`mac_metadata.rs`): a front end's
+/// choice, by whether its clients keep extended attributes themselves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AppleDoubleView {
+    /// The resource fork alone, in Samba's layout
+    /// ([`appledouble::build_fork`](super::appledouble::build_fork)): for a
+    /// front end with extended attributes of its own (FUSE). The other Mac
+    /// attributes are attributes there, or streams over Samba, and a
+    /// resource fork may pass the 64 KiB an attribute can hold. Samba's
+    /// `vfs_fruit` keeps the fork in such a file and converts nothing.
+    #[default]
+    ResourceFork,
+    /// Every Mac attribute, in the Mac's own layout: for a front end whose
+    /// clients have nowhere else to put them (NFSv3, a Mac's client).
+    Everything,
+}
+
 impl Default for FsConfig {
     fn default() -> Self {
         FsConfig {
@@ -117,6 +136,7 @@ impl Default for FsConfig {
             content_ttl: Duration::from_secs(60),
             quota: None,
             names: NameForm::AsGiven,
+            appledouble: AppleDoubleView::ResourceFork,
         }
     }
 }
@@ -135,5 +155,6 @@ mod tests {
         assert_eq!(c.content_ttl, Duration::from_secs(60));
         assert_eq!(c.quota, None);
         assert_eq!(c.names, NameForm::AsGiven);
+        assert_eq!(c.appledouble, AppleDoubleView::ResourceFork);
     }
 }

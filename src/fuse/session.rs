@@ -96,6 +96,10 @@ impl FrontEnd for FuseFrontEnd {
         cfg!(target_os = "macos")
     }
 
+    fn keeps_xattrs(&self) -> bool {
+        true
+    }
+
     fn backend(&self) -> &'static str {
         self.opts.backend
     }

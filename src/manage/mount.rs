@@ -253,7 +253,11 @@ pub fn open_fs(spec: &MountSpec) -> Result<Arc<MarkBaseFs>, MountError> {
     } else {
         NameForm::AsGiven
     };
-    Ok(open_library(&spec.library, names)?)
+    Ok(open_library(
+        &spec.library,
+        names,
+        crate::fs::AppleDoubleView::ResourceFork,
+    )?)
 }
 
 /// Run the daemon in this process until the file system is unmounted. When

@@ -259,6 +259,11 @@ impl<R: FnOnce(SocketAddr)> FrontEnd for NfsFrontEnd<R> {
         true
     }
 
+    /// NFSv3 has no extended attributes: a Mac keeps them in `._name`.
+    fn keeps_xattrs(&self) -> bool {
+        false
+    }
+
     fn backend(&self) -> &'static str {
         crate::platform::Backend::Nfs.name()
     }
