@@ -20,9 +20,14 @@ use common::*;
 const PASSWORD: &str = "markbase-test";
 
 /// `smbd` serving a configuration, stopped (with every process it started)
-/// when dropped.
+/// when dropped; a client of it through `Deref`.
 struct Smbd {
     child: Child,
+    client: SmbClient,
+}
+
+/// `smbclient` of an `smbd` on a loopback port.
+struct SmbClient {
     conf: PathBuf,
     port: u16,
 }
@@ -44,8 +49,10 @@ impl Smbd {
             .expect("start smbd");
         let s = Smbd {
             child,
-            conf: conf.to_path_buf(),
-            port,
+            client: SmbClient {
+                conf: conf.to_path_buf(),
+                port,
+            },
         };
         let until = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -54,7 +61,17 @@ impl Smbd {
         }
         s
     }
+}
 
+impl std::ops::Deref for Smbd {
+    type Target = SmbClient;
+
+    fn deref(&self) -> &SmbClient {
+        &self.client
+    }
+}
+
+impl SmbClient {
     /// Run `commands` in `share` as `account`.
     fn client(&self, share: &str, account: &str, commands: &str) -> Output {
         Command::new(installed("smbclient").expect("smbclient is not installed"))
@@ -68,7 +85,7 @@ impl Smbd {
             .expect("run smbclient")
     }
 
-    /// As [`Smbd::client`], and it must succeed.
+    /// As [`SmbClient::client`], and it must succeed.
     fn ok(&self, share: &str, account: &str, commands: &str) -> String {
         let out = self.client(share, account, commands);
         let text = format!(
@@ -381,4 +398,93 @@ fn xattr(p: &Path, name: &str) -> Vec<u8> {
     let n = get_xattr(p, name, &mut buf);
     buf.truncate(n.max(0) as usize);
     buf
+}
+
+/// The service's way (`service install --smb` runs this supervisor): the
+/// drives mounted, then Samba serving them; SIGHUP mounts a new user and
+/// shares it; an `smbd` that dies is started again; SIGTERM stops Samba,
+/// then the mounts.
+#[test]
+fn the_supervisor_mounts_then_samba_serves_and_sighup_reloads_both() {
+    let lib = TestLib::fixture("alice", Some(60), false);
+    let toml = |users: &[(&str, &str)]| {
+        let text: String = users
+            .iter()
+            .map(|(u, a)| format!("[users.{u}]\nsmb_users = [\"{a}\"]\n"))
+            .collect();
+        std::fs::write(lib.data.join("markbase.toml"), text).expect("markbase.toml");
+    };
+    toml(&[("alice", "root")]);
+    let base = MountBase {
+        dir: lib.tmp.path().join("drives"),
+    };
+    let port = free_port();
+    let mut sup = Command::new(bin())
+        .arg("--data-dir")
+        .arg(&lib.data)
+        .args(["fuse", "--mount", "--all", "--foreground", "--allow-other"])
+        .arg("--dir")
+        .arg(&base.dir)
+        .args(["--smb", "--smb-port", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the supervisor");
+    let pid = nix::unistd::Pid::from_raw(sup.id() as i32);
+    let conf = lib.data.join("samba/smb.conf");
+    let listening = || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    until("Samba listening", || conf.is_file() && listening());
+    assert!(is_mounted(&base.dir.join("MarkBase_alice")));
+    add_account(&conf, "root");
+    let smb = SmbClient {
+        conf: conf.clone(),
+        port,
+    };
+    let ls = |share: &str, account: &str| smb.client(share, account, "ls").status.success();
+    until("alice's share", || ls("MarkBase_alice", "root"));
+
+    // A new user, and SIGHUP: mounted, then shared.
+    make_library(&lib.data, "bob", Some(60), false);
+    toml(&[("alice", "root"), ("bob", "nobody")]);
+    add_account(&conf, "nobody");
+    nix::sys::signal::kill(pid, nix::sys::signal::SIGHUP).expect("SIGHUP");
+    until("bob's share", || ls("MarkBase_bob", "nobody"));
+    assert!(is_mounted(&base.dir.join("MarkBase_bob")));
+    assert!(!ls("MarkBase_bob", "root"), "root reached bob's share");
+
+    // smbd killed: started again.
+    let smbd_pid = || -> Option<i32> {
+        let out = Command::new("pgrep")
+            .args(["-o", "-f"])
+            .arg(format!("smbd .*{}", conf.display()))
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    };
+    let old = smbd_pid().expect("smbd's pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(-old), nix::sys::signal::SIGKILL)
+        .expect("kill smbd");
+    until("smbd started again", || {
+        smbd_pid().is_some_and(|p| p != old) && ls("MarkBase_alice", "root")
+    });
+
+    // SIGTERM: Samba stops, then every mount.
+    nix::sys::signal::kill(pid, nix::sys::signal::SIGTERM).expect("SIGTERM");
+    let status = sup.wait().expect("wait");
+    assert!(status.success(), "supervisor exited with {status}");
+    assert_eq!(smbd_pid(), None, "smbd still running");
+    assert!(!listening());
+    for u in ["alice", "bob"] {
+        assert!(!is_mounted(&base.dir.join(format!("MarkBase_{u}"))));
+    }
+}
+
+/// Wait up to 60 s for `f`.
+fn until(what: &str, f: impl Fn() -> bool) {
+    let end = Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -12,6 +12,7 @@ use clap::parser::ValueSource;
 use clap::ArgMatches;
 
 use super::args::FuseArgs;
+use markbase::manage::argv::SmbServe;
 use markbase::platform::{Backend, BackendChoice};
 
 /// How mounts are served, whatever mounts them.
@@ -68,6 +69,8 @@ pub enum Action {
         base: PathBuf,
         serving: Serving,
         metrics: Option<SocketAddr>,
+        /// `--smb`: Samba over the mounts.
+        smb: Option<SmbServe>,
     },
     Unmount {
         dir: PathBuf,
@@ -126,6 +129,9 @@ impl Action {
                 "threads",
                 "no_passthrough",
                 "backend",
+                "smb",
+                "smb_port",
+                "allow_clients",
             ],
             Action::Unmount { .. } => &["unmount", "dir"],
             Action::UnmountMany { .. } => &["unmount", "all", "user"],
@@ -232,10 +238,21 @@ impl Action {
                     bail!("--mount --all needs --dir (the folder to mount users in)");
                 };
                 if a.all && a.foreground {
+                    if a.smb && nfs {
+                        bail!("--smb: Samba serves FUSE mounts; with --backend nfs the Macs mount the NFS servers themselves");
+                    }
+                    if a.smb && !a.allow_other {
+                        bail!("--smb needs --allow-other: Samba (root) enters a FUSE mount only with it");
+                    }
+                    markbase::nfs::AllowList::parse(&a.allow_clients)?;
                     return Ok(Action::Supervise {
                         base,
                         serving,
                         metrics: a.metrics,
+                        smb: a.smb.then(|| SmbServe {
+                            port: a.smb_port,
+                            allow_clients: a.allow_clients.clone(),
+                        }),
                     });
                 }
                 let users = if a.all {
@@ -436,6 +453,10 @@ mod tests {
                 allow_other: true,
                 system: true,
                 backend,
+                smb: backend.is_none().then(|| SmbServe {
+                    port: 4450,
+                    allow_clients: vec!["10.0.0.0/8".into()],
+                }),
             };
             let args = spec.args().expect("args");
             assert_eq!(args[0], "/usr/bin/markbase");
@@ -452,6 +473,7 @@ mod tests {
                         backend: backend.map(BackendChoice::Fixed),
                     },
                     metrics: spec.metrics,
+                    smb: spec.smb.clone(),
                 }
             );
         }

@@ -205,6 +205,20 @@ pub struct FuseArgs {
     /// --test: draw throughput over time into this SVG file.
     #[arg(long)]
     pub chart: Option<PathBuf>,
+    /// With --mount --all --foreground: serve the mounts to a studio's
+    /// Macs over SMB3 with Samba (`markbase share`'s configuration, kept in
+    /// --data-dir/samba), started once they are mounted, reloaded with
+    /// them on SIGHUP, started again if it dies, stopped first. Needs
+    /// --allow-other (Samba runs as root).
+    #[arg(long)]
+    pub smb: bool,
+    /// --smb: the port Samba listens on (445 is SMB's own).
+    #[arg(long, default_value_t = 445, requires = "smb")]
+    pub smb_port: u16,
+    /// --smb: other machines allowed to connect (CIDR or address,
+    /// comma-separated); loopback always is.
+    #[arg(long, value_delimiter = ',', requires = "smb")]
+    pub allow_clients: Vec<String>,
 }
 
 #[derive(Args, Debug)]

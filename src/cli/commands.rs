@@ -51,8 +51,8 @@ pub fn nfs(data_dir: &std::path::Path, a: NfsArgs) -> Result<()> {
 /// `markbase share`: the Samba configuration for the users' mounts, written
 /// into Samba's own folder (or printed), and what to do next.
 pub fn share(data_dir: &std::path::Path, a: &ShareArgs) -> Result<()> {
-    use markbase::manage::share::{samba_config, share_name, state_folders, Share, ShareOptions};
-    use nix::unistd::{Gid, Group, Uid, User};
+    use markbase::manage::samba::{self, shares_of, write_config};
+    use markbase::manage::share::{samba_config, share_name, ShareOptions};
     let users = if a.all {
         manager::users(data_dir)
     } else {
@@ -67,42 +67,18 @@ pub fn share(data_dir: &std::path::Path, a: &ShareArgs) -> Result<()> {
             .clone()
             .unwrap_or_else(|| data_dir.join("samba")),
     );
-    let mut shares = Vec::new();
-    for user in &users {
-        Library::new(data_dir, user)?;
-        let settings = markbase::config::user_settings(data_dir, user)?;
-        let owner = settings.owner();
-        let account = User::from_uid(Uid::from_raw(owner.uid))?
-            .with_context(|| format!("{user}'s owner: no account has uid {}", owner.uid))?;
-        let group = Group::from_gid(Gid::from_raw(owner.gid))?.map(|g| g.name);
-        shares.push(Share {
-            user: user.clone(),
-            valid_users: if settings.smb_users.is_empty() {
-                vec![user.clone()]
-            } else {
-                settings.smb_users.clone()
-            },
-            force_user: Some(account.name),
-            force_group: group,
-            read_only: settings.read_only == Some(true),
-        });
-    }
+    let shares = shares_of(data_dir, &users)?;
     let opts = ShareOptions {
         mounts_dir: mount::absolute(&a.dir),
         port: a.smb_port,
         allow: a.allow_clients.clone(),
-        state_dir: state_dir.clone(),
+        state_dir,
     };
-    let conf = samba_config(&opts, &shares)?;
     if a.print {
-        print!("{conf}");
+        print!("{}", samba_config(&opts, &shares)?);
         return Ok(());
     }
-    for d in state_folders(&state_dir) {
-        std::fs::create_dir_all(&d).with_context(|| format!("making {}", d.display()))?;
-    }
-    let file = state_dir.join("smb.conf");
-    std::fs::write(&file, &conf).with_context(|| format!("writing {}", file.display()))?;
+    let file = write_config(&opts, &shares)?;
     let names: Vec<String> = users.iter().map(|u| share_name(u)).collect();
     println!("wrote {} ({})", file.display(), names.join(", "));
     let live = mount::markbase_mounts();
@@ -141,38 +117,10 @@ pub fn share(data_dir: &std::path::Path, a: &ShareArgs) -> Result<()> {
         "  start Samba: smbd --foreground --no-process-group --configfile {}",
         file.display()
     );
-    match which("smbd") {
-        None => println!("  Samba is not installed: apt-get install samba samba-vfs-modules"),
-        Some(smbd) if !has_fruit(&smbd) => {
-            println!("  Samba has no vfs_fruit: apt-get install samba-vfs-modules")
-        }
-        Some(_) => {}
+    if let Err(e) = samba::smbd() {
+        println!("  {e}");
     }
     Ok(())
-}
-
-/// Does this Samba have the `fruit` module (`smbd -b`'s MODULESDIR)?
-fn has_fruit(smbd: &std::path::Path) -> bool {
-    let Ok(out) = std::process::Command::new(smbd).arg("-b").output() else {
-        return false;
-    };
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("MODULESDIR:"))
-        .any(|d| {
-            std::path::Path::new(d.trim())
-                .join("vfs/fruit.so")
-                .is_file()
-        })
-}
-
-/// `prog` on the PATH, or in the sbin folders a root shell has.
-fn which(prog: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].map(std::path::PathBuf::from))
-        .map(|d| d.join(prog))
-        .find(|p| p.is_file())
 }
 
 /// `markbase nfs --serve --all`: one `markbase nfs --serve` process per

@@ -39,9 +39,19 @@ pub fn run(data_dir: &Path, a: &FuseArgs, action: Action) -> Result<()> {
             base,
             serving,
             metrics,
+            smb,
         } => {
             let spec_for = |u: &str| spec(data_dir, u, manager::mountpoint_for(&base, u), &serving);
-            let opts = manager::SuperviseOpts { metrics };
+            let companion = match smb {
+                Some(s) => Some(Box::new(markbase::manage::samba::Samba::new(
+                    &mount::absolute(data_dir),
+                    &mount::absolute(&base),
+                    s.port,
+                    s.allow_clients,
+                )?) as Box<dyn manager::Companion>),
+                None => None,
+            };
+            let opts = manager::SuperviseOpts { metrics, companion };
             Ok(manager::supervise(
                 data_dir,
                 &manager::Mounts(spec_for),

@@ -35,6 +35,18 @@ pub enum ServiceCommand {
         /// if it dies.
         #[arg(long, value_name = "BACKEND")]
         backend: Option<markbase::platform::BackendChoice>,
+        /// Also serve the drives to a studio's Macs over SMB3 with Samba,
+        /// started by the service once they are mounted and reloaded with
+        /// them (`systemctl reload markbase`); Linux, FUSE mounts only.
+        #[arg(long)]
+        smb: bool,
+        /// --smb: the port Samba listens on (445 is SMB's own).
+        #[arg(long, default_value_t = 445, requires = "smb")]
+        smb_port: u16,
+        /// --smb: other machines allowed to connect (CIDR or address,
+        /// comma-separated); loopback always is.
+        #[arg(long, value_delimiter = ',', requires = "smb")]
+        allow_clients: Vec<String>,
         /// Print the unit (or plist) instead of installing it.
         #[arg(long)]
         print: bool,
@@ -104,6 +116,9 @@ pub fn run(data_dir: &Path, cmd: ServiceCommand) -> Result<()> {
             metrics,
             allow_other,
             backend,
+            smb,
+            smb_port,
+            allow_clients,
             print,
             unit_dir,
             no_start,
@@ -118,6 +133,13 @@ pub fn run(data_dir: &Path, cmd: ServiceCommand) -> Result<()> {
             };
             if allow_other && backend == Some(Backend::Nfs) {
                 bail!("--allow-other: an NFS mount lets every user in by the files' permissions already");
+            }
+            if smb && (backend == Some(Backend::Nfs) || cfg!(target_os = "macos")) {
+                bail!("--smb: Samba serves a Linux server's FUSE mounts (a Mac mounts the NFS servers itself)");
+            }
+            markbase::nfs::AllowList::parse(&allow_clients)?;
+            if smb && !print {
+                markbase::manage::samba::smbd()?;
             }
             let data_dir = absolute(data_dir);
             if !data_dir.join("users").is_dir() && !print {
@@ -137,6 +159,10 @@ pub fn run(data_dir: &Path, cmd: ServiceCommand) -> Result<()> {
                 allow_other,
                 system: system_scope(user_unit),
                 backend,
+                smb: smb.then_some(markbase::manage::argv::SmbServe {
+                    port: smb_port,
+                    allow_clients,
+                }),
             };
             let bytes = service::render(&spec, &home())?;
             if print {
@@ -152,6 +178,12 @@ pub fn run(data_dir: &Path, cmd: ServiceCommand) -> Result<()> {
                 .with_context(|| format!("create {}", spec.base.display()))?;
             std::fs::write(&path, &bytes).with_context(|| format!("write {}", path.display()))?;
             println!("wrote {}", path.display());
+            if spec.smb.is_some() {
+                println!(
+                    "  Samba's accounts, once it runs: smbpasswd -c {} -a NAME",
+                    spec.data_dir.join("samba/smb.conf").display()
+                );
+            }
             if no_start || unit_dir.is_some() {
                 return Ok(());
             }
@@ -268,5 +300,6 @@ fn scope_spec(user_unit: bool) -> ServiceSpec {
         allow_other: false,
         system: system_scope(user_unit),
         backend: None,
+        smb: None,
     }
 }

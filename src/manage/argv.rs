@@ -31,6 +31,18 @@ pub struct DaemonCommand {
     /// `--backend`, as its name.
     pub backend: Option<String>,
     pub metrics: Option<SocketAddr>,
+    /// The supervisor's `--smb`: Samba serving the mounts.
+    pub smb: Option<SmbServe>,
+}
+
+/// `--smb --smb-port P --allow-clients NETS`: Samba serving every mount
+/// the supervisor keeps, to a studio's Macs (`manage::samba`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmbServe {
+    /// The port Samba listens on (445 is SMB's own).
+    pub port: u16,
+    /// Networks besides loopback allowed to connect.
+    pub allow_clients: Vec<String>,
 }
 
 impl DaemonCommand {
@@ -61,6 +73,12 @@ impl DaemonCommand {
         }
         if !self.passthrough {
             a.push("--no-passthrough".into());
+        }
+        if let Some(smb) = &self.smb {
+            a.extend(["--smb".into(), "--smb-port".into(), smb.port.to_string()]);
+            if !smb.allow_clients.is_empty() {
+                a.extend(["--allow-clients".into(), smb.allow_clients.join(",")]);
+            }
         }
         a
     }

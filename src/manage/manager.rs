@@ -240,10 +240,25 @@ pub fn mounts_in(data_dir: &Path) -> Vec<PathBuf> {
 }
 
 /// What the supervisor serves besides the mounts.
-#[derive(Clone, Debug, Default)]
+#[derive(Default)]
 pub struct SuperviseOpts {
     /// `--metrics ADDR`: every mount's counters in OpenMetrics text.
     pub metrics: Option<std::net::SocketAddr>,
+    /// A server over the units (`--smb`: Samba over the mounts).
+    pub companion: Option<Box<dyn Companion>>,
+}
+
+/// A server the supervisor runs over the units it keeps (Samba over the
+/// mounts, [`super::samba`]): it serves what is up, is looked after as the
+/// units are, and stops before they do.
+pub trait Companion: Sync {
+    /// Serve these units (user -> key) from now on: at the start, after
+    /// each SIGHUP, and before a unit stops.
+    fn serve(&self, units: &BTreeMap<String, PathBuf>);
+    /// Start it again if it died (called every second).
+    fn look_after(&self);
+    /// Stop it (before the units stop).
+    fn stop(&self);
 }
 
 /// Tell the service manager (systemd's `NOTIFY_SOCKET`, when set).
@@ -347,6 +362,11 @@ pub fn supervise(
         wanted.store(want.len(), std::sync::atomic::Ordering::Relaxed);
         let now = lock(mounted);
         let gone: Vec<String> = now.keys().filter(|u| !want.contains(u)).cloned().collect();
+        if let (Some(c), false) = (&opts.companion, gone.is_empty()) {
+            // Its clients leave a unit before the unit goes.
+            let kept = now.clone().into_iter().filter(|(u, _)| !gone.contains(u));
+            c.serve(&kept.collect());
+        }
         for (dir, r) in units.stop(gone.iter().filter_map(|u| now.get(u).cloned()).collect()) {
             match r {
                 Ok(()) => tracing::info!("stopped {} (catalog removed)", dir.display()),
@@ -367,6 +387,10 @@ pub fn supervise(
                 }
                 Err(e) => tracing::error!(user = %r.user, "failed to start: {e}"),
             }
+        }
+        drop(m);
+        if let Some(c) = &opts.companion {
+            c.serve(&lock(mounted));
         }
     };
     let status = || {
@@ -434,6 +458,9 @@ pub fn supervise(
         }
         if tick.is_multiple_of(RESTART_EVERY) {
             restart(&mounted);
+            if let Some(c) = &opts.companion {
+                c.look_after();
+            }
         }
         tick += 1;
         std::thread::sleep(SIGNAL_POLL);
@@ -441,6 +468,9 @@ pub fn supervise(
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     notify(&[NotifyState::Stopping]);
     tracing::info!(signal = sig, "stopping every daemon");
+    if let Some(c) = &opts.companion {
+        c.stop();
+    }
     for (dir, r) in units.stop(lock(&mounted).into_values().collect()) {
         match r {
             // A daemon of the same service may have stopped first

@@ -10,6 +10,7 @@
 //!   (`nfs --serve --all`);
 //! * [`share`]: the Samba configuration that shares every user's mount
 //!   with a studio's Macs over SMB3 (`markbase share`);
+//! * [`samba`]: `smbd` kept serving the mounts by the supervisor (`--smb`);
 //! * [`service`]: the systemd unit or launchd agent that runs the supervisor;
 //! * [`argv`]: the command lines of the daemons, the servers and the
 //!   supervisor.
@@ -17,6 +18,7 @@
 pub mod argv;
 pub mod manager;
 pub mod mount;
+pub mod samba;
 pub mod servers;
 pub mod service;
 pub mod share;

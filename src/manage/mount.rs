@@ -380,6 +380,7 @@ impl MountSpec {
             passthrough: self.passthrough,
             backend: self.backend.map(|b| b.to_string()),
             metrics: self.metrics,
+            smb: None,
         }
         .args()
     }

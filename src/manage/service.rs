@@ -22,7 +22,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::argv::{DaemonCommand, Whom};
+use super::argv::{DaemonCommand, SmbServe, Whom};
 
 /// The service's name: `markbase.service`, or launchd's label.
 pub const UNIT_NAME: &str = "markbase.service";
@@ -63,6 +63,9 @@ pub struct ServiceSpec {
     /// the OS's NFS client; each user's server started again on its port
     /// if it dies). None: markbase.toml's, else the platform's.
     pub backend: Option<crate::platform::Backend>,
+    /// `--smb`: Samba serving every mount to a studio's Macs, started once
+    /// they are mounted and reloaded with them (`manage::samba`).
+    pub smb: Option<SmbServe>,
 }
 
 impl ServiceSpec {
@@ -75,17 +78,19 @@ impl ServiceSpec {
         }
         // A system unit mounts as root for the machine's editors: without
         // allow_other only root could enter the drives. (An NFS mount lets
-        // every user in by the files' permissions already.)
+        // every user in by the files' permissions already.) Samba, as
+        // root, reaches a FUSE mount only with it too.
         let nfs = self.backend == Some(crate::platform::Backend::Nfs);
         let supervisor = DaemonCommand {
             data_dir: self.data_dir.clone(),
             whom: Whom::All,
             dir: self.base.clone(),
             threads: None,
-            allow_other: (self.allow_other || self.system) && !nfs,
+            allow_other: (self.allow_other || self.system || self.smb.is_some()) && !nfs,
             passthrough: true,
             backend: self.backend.map(|b| b.name().to_string()),
             metrics: self.metrics,
+            smb: self.smb.clone(),
         };
         let mut a = vec![self.exe.to_string_lossy().into_owned()];
         a.extend(supervisor.args());
@@ -253,6 +258,7 @@ mod tests {
             allow_other: true,
             system: true,
             backend: None,
+            smb: None,
         }
     }
 
@@ -282,6 +288,19 @@ mod tests {
             ..spec()
         })
         .is_err());
+        // Samba over the mounts: the supervisor starts it once they are
+        // up, and a user unit's mounts let it (root) in.
+        let smb = systemd_unit(&ServiceSpec {
+            system: false,
+            allow_other: false,
+            smb: Some(SmbServe {
+                port: 4450,
+                allow_clients: vec!["10.0.0.0/8".into()],
+            }),
+            ..spec()
+        })
+        .expect("unit");
+        assert!(smb.contains(" --allow-other --smb --smb-port 4450 --allow-clients 10.0.0.0/8\n"));
     }
 
     #[test]
