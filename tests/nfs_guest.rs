@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::nfs::Client;
-use common::vm::{guest, one_guest_at_a_time, product_options, run_in_guest};
+use common::vm::{guest, one_guest_at_a_time, product_options, run_in_guest, FSX_EXTENDED};
 use common::*;
 
 /// A library made by `markbase library create --demo`.
@@ -408,20 +408,6 @@ fn fsx_through_the_kernel_client() {
     }
     fsx_in_guest("guestfsx", "", 10_000);
 }
-
-/// fsync and fdatasync, copy_file_range and sendfile, closes and reopens,
-/// cache invalidations, and operations up to 1 MiB on a file up to 4 MiB
-/// (3,000 of them: under software emulation 10,000 take nine minutes).
-const FSX_EXTENDED: &str = "flen = 4194304
-[opsize]
-max = 1048576
-[weights]
-fsync = 0.5
-fdatasync = 0.5
-copy_file_range = 1.0
-sendfile = 0.5
-close_open = 0.5
-invalidate = 0.5";
 
 #[test]
 fn fsx_extended_through_the_kernel_client() {

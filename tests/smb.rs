@@ -11,205 +11,12 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::smb::*;
 use common::*;
-
-const PASSWORD: &str = "markbase-test";
-
-/// `smbd` serving a configuration, stopped (with every process it started)
-/// when dropped; a client of it through `Deref`.
-struct Smbd {
-    child: Child,
-    client: SmbClient,
-}
-
-/// `smbclient` of an `smbd` on a loopback port.
-struct SmbClient {
-    conf: PathBuf,
-    port: u16,
-}
-
-impl Smbd {
-    fn start(conf: &Path, port: u16) -> Smbd {
-        use std::os::unix::process::CommandExt;
-        let smbd = installed("smbd")
-            .or_else(|| Some(PathBuf::from("/usr/sbin/smbd")).filter(|p| p.is_file()))
-            .expect("smbd is not installed: apt-get install samba smbclient");
-        let child = Command::new(smbd)
-            .args(["--foreground", "--no-process-group", "--configfile"])
-            .arg(conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            // A process group of its own, so that drop stops its helpers too.
-            .process_group(0)
-            .spawn()
-            .expect("start smbd");
-        let s = Smbd {
-            child,
-            client: SmbClient {
-                conf: conf.to_path_buf(),
-                port,
-            },
-        };
-        let until = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < until, "smbd did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        s
-    }
-}
-
-impl std::ops::Deref for Smbd {
-    type Target = SmbClient;
-
-    fn deref(&self) -> &SmbClient {
-        &self.client
-    }
-}
-
-impl SmbClient {
-    /// Run `commands` in `share` as `account`.
-    fn client(&self, share: &str, account: &str, commands: &str) -> Output {
-        Command::new(installed("smbclient").expect("smbclient is not installed"))
-            .arg(format!("//127.0.0.1/{share}"))
-            .args(["-p", &self.port.to_string(), "-m", "SMB3", "-U"])
-            .arg(format!("{account}%{PASSWORD}"))
-            .arg("--configfile")
-            .arg(&self.conf)
-            .args(["-c", commands])
-            .output()
-            .expect("run smbclient")
-    }
-
-    /// As [`SmbClient::client`], and it must succeed.
-    fn ok(&self, share: &str, account: &str, commands: &str) -> String {
-        let out = self.client(share, account, commands);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success() && !text.contains("NT_STATUS_"),
-            "smbclient {share} {commands:?}: {text}"
-        );
-        text
-    }
-}
-
-impl Drop for Smbd {
-    fn drop(&mut self) {
-        let pgid = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
-        let _ = nix::sys::signal::kill(pgid, nix::sys::signal::SIGTERM);
-        let until = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < until {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = nix::sys::signal::kill(pgid, nix::sys::signal::SIGKILL);
-        let _ = self.child.wait();
-    }
-}
-
-/// A Samba account for `account` (a system account) in `conf`'s database.
-fn add_account(conf: &Path, account: &str) {
-    let mut c = Command::new(installed("smbpasswd").expect("smbpasswd is not installed"))
-        .arg("-c")
-        .arg(conf)
-        .args(["-a", "-s", account])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run smbpasswd");
-    c.stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{PASSWORD}\n{PASSWORD}\n").as_bytes())
-        .expect("password");
-    let out = c.wait_with_output().expect("smbpasswd");
-    assert_success(&out);
-}
-
-/// Two users' libraries (alice: account root; bob: account nobody),
-/// mounted with --allow-other under one folder and shared by smbd. Fields
-/// drop in order: Samba stops, then the mounts go, then the folder.
-struct Studio {
-    smbd: Smbd,
-    _mounts: MountBase,
-    base: PathBuf,
-    lib: TestLib,
-}
-
-fn studio() -> Studio {
-    let lib = TestLib::fixture("alice", Some(60), false);
-    make_library(&lib.data, "bob", Some(60), false);
-    std::fs::write(
-        lib.data.join("markbase.toml"),
-        "[users.alice]\nsmb_users = [\"root\"]\n[users.bob]\nsmb_users = [\"nobody\"]\n",
-    )
-    .expect("markbase.toml");
-    let base = lib.tmp.path().join("drives");
-    std::fs::create_dir_all(&base).expect("mkdir");
-    let mounts = MountBase { dir: base.clone() };
-    let b = base.to_string_lossy().into_owned();
-    assert_success(&lib.markbase(&["fuse", "--mount", "--all", "--allow-other", "--dir", &b]));
-    let port = free_port();
-    let state = lib.tmp.path().join("samba");
-    let out = lib.markbase(&[
-        "share",
-        "--all",
-        "--dir",
-        &b,
-        "--smb-port",
-        &port.to_string(),
-        "--state-dir",
-        &state.to_string_lossy(),
-    ]);
-    assert_success(&out);
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("MarkBase_alice, MarkBase_bob"), "{said}");
-    let conf = state.join("smb.conf");
-    for account in ["root", "nobody"] {
-        add_account(&conf, account);
-    }
-    let smbd = Smbd::start(&conf, port);
-    Studio {
-        smbd,
-        _mounts: mounts,
-        base,
-        lib,
-    }
-}
-
-impl Studio {
-    fn drive(&self, user: &str) -> PathBuf {
-        self.base.join(format!("MarkBase_{user}"))
-    }
-
-    /// Write `bytes` to `remote` (a file or `file:stream`) in alice's share,
-    /// over SMB.
-    fn put_alice(&self, bytes: &[u8], remote: &str) {
-        let local = self.lib.tmp.path().join("put.in");
-        std::fs::write(&local, bytes).expect("write");
-        let put = format!("put {} {remote}", local.display());
-        self.smbd.ok("MarkBase_alice", "root", &put);
-    }
-
-    /// Read `remote` (a file or `file:stream`) from alice's share, over SMB.
-    fn get_alice(&self, remote: &str) -> Vec<u8> {
-        let local = self.lib.tmp.path().join("get.out");
-        let get = format!("get {remote} {}", local.display());
-        self.smbd.ok("MarkBase_alice", "root", &get);
-        std::fs::read(&local).expect("read")
-    }
-}
 
 /// Write `len` bytes of a seeded stream to `path`, in pieces.
 fn write_stream(path: &Path, seed: u64, len: usize) {
@@ -257,7 +64,7 @@ fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> usize {
 
 #[test]
 fn a_studio_share_lists_copies_renames_and_keeps_users_apart() {
-    let s = studio();
+    let s = studio(&[("alice", "root"), ("bob", "nobody")]);
     let alice = s.drive("alice");
 
     // The tree lists: every top-level name of the mount, over SMB.
@@ -327,7 +134,7 @@ fn a_studio_share_lists_copies_renames_and_keeps_users_apart() {
 
 #[test]
 fn finder_info_tags_forks_and_mac_names_are_the_same_over_smb_and_through_the_mount() {
-    let s = studio();
+    let s = studio(&[("alice", "root"), ("bob", "nobody")]);
     let alice = s.drive("alice");
     std::fs::write(alice.join("clip.mov"), b"frames").expect("write");
     // An AfpInfo as a Mac sends it: "AFP\0", version 0x100, backup time

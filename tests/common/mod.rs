@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 use tempfile::TempDir;
 
 pub mod nfs;
+pub mod smb;
 pub mod vm;
 
 pub fn bin() -> PathBuf {
