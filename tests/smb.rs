@@ -287,6 +287,69 @@ fn the_supervisor_mounts_then_samba_serves_and_sighup_reloads_both() {
     }
 }
 
+/// Samba's own conformance suites for Apple's extensions and for named
+/// streams (`smbtorture vfs.fruit`, `smb2.streams`) give through a mount
+/// what they give on a plain folder of this machine's disk, test for test
+/// (some fail on both: they expect other `fruit` options, or another
+/// Samba's behaviour).
+#[test]
+fn smbtorture_gives_on_a_mount_what_it_gives_on_a_plain_folder() {
+    let Some(smbtorture) = installed("smbtorture") else {
+        panic!("smbtorture is not installed: apt-get install samba-testsuite (.ci/run does)");
+    };
+    let s = studio(&[("alice", "root")]);
+    let plain = s.lib.tmp.path().join("plain");
+    std::fs::create_dir_all(&plain).expect("mkdir");
+    let mut conf = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&s.smbd.conf)
+        .expect("smb.conf");
+    write!(
+        conf,
+        "\n[disk]\n   path = {}\n   valid users = root\n   read only = no\n",
+        plain.display()
+    )
+    .expect("append");
+    drop(conf);
+    s.smbd.reload("disk", "root");
+    let verdicts = |share: &str, suite: &str| -> Vec<String> {
+        let out = Command::new(&smbtorture)
+            .arg(format!("//127.0.0.1/{share}"))
+            .args(["-p", &s.smbd.port.to_string()])
+            .arg(format!("-Uroot%{PASSWORD}"))
+            .arg(suite)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run smbtorture");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut v: Vec<String> = text
+            .lines()
+            .filter(|l| {
+                ["success:", "failure:", "error:", "skip:"]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+            })
+            .map(|l| l.trim_end_matches(" [").to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    for suite in ["vfs.fruit", "smb2.streams"] {
+        let on_disk = verdicts("disk", suite);
+        let on_mount = verdicts("MarkBase_alice", suite);
+        let passed = on_mount
+            .iter()
+            .filter(|v| v.starts_with("success:"))
+            .count();
+        eprintln!(
+            "smbtorture {suite}: {passed} of {} pass on the mount",
+            on_mount.len()
+        );
+        assert!(passed >= 10, "{suite} on the disk: {on_disk:#?}");
+        assert_eq!(on_mount, on_disk, "{suite}: the mount against the disk");
+    }
+}
+
 /// Wait up to 60 s for `f`.
 fn until(what: &str, f: impl Fn() -> bool) {
     let end = Instant::now() + Duration::from_secs(60);

@@ -166,7 +166,14 @@ impl MarkBaseFs {
         now: SystemTime,
     ) -> Result<(), CatalogError> {
         let Some(attr) = s.attr_bytes(value) else {
-            return self.catalog.set_xattr(ino, n, value, how, now);
+            // The stream is these bytes now, as on a disk: what it carried
+            // before (fruit truncates a Finder info written all zero, then
+            // deletes the stream) is no longer there.
+            self.catalog.set_xattr(ino, n, value, how, now)?;
+            return match self.catalog.remove_xattr(ino, s.attr(), now) {
+                Ok(()) | Err(CatalogError::NoAttr) => Ok(()),
+                Err(e) => Err(e),
+            };
         };
         // Kept under its own name until now: the stream is there already.
         let held = match self.catalog.remove_xattr(ino, n, now) {
@@ -179,15 +186,23 @@ impl MarkBaseFs {
     }
 
     /// Remove an extended attribute (ENODATA if it is not set); as
-    /// [`MarkBaseFs::setxattr`].
+    /// [`MarkBaseFs::setxattr`]. A Samba stream's name removes the stream:
+    /// the attribute it carries, and what is kept under its own name.
     pub fn removexattr(&self, ino: Ino, name: &OsStr) -> FsResult<()> {
         let n = Self::check_xattr_name(name)?;
         let now = SystemTime::now();
-        match (self.catalog.remove_xattr(ino, n, now), streams::parse(n)) {
-            (Err(CatalogError::NoAttr), Some(s)) => {
-                self.catalog.remove_xattr(ino, s.attr(), now)?
-            }
-            (r, _) => r?,
+        let gone = |r: Result<(), CatalogError>| match r {
+            Ok(()) => Ok(true),
+            Err(CatalogError::NoAttr) => Ok(false),
+            Err(e) => Err(e),
+        };
+        let own = gone(self.catalog.remove_xattr(ino, n, now))?;
+        let carried = match streams::parse(n) {
+            Some(s) => gone(self.catalog.remove_xattr(ino, s.attr(), now))?,
+            None => false,
+        };
+        if !own && !carried {
+            return Err(FsError::NoAttr);
         }
         self.changed(&[], &[ino]);
         Ok(())
@@ -291,6 +306,21 @@ mod tests {
         );
         t.fs.removexattr(f.ino, tags_stream).expect("remove");
         assert_eq!(errno(t.fs.getxattr(f.ino, tags)), libc::ENODATA);
+        // A Finder info written all zero: fruit truncates the stream (one
+        // NUL), then deletes it. It is gone, and the Finder info with it.
+        t.fs.setxattr(f.ino, afp_name, &[0], XattrSet::ANY)
+            .expect("truncated");
+        assert_eq!(t.fs.getxattr(f.ino, afp_name).ok(), Some(vec![0]));
+        let finder_name = os("com.apple.FinderInfo");
+        assert_eq!(errno(t.fs.getxattr(f.ino, finder_name)), libc::ENODATA);
+        t.fs.removexattr(f.ino, afp_name).expect("deleted");
+        assert_eq!(errno(t.fs.getxattr(f.ino, afp_name)), libc::ENODATA);
+        assert_eq!(errno(t.fs.removexattr(f.ino, afp_name)), libc::ENODATA);
+        // Removing a stream removes what it carries, kept or not.
+        t.fs.setxattr(f.ino, afp_name, &afp, XattrSet::ANY)
+            .expect("whole again");
+        t.fs.removexattr(f.ino, afp_name).expect("remove");
+        assert_eq!(errno(t.fs.getxattr(f.ino, finder_name)), libc::ENODATA);
     }
 
     #[test]

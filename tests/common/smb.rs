@@ -56,6 +56,20 @@ impl Smbd {
     }
 }
 
+impl Smbd {
+    /// Have `smbd` read its configuration again, and wait until `share`
+    /// answers `account`.
+    pub fn reload(&self, share: &str, account: &str) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::SIGHUP).expect("SIGHUP smbd");
+        let until = Instant::now() + Duration::from_secs(30);
+        while !self.client(share, account, "ls").status.success() {
+            assert!(Instant::now() < until, "{share} did not appear");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 impl std::ops::Deref for Smbd {
     type Target = SmbClient;
 
