@@ -5,7 +5,8 @@
 //!
 //! * once every drive is mounted, it writes `smb.conf` for the users mounted
 //!   and starts `smbd` (in the foreground, a process group of its own, its
-//!   state in `DATA_DIR/samba`);
+//!   state in `DATA_DIR/samba`), and waits until it listens (up to 10 s):
+//!   the service is ready when the drives are served;
 //! * on SIGHUP, after the users are read again: the configuration written
 //!   again and `smbd` told to reload it (SIGHUP), so a new user's share
 //!   appears; a removed user's share goes before the mount does;
@@ -125,6 +126,8 @@ pub fn write_config(o: &ShareOptions, shares: &[Share]) -> Result<PathBuf, Samba
 
 /// How long `smbd` has to stop before it is killed.
 const STOP_WAIT: Duration = Duration::from_secs(10);
+/// How long a started `smbd` has to listen before the supervisor goes on.
+const LISTEN_WAIT: Duration = Duration::from_secs(10);
 
 /// `smbd` serving the supervisor's mounts.
 pub struct Samba {
@@ -194,7 +197,20 @@ impl Samba {
                 return Ok(());
             }
         }
-        let c = self.spawn()?;
+        let mut c = self.spawn()?;
+        // Ready when it listens (the supervisor says READY=1 after this).
+        let until = Instant::now() + LISTEN_WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", self.opts.port)).is_err() {
+            if Instant::now() > until || !matches!(c.try_wait(), Ok(None)) {
+                tracing::warn!(
+                    port = self.opts.port,
+                    "smbd is not listening yet (its log: {})",
+                    self.opts.state_dir.join("log").display()
+                );
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         tracing::info!(
             pid = c.id(),
             port = self.opts.port,
